@@ -1,1 +1,3 @@
 //! hybrid-ctap (placeholder)
+
+pub mod store;
