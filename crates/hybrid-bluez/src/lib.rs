@@ -1,0 +1,1 @@
+//! hybrid-bluez: the BlueZ backend (placeholder).
