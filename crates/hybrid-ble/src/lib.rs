@@ -1,1 +1,46 @@
-//! hybrid-ble (placeholder)
+//! The BLE half of the hybrid transport (caBLE v2), phone side.
+//!
+//! This crate owns (`hybrid-protocol.md` §2, §3, §9.1):
+//!
+//! * the key-derivation function [`derive`] and every [`Purpose`] value;
+//! * the EID key ([`EidKey`]), the tunnel ID ([`tunnel_id`]) and the
+//!   long-term secrets of §9.1 ([`identity_key_seed`], [`paired_secret`]);
+//! * the 16-byte EID plaintext ([`EidPlaintext`]) and its validity rules;
+//! * advert encryption and decryption ([`encrypt`], [`decrypt`]) and the
+//!   CTAP 2.3 service-data suffix split ([`split_service_data`]);
+//! * the proximity binding: the Noise PSK from the advert plaintext ([`psk`]);
+//! * the radio constants ([`SERVICE_UUID_16`], [`ADVERT_LEN`], …) and the
+//!   [`Advertiser`] trait radio backends implement, plus a file radio
+//!   (feature `file-radio`).
+//!
+//! It does not parse QR codes (`hybrid-qr`), build tunnel URLs
+//! (`hybrid-tunnel`) or run the handshake (`hybrid-noise`); the BlueZ backend
+//! lives in `hybrid-bluez`. The pure part does no IO, reads no clock, and
+//! takes randomness from the caller; it never panics on input. Secrets
+//! ([`EidKey`], [`Psk`], derived arrays) are zeroized on drop and redacted in
+//! `Debug`.
+#![forbid(unsafe_code)]
+
+mod advert;
+mod advertiser;
+mod derive;
+mod eid;
+mod error;
+#[cfg(feature = "file-radio")]
+mod file_radio;
+mod radio;
+
+pub use advert::{decrypt, encrypt, split_service_data, TAG_LEN};
+pub use advertiser::{AdvertFuture, Advertiser, AdvertiserError};
+pub use derive::{
+    derive, derive_array, identity_key_seed, paired_secret, tunnel_id, Purpose, MAX_DERIVE_LEN,
+};
+pub use eid::{
+    domain_is_known, psk, EidKey, EidPlaintext, Psk, EID_PLAINTEXT_SIZE, FIRST_HASHED_DOMAIN,
+    NONCE_SIZE, ROUTING_ID_SIZE,
+};
+pub use error::BleError;
+#[cfg(feature = "file-radio")]
+pub use file_radio::{advert_line, FileRadio};
+pub use radio::{ADVERT_LEN, IOS_SERVICE_UUID, IOS_SERVICE_UUID_16, SERVICE_UUID, SERVICE_UUID_16};
+pub use zeroize::Zeroizing;

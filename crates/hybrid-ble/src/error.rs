@@ -1,0 +1,52 @@
+//! The crate's error type for the pure part (derivation, EID, adverts).
+
+/// Why a derivation, EID plaintext or advert was refused. Each variant's
+/// Display names the rule of `hybrid-protocol.md` it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BleError {
+    /// HKDF-SHA256 output is limited to 255 × 32 bytes (RFC 5869).
+    #[error("derive rule §2.1: HKDF-SHA256 cannot produce {len} bytes (maximum 8160)")]
+    DeriveLength {
+        /// The length asked for.
+        len: usize,
+    },
+    /// Service data is not exactly 20 bytes (§3.3 step 1).
+    #[error("advert rule §3.3.1: service data is {len} bytes, not 20")]
+    AdvertLength {
+        /// The length received.
+        len: usize,
+    },
+    /// Service data shorter than an advert cannot carry a CTAP 2.3 suffix (§3.4).
+    #[error("advert rule §3.4: service data is {len} bytes, shorter than the 20-byte advert")]
+    ServiceDataTooShort {
+        /// The length received.
+        len: usize,
+    },
+    /// The 4-byte HMAC tag does not match: not an advert for this key (§3.3 step 2).
+    #[error("advert rule §3.3.2: HMAC tag does not match (advert not made with this EID key)")]
+    TagMismatch,
+    /// An EID plaintext is not exactly 16 bytes (§3.1).
+    #[error("EID rule §3.1: plaintext is {len} bytes, not 16")]
+    PlaintextLength {
+        /// The length received.
+        len: usize,
+    },
+    /// Byte 0 of the EID plaintext is not zero (§3.1, §3.3 step 4).
+    #[error("EID rule §3.3.4: reserved byte is {value:#04x}, must be 0x00")]
+    ReservedByte {
+        /// The value found.
+        value: u8,
+    },
+    /// The tunnel-server domain ID is neither hashed (≥ 256) nor an assigned
+    /// ID the desktop knows (< key 2 of the QR) (§3.3 step 5, §4.1).
+    #[error(
+        "EID rule §3.3.5: tunnel domain {id} is unknown (needs id >= 256 or id < {known_domains})"
+    )]
+    UnknownDomain {
+        /// The domain ID in the plaintext.
+        id: u16,
+        /// How many assigned domains the desktop knows (QR key 2).
+        known_domains: u64,
+    },
+}
