@@ -3,13 +3,26 @@
 //! Owns: tunnel-server domain IDs and their host names (assigned and hashed,
 //! §4.1), the `new` / `connect` / `contact` URLs and header names (§4.2), and
 //! routing/tunnel IDs — all pure, in [`names`]. The WebSocket client and the
-//! self-hostable tunnel server (tokio) live in modules behind cargo features.
+//! self-hostable tunnel server (tokio) live in modules behind cargo features:
+//!
+//! * `client` (default): [`client::connect_new`] (phone, `/cable/new/`) and
+//!   [`client::connect_desktop`] (desktop, `/cable/connect/`) over `ws://` or
+//!   `wss://` (rustls with the *ring* provider, webpki roots + an optional extra CA);
+//! * `server` (default): [`server::TunnelServer`], a self-hostable tunnel
+//!   server compatible with Chromium's and webauthn-rs's clients (§4.2).
 //!
 //! Does not own: deriving the tunnel ID from the QR secret (`hybrid-ble`'s
 //! `derive`), the Noise handshake or anything carried inside the tunnel.
 #![forbid(unsafe_code)]
 
 pub mod names;
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(any(feature = "client", feature = "server"))]
+mod stream;
 
 pub use names::{RoutingId, TunnelBase, TunnelId};
 

@@ -162,11 +162,19 @@ impl TunnelBase {
 
     /// The phone's URL in QR mode: `/cable/new/<TUNNEL ID>` (§4.2).
     pub fn new_url(&self, tunnel_id: &TunnelId) -> Result<String, TunnelError> {
-        Ok(format!("{}/cable/new/{}", self.base_url()?, tunnel_id.to_hex()))
+        Ok(format!(
+            "{}/cable/new/{}",
+            self.base_url()?,
+            tunnel_id.to_hex()
+        ))
     }
 
     /// The desktop's URL: `/cable/connect/<ROUTING ID>/<TUNNEL ID>` (§4.2).
-    pub fn connect_url(&self, routing_id: &RoutingId, tunnel_id: &TunnelId) -> Result<String, TunnelError> {
+    pub fn connect_url(
+        &self,
+        routing_id: &RoutingId,
+        tunnel_id: &TunnelId,
+    ) -> Result<String, TunnelError> {
         Ok(format!(
             "{}/cable/connect/{}/{}",
             self.base_url()?,
@@ -177,7 +185,11 @@ impl TunnelBase {
 
     /// The desktop's state-assisted URL: `/cable/contact/<base64url(contact id)>` (§4.2, §9.3).
     pub fn contact_url(&self, contact_id: &[u8]) -> Result<String, TunnelError> {
-        Ok(format!("{}/cable/contact/{}", self.base_url()?, base64url_nopad(contact_id)))
+        Ok(format!(
+            "{}/cable/contact/{}",
+            self.base_url()?,
+            base64url_nopad(contact_id)
+        ))
     }
 
     /// The `Origin` header value Chromium sends: `wss://<host>` (§4.2).

@@ -1,0 +1,286 @@
+//! Client error surfacing against tiny fake servers and TLS with a test CA,
+//! on 127.0.0.1 only.
+#![allow(missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use hybrid_tunnel::client::{connect_desktop, connect_new, ClientError, ClientOptions};
+use hybrid_tunnel::server::{ServerConfig, TlsFiles};
+use hybrid_tunnel::{RoutingId, TunnelBase};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// A one-shot fake tunnel server: reads one request head and answers with
+/// `answer(accept_key)` (or closes without answering when it returns None),
+/// then keeps the socket open for a moment.
+async fn fake_server(answer: fn(&str) -> Option<String>) -> TunnelBase {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nsec-websocket-protocol: fido.cable\r\n"),
+            "{head}"
+        );
+        assert!(lower.contains("\r\norigin: ws://127.0.0.1:"), "{head}");
+        let key = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
+            .and_then(|l| l.split_once(':'))
+            .unwrap()
+            .1
+            .trim()
+            .to_owned();
+        if let Some(response) = answer(&derive_accept_key(key.as_bytes())) {
+            s.write_all(response.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    TunnelBase::url(&format!("ws://{addr}"), 0).unwrap()
+}
+
+fn switching(accept: &str, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn connection_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let b = TunnelBase::url(&format!("ws://{addr}"), 0).unwrap();
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    match &e {
+        ClientError::Connect { addr: a, source } => {
+            assert_eq!(*a, addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e
+        .to_string()
+        .starts_with("could not connect to tunnel server 127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn http_statuses() {
+    let b =
+        fake_server(|_| Some("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into())).await;
+    let e = connect_desktop(&b, &RoutingId([1, 2, 3]), &tid(1), &opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::NoSuchTunnel), "{e:?}");
+
+    let b =
+        fake_server(|_| Some("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".into())).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::BadRequest), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "tunnel server refused the request (bad subprotocol/tunnel id)"
+    );
+
+    let b = fake_server(|_| Some("HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n".into())).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::ContactGone), "{e:?}");
+
+    let b = fake_server(|_| Some("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n".into())).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::HttpStatus(503)), "{e:?}");
+}
+
+#[tokio::test]
+async fn subprotocol_not_echoed() {
+    let b = fake_server(|k| Some(switching(k, "X-caBLE-Routing-ID: 010203\r\n"))).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::NoSubprotocol), "{e:?}");
+
+    let b = fake_server(|k| Some(switching(k, "Sec-WebSocket-Protocol: chat\r\n"))).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::NoSubprotocol), "{e:?}");
+}
+
+#[tokio::test]
+async fn routing_id_header_rules() {
+    let b = fake_server(|k| Some(switching(k, "Sec-WebSocket-Protocol: fido.cable\r\n"))).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::NoRoutingId), "{e:?}");
+    assert_eq!(e.to_string(), "tunnel server did not specify a routing id");
+
+    let b = fake_server(|k| {
+        Some(switching(
+            k,
+            "Sec-WebSocket-Protocol: fido.cable\r\nX-caBLE-Routing-ID: 0102\r\n",
+        ))
+    })
+    .await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::BadRoutingId(ref v) if v == "0102"),
+        "{e:?}"
+    );
+
+    // Header name case-insensitive, hex either case (microG's spelling).
+    let b = fake_server(|k| {
+        Some(switching(
+            k,
+            "Sec-WebSocket-Protocol: fido.cable\r\nx-cable-routing-id: 0a0B0c\r\n",
+        ))
+    })
+    .await;
+    let (_t, rid) = connect_new(&b, &tid(1), &opts()).await.unwrap();
+    assert_eq!(rid, RoutingId([10, 11, 12]));
+}
+
+#[tokio::test]
+async fn closed_early_and_timeout() {
+    let b = fake_server(|_| None).await;
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::ClosedEarly), "{e:?}");
+
+    // Accepts TCP but never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = TunnelBase::url(&format!("ws://{}", listener.local_addr().unwrap()), 0).unwrap();
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let e = connect_new(&b, &tid(1), &opts).await.unwrap_err();
+    assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(listener);
+}
+
+#[tokio::test]
+async fn bad_urls_and_ca_file() {
+    let b = TunnelBase::Url {
+        base: "ws://".into(),
+        domain_id: 0,
+    };
+    let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
+    assert!(matches!(e, ClientError::BadUrl(_)), "{e:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let b = TunnelBase::url("wss://127.0.0.1:1", 0).unwrap();
+    let opts = ClientOptions {
+        extra_ca_file: Some(empty),
+        ..opts()
+    };
+    let e = connect_new(&b, &tid(1), &opts).await.unwrap_err();
+    assert!(matches!(e, ClientError::CaFile { .. }), "{e:?}");
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost it signed,
+/// written as PEM files into `dir`. Returns (ca, cert, key) paths.
+fn make_pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "hybridd test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "hybridd test tunnel");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+    (ca_path, cert_path, key_path)
+}
+
+#[tokio::test]
+async fn wss_with_test_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_pki(dir.path());
+    let config = ServerConfig {
+        tls: Some(TlsFiles { cert, key }),
+        ..loopback_config()
+    };
+    let server = start(config).await;
+    assert!(server.base_url().starts_with("wss://127.0.0.1:"));
+    let b = base(&server);
+
+    // Trusting the test CA (and not the web roots): a full relay over TLS.
+    let trusting = ClientOptions {
+        extra_ca_file: Some(ca),
+        webpki_roots: false,
+        ..opts()
+    };
+    let (mut phone, rid) = within(connect_new(&b, &tid(1), &trusting)).await.unwrap();
+    let mut desktop = within(connect_desktop(&b, &rid, &tid(1), &trusting))
+        .await
+        .unwrap();
+    phone.send(b"over tls".to_vec()).await.unwrap();
+    assert_eq!(
+        within(desktop.recv()).await.unwrap(),
+        Some(b"over tls".to_vec())
+    );
+    desktop.send(vec![0xaa; 1000]).await.unwrap();
+    assert_eq!(within(phone.recv()).await.unwrap(), Some(vec![0xaa; 1000]));
+    within(phone.close()).await.unwrap();
+    assert_eq!(within(desktop.recv()).await.unwrap(), None);
+
+    // Not trusting it: a TLS error, distinct from the others.
+    let e = within(connect_new(&b, &tid(2), &opts())).await.unwrap_err();
+    match &e {
+        ClientError::Tls { host, .. } => assert_eq!(host, "127.0.0.1"),
+        other => panic!("{other:?}"),
+    }
+    let text = e.to_string();
+    assert!(text.contains("invalid peer certificate"), "{text}");
+
+    // Plain ws:// against the TLS port is not a TLS error on our side but a failed upgrade.
+    let plain = TunnelBase::url(&format!("ws://{}", server.local_addr()), 0).unwrap();
+    let e = within(connect_new(&plain, &tid(3), &opts()))
+        .await
+        .unwrap_err();
+    assert!(!matches!(e, ClientError::Tls { .. }), "{e:?}");
+
+    let m = server.metrics_text();
+    assert!(
+        metric(
+            &m,
+            "hybrid_tunnel_rejections_total{reason=\"tls_handshake\"}"
+        ) >= 1
+    );
+    server.shutdown().await;
+}
