@@ -171,3 +171,160 @@ impl Crypter {
         self.write_seq = write_seq;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pair() -> (Crypter, Crypter) {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        (Crypter::new(&k2, &k1), Crypter::new(&k1, &k2))
+    }
+
+    #[test]
+    fn padding_lengths() {
+        assert_eq!(
+            pad(&[]),
+            vec![0u8; 32]
+                .into_iter()
+                .take(31)
+                .chain([31])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(pad(&[7; 31]).len(), 32);
+        assert_eq!(*pad(&[7; 31]).last().unwrap(), 0);
+        assert_eq!(pad(&[7; 32]).len(), 64);
+        assert_eq!(*pad(&[7; 32]).last().unwrap(), 31);
+        assert_eq!(pad(&[7; 224]).len(), 256);
+    }
+
+    #[test]
+    fn unpad_rules() {
+        assert_eq!(unpad(&[]), Err(DecryptFailure::Empty));
+        assert_eq!(unpad(&[0]), Ok(&[][..]));
+        assert_eq!(unpad(&[5, 1]), Ok(&[][..]));
+        assert_eq!(
+            unpad(&[5, 2]),
+            Err(DecryptFailure::BadPadding { z: 2, len: 2 })
+        );
+        assert_eq!(
+            unpad(&[0xff; 10]),
+            Err(DecryptFailure::BadPadding { z: 0xff, len: 10 })
+        );
+        // Non-zero padding bytes are tolerated, as in Chromium.
+        assert_eq!(unpad(&[9, 8, 7, 2]), Ok(&[9][..]));
+    }
+
+    fn seal_raw(key: &[u8; 32], seq: u32, padded: &[u8]) -> Vec<u8> {
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))
+            .encrypt(&Nonce::from(nonce(seq)), padded)
+            .unwrap()
+    }
+
+    #[test]
+    fn receiver_rejects_bad_padding_and_empty_plaintext() {
+        let (_, mut phone) = pair();
+        // The desktop writes with k1 = [1; 32].
+        let ct = seal_raw(&[1; 32], 0, &[]);
+        assert!(matches!(
+            phone.decrypt(&ct),
+            Err(Error::Decrypt(DecryptFailure::Empty))
+        ));
+        let ct = seal_raw(&[1; 32], 0, &[0, 0, 5]);
+        assert!(matches!(
+            phone.decrypt(&ct),
+            Err(Error::Decrypt(DecryptFailure::BadPadding { z: 5, len: 3 }))
+        ));
+        assert_eq!(phone.read_seq(), 0, "failures must not advance the counter");
+        let ct = seal_raw(&[1; 32], 0, &[0x42, 0]);
+        assert_eq!(phone.decrypt(&ct).unwrap(), vec![0x42]);
+        assert_eq!(phone.read_seq(), 1);
+    }
+
+    #[test]
+    fn bad_tag_wrong_seq_wrong_key() {
+        let (mut desktop, mut phone) = pair();
+        let mut ct = desktop.encrypt(b"hello").unwrap();
+        let last = ct.len() - 1;
+        ct[last] ^= 1;
+        assert!(matches!(
+            phone.decrypt(&ct),
+            Err(Error::Decrypt(DecryptFailure::Aead))
+        ));
+        assert!(matches!(
+            phone.decrypt(&[]),
+            Err(Error::Decrypt(DecryptFailure::Aead))
+        ));
+        assert!(matches!(
+            phone.decrypt(&[0; 15]),
+            Err(Error::Decrypt(DecryptFailure::Aead))
+        ));
+        // A message for seq 1 does not open at seq 0.
+        let (mut desktop2, mut phone2) = pair();
+        let _ = desktop2.encrypt(b"a").unwrap();
+        let second = desktop2.encrypt(b"b").unwrap();
+        assert!(phone2.decrypt(&second).is_err());
+        // Own writes do not open with own read key.
+        let mine = phone.encrypt(b"x").unwrap();
+        assert!(phone.decrypt(&mine).is_err());
+        assert_eq!(desktop.decrypt(&mine).unwrap(), b"x");
+    }
+
+    #[test]
+    fn sequence_cap() {
+        let (mut desktop, mut phone) = pair();
+        desktop.set_sequences_for_test(0, MAX_SEQUENCE - 1);
+        phone.set_sequences_for_test(MAX_SEQUENCE - 1, 0);
+        let ct = desktop.encrypt(b"last").unwrap();
+        assert_eq!(phone.decrypt(&ct).unwrap(), b"last");
+        assert!(matches!(
+            desktop.encrypt(b"more"),
+            Err(Error::SequenceExhausted)
+        ));
+        assert!(matches!(phone.decrypt(&ct), Err(Error::SequenceExhausted)));
+        assert_eq!(desktop.write_seq(), MAX_SEQUENCE);
+    }
+
+    #[test]
+    fn nonces_and_legacy_layout() {
+        assert_eq!(nonce(0), [0; 12]);
+        assert_eq!(nonce(0x01020304), [0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            legacy_nonce(0x01020304),
+            [4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(LEGACY_AAD, [0x02]);
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let c = Crypter::new(&[0xab; 32], &[0xcd; 32]);
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("171") && !s.contains("205") && !s.contains("ab"),
+            "{s}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn encrypt_decrypt_round_trip(msgs in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..=4096), 1..4)) {
+            let (mut desktop, mut phone) = pair();
+            for m in &msgs {
+                let ct = phone.encrypt(m).unwrap();
+                prop_assert_eq!(ct.len() % 32, 16);
+                prop_assert_eq!(desktop.decrypt(&ct).unwrap(), m.clone());
+            }
+        }
+
+        #[test]
+        fn pad_unpad_round_trip(m in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let p = pad(&m);
+            prop_assert_eq!(p.len() % 32, 0);
+            prop_assert!(p.len() > m.len() && p.len() <= m.len() + 32);
+            prop_assert_eq!(unpad(&p).unwrap(), &m[..]);
+        }
+    }
+}

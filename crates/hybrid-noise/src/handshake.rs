@@ -144,7 +144,11 @@ struct Setup {
 }
 
 impl Setup {
-    fn build(&self, initiator: bool, ephemeral: Ephemeral<'_>) -> Result<snow::HandshakeState, Error> {
+    fn build(
+        &self,
+        initiator: bool,
+        ephemeral: Ephemeral<'_>,
+    ) -> Result<snow::HandshakeState, Error> {
         let params: snow::params::NoiseParams =
             self.kind.protocol_name().parse().map_err(Error::Setup)?;
         let e = ephemeral.scalar_bytes();
@@ -163,7 +167,9 @@ impl Setup {
             }
             LocalStatic::LocalSecret(sk) => {
                 local = Zeroizing::new(<[u8; 32]>::from(sk.to_bytes()));
-                builder.local_private_key(local.as_ref()).map_err(Error::Setup)?
+                builder
+                    .local_private_key(local.as_ref())
+                    .map_err(Error::Setup)?
             }
         };
         if initiator {
@@ -244,7 +250,11 @@ impl Responder {
     ///
     /// Every error is `Error::HandshakeFailed` for peer input; per §5.3 the
     /// caller then sends nothing, closes the tunnel and does not retry.
-    pub fn respond(self, msg1: &[u8], ephemeral: Ephemeral<'_>) -> Result<(Vec<u8>, Established), Error> {
+    pub fn respond(
+        self,
+        msg1: &[u8],
+        ephemeral: Ephemeral<'_>,
+    ) -> Result<(Vec<u8>, Established), Error> {
         let point = msg1
             .get(..P256_UNCOMPRESSED_LEN)
             .ok_or(HandshakeFailure::MessageTooShort { len: msg1.len() })?;
@@ -291,7 +301,10 @@ impl Initiator {
     }
 
     /// Builds msg1 (81 bytes).
-    pub fn start(self, ephemeral: Ephemeral<'_>) -> Result<(InitiatorAwaitingResponse, Vec<u8>), Error> {
+    pub fn start(
+        self,
+        ephemeral: Ephemeral<'_>,
+    ) -> Result<(InitiatorAwaitingResponse, Vec<u8>), Error> {
         let mut hs = self.0.build(true, ephemeral)?;
         let mut msg1 = vec![0u8; HANDSHAKE_MESSAGE_LEN];
         let written = hs.write_message(&[], &mut msg1).map_err(Error::Setup)?;
@@ -323,10 +336,218 @@ impl InitiatorAwaitingResponse {
             .ok_or(HandshakeFailure::WrongResponseLength { len: msg2.len() })?;
         parse_uncompressed_point(point).ok_or(HandshakeFailure::InvalidPoint)?;
         let mut payload = Zeroizing::new(vec![0u8; msg2.len()]);
-        let n = self.hs.read_message(msg2, &mut payload).map_err(read_failure)?;
+        let n = self
+            .hs
+            .read_message(msg2, &mut payload)
+            .map_err(read_failure)?;
         if n != 0 {
             return Err(HandshakeFailure::NonEmptyPayload { len: n }.into());
         }
         finish_split(&mut self.hs, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::derive_p256_from_secret;
+
+    const PSK: [u8; 32] = [7; 32];
+
+    fn keys() -> (SecretKey, SecretKey, SecretKey, SecretKey) {
+        let k = |s: &[u8]| derive_p256_from_secret(s).unwrap();
+        (k(b"desktop"), k(b"phone"), k(b"de"), k(b"pe"))
+    }
+
+    fn qr_msg1(psk: &[u8; 32]) -> (InitiatorAwaitingResponse, Vec<u8>) {
+        let (desktop, _, de, _) = keys();
+        Initiator::qr(psk, &desktop)
+            .start(Ephemeral::Fixed(&de))
+            .unwrap()
+    }
+
+    fn respond_qr(msg1: &[u8]) -> Result<(Vec<u8>, Established), Error> {
+        let (desktop, _, _, pe) = keys();
+        Responder::qr(&PSK, &desktop.public_key()).respond(msg1, Ephemeral::Fixed(&pe))
+    }
+
+    fn failure(r: Result<impl fmt::Debug, Error>) -> HandshakeFailure {
+        match r {
+            Err(Error::HandshakeFailed(f)) => f,
+            other => panic!("expected HandshakeFailed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn random_ephemerals_agree() {
+        let (desktop, phone, _, _) = keys();
+        let mut rng = rand_core::OsRng;
+        for kind in [HandshakeKind::Qr, HandshakeKind::StateAssisted] {
+            let (init, resp) = match kind {
+                HandshakeKind::Qr => (
+                    Initiator::qr(&PSK, &desktop),
+                    Responder::qr(&PSK, &desktop.public_key()),
+                ),
+                HandshakeKind::StateAssisted => (
+                    Initiator::state_assisted(&PSK, &phone.public_key()),
+                    Responder::state_assisted(&PSK, &phone),
+                ),
+            };
+            assert_eq!(resp.kind(), kind);
+            let (awaiting, msg1) = init.start(Ephemeral::Random(&mut rng)).unwrap();
+            assert_eq!(msg1.len(), HANDSHAKE_MESSAGE_LEN);
+            let (msg2, p) = resp.respond(&msg1, Ephemeral::Random(&mut rng)).unwrap();
+            assert_eq!(msg2.len(), HANDSHAKE_MESSAGE_LEN);
+            let d = awaiting.finish(&msg2).unwrap();
+            assert_eq!(p.handshake_hash(), d.handshake_hash());
+            let (mut pc, _) = p.into_parts();
+            let (mut dc, _) = d.into_parts();
+            assert_eq!(dc.decrypt(&pc.encrypt(b"hi").unwrap()).unwrap(), b"hi");
+            assert_eq!(pc.decrypt(&dc.encrypt(b"yo").unwrap()).unwrap(), b"yo");
+        }
+    }
+
+    #[test]
+    fn short_msg1() {
+        let (_, msg1) = qr_msg1(&PSK);
+        for n in [0, 1, 64] {
+            assert!(matches!(
+                failure(respond_qr(&msg1[..n])),
+                HandshakeFailure::MessageTooShort { len } if len == n
+            ));
+        }
+        // 65..80 bytes: a point but no complete tag.
+        for n in [65, 80] {
+            assert!(matches!(
+                failure(respond_qr(&msg1[..n])),
+                HandshakeFailure::AeadFailed
+            ));
+        }
+    }
+
+    #[test]
+    fn off_curve_and_compressed_points() {
+        let (_, msg1) = qr_msg1(&PSK);
+        let mut bad = msg1.clone();
+        bad[64] ^= 1;
+        assert!(matches!(
+            failure(respond_qr(&bad)),
+            HandshakeFailure::InvalidPoint
+        ));
+        let mut bad = msg1.clone();
+        bad[0] = 0x02;
+        assert!(matches!(
+            failure(respond_qr(&bad)),
+            HandshakeFailure::InvalidPoint
+        ));
+        assert!(matches!(
+            failure(respond_qr(&[0u8; 81])),
+            HandshakeFailure::InvalidPoint
+        ));
+        // Also for the state-assisted responder, which does a DH on msg1.
+        let (_, phone, _, pe) = keys();
+        let mut bad = msg1.clone();
+        bad[1] ^= 0x80;
+        assert!(matches!(
+            failure(Responder::state_assisted(&PSK, &phone).respond(&bad, Ephemeral::Fixed(&pe))),
+            HandshakeFailure::InvalidPoint
+        ));
+    }
+
+    #[test]
+    fn bad_tag_and_wrong_psk() {
+        let (_, msg1) = qr_msg1(&PSK);
+        let mut bad = msg1.clone();
+        bad[80] ^= 1;
+        assert!(matches!(
+            failure(respond_qr(&bad)),
+            HandshakeFailure::AeadFailed
+        ));
+        let (_, other) = qr_msg1(&[8; 32]);
+        assert!(matches!(
+            failure(respond_qr(&other)),
+            HandshakeFailure::AeadFailed
+        ));
+        // Trailing garbage makes the tag check fail too.
+        let mut long = msg1.clone();
+        long.push(0);
+        assert!(matches!(
+            failure(respond_qr(&long)),
+            HandshakeFailure::AeadFailed
+        ));
+    }
+
+    #[test]
+    fn non_empty_payload() {
+        // Build a msg1 with a payload using snow directly.
+        let (desktop, _, de, _) = keys();
+        let de_bytes: [u8; 32] = de.to_bytes().into();
+        let sk_bytes: [u8; 32] = desktop.to_bytes().into();
+        let mut hs = snow::Builder::new(HandshakeKind::Qr.protocol_name().parse().unwrap())
+            .prologue(&[1])
+            .unwrap()
+            .psk(0, &PSK)
+            .unwrap()
+            .local_private_key(&sk_bytes)
+            .unwrap()
+            .fixed_ephemeral_key_for_testing_only(&de_bytes)
+            .build_initiator()
+            .unwrap();
+        let mut msg1 = vec![0u8; 200];
+        let n = hs.write_message(b"abc", &mut msg1).unwrap();
+        msg1.truncate(n);
+        assert!(matches!(
+            failure(respond_qr(&msg1)),
+            HandshakeFailure::NonEmptyPayload { len: 3 }
+        ));
+    }
+
+    #[test]
+    fn oversized_msg1_is_an_error_not_a_panic() {
+        let (_, msg1) = qr_msg1(&PSK);
+        let mut huge = msg1.clone();
+        huge.resize(70_000, 0);
+        assert!(respond_qr(&huge).is_err());
+    }
+
+    #[test]
+    fn msg2_rules() {
+        let (_, msg1) = qr_msg1(&PSK);
+        let (msg2, _) = respond_qr(&msg1).unwrap();
+        for n in [0, 65, 80, 82] {
+            let (awaiting, _) = qr_msg1(&PSK);
+            let mut m = msg2.clone();
+            m.resize(n, 0);
+            assert!(matches!(
+                failure(awaiting.finish(&m)),
+                HandshakeFailure::WrongResponseLength { len } if len == n
+            ));
+        }
+        let (awaiting, _) = qr_msg1(&PSK);
+        let mut bad = msg2.clone();
+        bad[64] ^= 1;
+        assert!(matches!(
+            failure(awaiting.finish(&bad)),
+            HandshakeFailure::InvalidPoint
+        ));
+        let (awaiting, _) = qr_msg1(&PSK);
+        let mut bad = msg2.clone();
+        bad[70] ^= 1;
+        assert!(matches!(
+            failure(awaiting.finish(&bad)),
+            HandshakeFailure::AeadFailed
+        ));
+        let (awaiting, _) = qr_msg1(&PSK);
+        assert!(awaiting.finish(&msg2).is_ok());
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let (desktop, _, _, _) = keys();
+        let r = Responder::qr(&[0xab; 32], &desktop.public_key());
+        let s = format!("{r:?}");
+        assert!(s.contains("redacted") && !s.contains("171"), "{s}");
+        let (a, _) = qr_msg1(&PSK);
+        assert_eq!(format!("{a:?}"), "InitiatorAwaitingResponse(<redacted>)");
     }
 }

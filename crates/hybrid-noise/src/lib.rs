@@ -23,16 +23,23 @@
 
 pub mod crypter;
 mod error;
+pub mod frame;
 pub mod handshake;
 pub mod keys;
 pub mod linking;
+pub mod post_handshake;
 
 pub use crypter::Crypter;
-pub use error::{DecryptFailure, Error, FrameError, HandshakeFailure, LinkingError, PostHandshakeError};
+pub use error::{
+    DecryptFailure, Error, FrameError, HandshakeFailure, LinkingError, PostHandshakeError,
+};
+pub use frame::{Frame, MessageType};
 pub use handshake::{
     Ephemeral, Established, HandshakeKind, Initiator, InitiatorAwaitingResponse, Responder,
 };
 pub use keys::derive_p256_from_secret;
+pub use linking::{pairing_signature, verify_pairing_signature, LinkingMap};
+pub use post_handshake::{PostHandshakeMessage, Revision};
 
 #[cfg(test)]
 mod vector_tests;

@@ -92,7 +92,10 @@ impl LinkingMap {
         let mut entries = vec![
             (int(KEY_CONTACT_ID), Value::Bytes(self.contact_id.clone())),
             (int(KEY_PAIRING_ID), Value::Bytes(self.pairing_id.to_vec())),
-            (int(KEY_PAIRED_SECRET), Value::Bytes(self.paired_secret.to_vec())),
+            (
+                int(KEY_PAIRED_SECRET),
+                Value::Bytes(self.paired_secret.to_vec()),
+            ),
             (
                 int(KEY_IDENTITY),
                 Value::Bytes(uncompressed(&self.identity_public).to_vec()),
@@ -204,5 +207,137 @@ pub fn verify_pairing_signature(
         Ok(())
     } else {
         Err(LinkingError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::derive_p256_from_secret;
+    use proptest::prelude::*;
+
+    fn sample() -> LinkingMap {
+        LinkingMap {
+            contact_id: b"contact".to_vec(),
+            pairing_id: [1; 8],
+            paired_secret: Zeroizing::new([2; 32]),
+            identity_public: derive_p256_from_secret(b"phone").unwrap().public_key(),
+            name: "hybridd".into(),
+            signature: [3; 32],
+            play_services: Some(true),
+        }
+    }
+
+    fn with(key: i64, v: Value) -> Value {
+        let Value::Map(mut entries) = sample().to_value() else {
+            unreachable!()
+        };
+        entries.retain(|(k, _)| *k != int(key));
+        entries.push((int(key), v));
+        Value::Map(entries)
+    }
+
+    fn without(key: i64) -> Value {
+        let Value::Map(mut entries) = sample().to_value() else {
+            unreachable!()
+        };
+        entries.retain(|(k, _)| *k != int(key));
+        Value::Map(entries)
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(LinkingMap::decode(&m.encode()).unwrap(), m);
+        let dbg = format!("{m:?}");
+        assert!(!dbg.contains("2, 2, 2"), "{dbg}");
+    }
+
+    #[test]
+    fn field_checks() {
+        use LinkingError as E;
+        let p = |v: Value| LinkingMap::from_value(&v);
+        assert_eq!(p(Value::Array(vec![])), Err(E::NotMap));
+        assert_eq!(LinkingMap::decode(&[0xff]), Err(E::NotMap));
+        for k in 1..=6 {
+            assert_eq!(p(without(k)), Err(E::MissingKey(k)));
+        }
+        for k in [1, 2, 3, 4, 6] {
+            assert_eq!(p(with(k, Value::Text("x".into()))), Err(E::WrongType(k)));
+        }
+        assert_eq!(p(with(5, Value::Bytes(vec![]))), Err(E::WrongType(5)));
+        assert_eq!(p(with(999, int(1))), Err(E::WrongType(999)));
+        for (k, n) in [(2, 8), (3, 32), (4, 65), (6, 32)] {
+            assert_eq!(
+                p(with(k, Value::Bytes(vec![4; n + 1]))),
+                Err(E::WrongLength {
+                    key: k,
+                    len: n + 1,
+                    expected: n
+                })
+            );
+        }
+        assert_eq!(
+            p(with(4, Value::Bytes(vec![4; 65]))),
+            Err(E::InvalidPublicKey)
+        );
+        assert_eq!(p(without(999)).unwrap().play_services, None);
+        assert!(p(with(7, int(0))).is_ok());
+    }
+
+    #[test]
+    fn signature_verifies_only_for_the_right_inputs() {
+        let phone = derive_p256_from_secret(b"phone").unwrap();
+        let desktop = derive_p256_from_secret(b"desktop").unwrap();
+        let hash = [9u8; 32];
+        let sig = pairing_signature(&phone, &desktop.public_key(), &hash);
+        assert!(verify_pairing_signature(&desktop, &phone.public_key(), &hash, &sig).is_ok());
+        let mut bad = sig;
+        bad[0] ^= 1;
+        assert_eq!(
+            verify_pairing_signature(&desktop, &phone.public_key(), &hash, &bad),
+            Err(LinkingError::BadSignature)
+        );
+        assert_eq!(
+            verify_pairing_signature(&desktop, &phone.public_key(), &[8u8; 32], &sig),
+            Err(LinkingError::BadSignature)
+        );
+        assert_eq!(
+            verify_pairing_signature(&desktop, &phone.public_key(), &hash, &sig[..31]),
+            Err(LinkingError::BadSignature)
+        );
+        let mut m = sample();
+        m.identity_public = phone.public_key();
+        m.signature = sig;
+        assert!(m.verify(&desktop, &hash).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(
+            contact in proptest::collection::vec(any::<u8>(), 0..200),
+            pairing_id in any::<[u8; 8]>(),
+            secret in any::<[u8; 32]>(),
+            name in ".{0,40}",
+            signature in any::<[u8; 32]>(),
+            play in proptest::option::of(any::<bool>()),
+            seed in any::<[u8; 4]>(),
+        ) {
+            let m = LinkingMap {
+                contact_id: contact,
+                pairing_id,
+                paired_secret: Zeroizing::new(secret),
+                identity_public: derive_p256_from_secret(&seed).unwrap().public_key(),
+                name,
+                signature,
+                play_services: play,
+            };
+            prop_assert_eq!(LinkingMap::decode(&m.encode()).unwrap(), m);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = LinkingMap::decode(&bytes);
+        }
     }
 }

@@ -8,7 +8,10 @@ use crate::keys::{parse_uncompressed_point, uncompressed};
 use crate::*;
 
 fn vector(name: &str) -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/hybrid-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/vectors/hybrid-vectors.json"
+    );
     let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     all["vectors"]
         .as_array()
@@ -94,7 +97,8 @@ fn e2e_qr_transaction_both_roles() {
     );
     let sig = linking::pairing_signature(&phone_id, &desktop_id.public_key(), &phone_hash);
     assert_eq!(sig.to_vec(), h(&v, "/outputs/pairing_signature"));
-    linking::verify_pairing_signature(&desktop_id, &phone_id.public_key(), &phone_hash, &sig).unwrap();
+    linking::verify_pairing_signature(&desktop_id, &phone_id.public_key(), &phone_hash, &sig)
+        .unwrap();
 }
 
 #[test]
