@@ -1,0 +1,433 @@
+//! The BlueZ advertiser against the fake `org.bluez` on a private dbus-daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // helpers of tests
+
+use std::time::Duration;
+
+use hybrid_bluez::fake::{FakeBluez, FakeEvent, FakeOptions, PrivateBus, PrivateBusError};
+use hybrid_bluez::{
+    bus_at, check, probe, scan, BluezAdvertiser, BluezConfig, BluezError, FIDO_SERVICE_UUID,
+};
+
+const ADVERT: [u8; 20] = [
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
+    0x00, 0xff, 0x7f, 0x80,
+];
+
+/// A private bus, or `None` (with a loud message) when dbus-daemon is missing
+/// and `HYBRIDD_REQUIRE_DBUS=1` is not set.
+fn private_bus(test: &str) -> Option<PrivateBus> {
+    match PrivateBus::start() {
+        Ok(b) => Some(b),
+        Err(PrivateBusError::NotInstalled(e))
+            if std::env::var("HYBRIDD_REQUIRE_DBUS").as_deref() != Ok("1") =>
+        {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED {test}: dbus-daemon is not installed ({e}).\n\
+                 !!!!!!!! apt-get install dbus-daemon, or set HYBRIDD_REQUIRE_DBUS=1 to fail instead.\n"
+            );
+            None
+        }
+        Err(e) => panic!("{test}: cannot start a private dbus-daemon: {e}"),
+    }
+}
+
+async fn setup(test: &str, opts: FakeOptions) -> Option<(PrivateBus, FakeBluez, BluezAdvertiser)> {
+    let bus = private_bus(test)?;
+    let fake = FakeBluez::start(bus.address(), opts).await.unwrap();
+    let conn = bus_at(bus.address()).await.unwrap();
+    let adv = BluezAdvertiser::new(conn, BluezConfig::default());
+    Some((bus, fake, adv))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_registers_exactly_the_advert_and_stop_unregisters() {
+    let Some((_bus, fake, mut adv)) = setup("start_stop", FakeOptions::default()).await else {
+        return;
+    };
+    adv.start_advert(&ADVERT).await.unwrap();
+    let path = adv.current_path().unwrap().to_owned();
+    assert!(path.starts_with(hybrid_bluez::ADVERT_PATH_PREFIX));
+    assert_eq!(adv.adapter().unwrap().name, "hci0");
+
+    let regs = fake.registrations();
+    assert_eq!(regs.len(), 1);
+    let r = &regs[0];
+    assert_eq!(r.path, path);
+    assert!(r.options.is_empty(), "options: {:?}", r.options);
+    assert_eq!(r.string("Type").as_deref(), Some("broadcast"));
+    assert_eq!(
+        r.strings("ServiceUUIDs"),
+        Some(vec![FIDO_SERVICE_UUID.to_owned()])
+    );
+    assert_eq!(r.service_data_keys(), vec![FIDO_SERVICE_UUID.to_owned()]);
+    assert_eq!(
+        r.service_data(FIDO_SERVICE_UUID).as_deref(),
+        Some(&ADVERT[..])
+    );
+    assert_eq!(r.u32("MinInterval"), Some(100));
+    assert_eq!(r.u32("MaxInterval"), Some(100));
+    let mut keys: Vec<&str> = r.properties.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "MaxInterval",
+            "MinInterval",
+            "ServiceData",
+            "ServiceUUIDs",
+            "Type"
+        ],
+        "no LocalName, Includes, TxPower, Appearance, ManufacturerData..."
+    );
+    assert_eq!(fake.active_paths(), vec![path.clone()]);
+
+    adv.stop_advert().await.unwrap();
+    assert!(adv.current_path().is_none());
+    assert!(fake.active_paths().is_empty());
+    assert_eq!(
+        fake.events(),
+        vec![
+            FakeEvent::Registered { path: path.clone() },
+            FakeEvent::Unregistered { path: path.clone() }
+        ]
+    );
+    // The object is gone from our connection.
+    let gone = zbus::fdo::PropertiesProxy::builder(fake.connection())
+        .destination(regs[0].sender.clone())
+        .unwrap()
+        .path(path.clone())
+        .unwrap()
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
+        .get_all(
+            zbus::names::InterfaceName::from_static_str(hybrid_bluez::LE_ADVERTISEMENT1).unwrap(),
+        )
+        .await;
+    assert!(gone.is_err(), "object still exported: {gone:?}");
+    // Stopping twice is fine.
+    adv.stop_advert().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_intervals_only_the_three_properties() {
+    let Some(bus) = private_bus("no_intervals") else {
+        return;
+    };
+    let fake = FakeBluez::start(bus.address(), FakeOptions::default())
+        .await
+        .unwrap();
+    let conn = bus_at(bus.address()).await.unwrap();
+    let mut adv = BluezAdvertiser::new(
+        conn,
+        BluezConfig {
+            adapter: Some("hci0".into()),
+            interval_ms: None,
+        },
+    );
+    adv.start_advert(&ADVERT).await.unwrap();
+    let regs = fake.registrations();
+    let mut keys: Vec<&str> = regs[0].properties.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["ServiceData", "ServiceUUIDs", "Type"]);
+    adv.stop_advert().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_start_uses_a_fresh_path_and_replaces_the_old_advert() {
+    let Some((_bus, fake, mut adv)) = setup("fresh_path", FakeOptions::default()).await else {
+        return;
+    };
+    adv.start_advert(&ADVERT).await.unwrap();
+    let first = adv.current_path().unwrap().to_owned();
+    let mut second_advert = ADVERT;
+    second_advert[0] ^= 0xff;
+    adv.start_advert(&second_advert).await.unwrap();
+    let second = adv.current_path().unwrap().to_owned();
+    assert_ne!(first, second);
+    assert_eq!(fake.active_paths(), vec![second.clone()]);
+    let regs = fake.registrations();
+    assert_eq!(regs.len(), 2);
+    assert_eq!(
+        regs[1].service_data(FIDO_SERVICE_UUID).as_deref(),
+        Some(&second_advert[..])
+    );
+    assert_eq!(
+        fake.events(),
+        vec![
+            FakeEvent::Registered {
+                path: first.clone()
+            },
+            FakeEvent::Unregistered { path: first },
+            FakeEvent::Registered {
+                path: second.clone()
+            },
+        ]
+    );
+    adv.stop_advert().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_the_adapter_for_doctor() {
+    let Some((_bus, _fake, mut adv)) = setup("probe", FakeOptions::default()).await else {
+        return;
+    };
+    let info = check(adv.connection(), None).await.unwrap();
+    assert_eq!(info.name, "hci0");
+    assert_eq!(info.path, "/org/bluez/hci0");
+    assert_eq!(info.address.as_deref(), Some("00:00:5E:00:53:01"));
+    assert!(info.powered && info.le_advertising);
+    assert_eq!(
+        (info.active_instances, info.supported_instances),
+        (Some(0), Some(4))
+    );
+    adv.start_advert(&ADVERT).await.unwrap();
+    let info = probe(adv.connection(), Some("hci0")).await.unwrap();
+    assert_eq!(
+        (info.active_instances, info.supported_instances),
+        (Some(1), Some(3))
+    );
+    assert!(info.problem().is_none());
+    adv.stop_advert().await.unwrap();
+}
+
+async fn start_error(test: &str, opts: FakeOptions, config: BluezConfig) -> Option<BluezError> {
+    let bus = private_bus(test)?;
+    let fake = FakeBluez::start(bus.address(), opts).await.unwrap();
+    let conn = bus_at(bus.address()).await.unwrap();
+    let mut adv = BluezAdvertiser::new(conn, config);
+    let err = adv.start_advert(&ADVERT).await.unwrap_err();
+    assert!(adv.current_path().is_none());
+    assert!(fake.registrations().is_empty());
+    Some(err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_adapter() {
+    let opts = FakeOptions {
+        adapter: false,
+        ..FakeOptions::default()
+    };
+    let Some(err) = start_error("no_adapter", opts, BluezConfig::default()).await else {
+        return;
+    };
+    assert_eq!(err, BluezError::NoAdapter);
+    assert!(
+        err.to_string().contains("no Bluetooth adapter found"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_adapter_missing() {
+    let config = BluezConfig {
+        adapter: Some("hci7".into()),
+        ..BluezConfig::default()
+    };
+    let Some(err) = start_error("adapter_missing", FakeOptions::default(), config).await else {
+        return;
+    };
+    assert_eq!(
+        err,
+        BluezError::AdapterNotFound {
+            wanted: "hci7".into(),
+            available: "hci0".into()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powered_off() {
+    let opts = FakeOptions {
+        powered: false,
+        ..FakeOptions::default()
+    };
+    let Some(err) = start_error("powered_off", opts, BluezConfig::default()).await else {
+        return;
+    };
+    assert_eq!(
+        err,
+        BluezError::PoweredOff {
+            adapter: "hci0".into()
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("adapter hci0 is powered off: bluetoothctl power on"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_le_advertising() {
+    let opts = FakeOptions {
+        le_advertising: false,
+        ..FakeOptions::default()
+    };
+    let Some(err) = start_error("no_le", opts, BluezConfig::default()).await else {
+        return;
+    };
+    assert_eq!(
+        err,
+        BluezError::NoLeAdvertising {
+            adapter: "hci0".into()
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("controller hci0 cannot do LE advertising"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_instances_means_no_le_advertising() {
+    let opts = FakeOptions {
+        max_instances: 0,
+        ..FakeOptions::default()
+    };
+    let Some(err) = start_error("zero_instances", opts, BluezConfig::default()).await else {
+        return;
+    };
+    assert_eq!(
+        err,
+        BluezError::NoLeAdvertising {
+            adapter: "hci0".into()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_instances_busy() {
+    let opts = FakeOptions {
+        max_instances: 1,
+        ..FakeOptions::default()
+    };
+    let Some((bus, _fake, mut first)) = setup("busy", opts).await else {
+        return;
+    };
+    first.start_advert(&ADVERT).await.unwrap();
+    let conn = bus_at(bus.address()).await.unwrap();
+    let mut second = BluezAdvertiser::new(conn, BluezConfig::default());
+    let err = second.start_advert(&ADVERT).await.unwrap_err();
+    assert_eq!(
+        err,
+        BluezError::NoFreeInstance {
+            adapter: "hci0".into(),
+            active: 1
+        }
+    );
+    first.stop_advert().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bluetoothd_on_the_bus() {
+    let Some(bus) = private_bus("no_bluetoothd") else {
+        return;
+    };
+    let conn = bus_at(bus.address()).await.unwrap();
+    let mut adv = BluezAdvertiser::new(conn.clone(), BluezConfig::default());
+    let err = adv.start_advert(&ADVERT).await.unwrap_err();
+    assert!(matches!(err, BluezError::NoBluetoothd { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("bluetoothd is not running: sudo systemctl start bluetooth"),
+        "{err}"
+    );
+    let err = probe(&conn, None).await.unwrap_err();
+    assert!(matches!(err, BluezError::NoBluetoothd { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_system_bus_at_all() {
+    let err = bus_at("unix:path=/nonexistent/hybridd-test/bus")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BluezError::NoSystemBus { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("no D-Bus system bus: Bluetooth is unavailable on this machine"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_by_bluez_is_noticed_and_stop_still_succeeds() {
+    let Some((_bus, fake, mut adv)) = setup("release", FakeOptions::default()).await else {
+        return;
+    };
+    adv.start_advert(&ADVERT).await.unwrap();
+    assert!(!adv.was_released());
+    fake.set_powered(false).await.unwrap();
+    for _ in 0..100 {
+        if adv.was_released() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(adv.was_released());
+    adv.stop_advert().await.unwrap();
+    let err = adv.start_advert(&ADVERT).await.unwrap_err();
+    assert_eq!(
+        err,
+        BluezError::PoweredOff {
+            adapter: "hci0".into()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_sees_exactly_the_registered_service_data() {
+    let Some((bus, fake, mut adv)) = setup("scanner", FakeOptions::default()).await else {
+        return;
+    };
+    let scanner = bus_at(bus.address()).await.unwrap();
+    let mut second_advert = ADVERT;
+    second_advert[19] = 0x42;
+    let expect = second_advert;
+    let watch = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let got = scan::watch_service_data(
+            &scanner,
+            Some("hci0"),
+            FIDO_SERVICE_UUID,
+            Duration::from_secs(10),
+            |_, bytes| {
+                seen.push(bytes.to_vec());
+                bytes == expect
+            },
+        )
+        .await;
+        (got, seen)
+    });
+    // Wait until the scanner runs discovery, then advertise twice: the first
+    // advert arrives as InterfacesAdded, the second as PropertiesChanged.
+    for _ in 0..200 {
+        if fake
+            .events()
+            .iter()
+            .any(|e| matches!(e, FakeEvent::StartDiscovery { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    adv.start_advert(&ADVERT).await.unwrap();
+    adv.start_advert(&second_advert).await.unwrap();
+    let (got, seen) = watch.await.unwrap();
+    assert_eq!(got.unwrap().as_deref(), Some(&second_advert[..]));
+    assert_eq!(
+        seen.first().map(Vec::as_slice),
+        Some(&ADVERT[..]),
+        "seen: {seen:02x?}"
+    );
+    let events = fake.events();
+    assert!(events.contains(&FakeEvent::SetDiscoveryFilter {
+        keys: vec!["DuplicateData".into(), "Transport".into()]
+    }));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, FakeEvent::StopDiscovery { .. })));
+    adv.stop_advert().await.unwrap();
+}
