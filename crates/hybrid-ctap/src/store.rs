@@ -93,12 +93,17 @@ pub trait CredentialStore {
     /// the list (allow/exclude list lookups; any list length); with `None`, the
     /// discoverable credentials of the RP (empty-allowList getAssertion).
     /// Ordered newest first.
-    fn find(&self, rp_id: &str, ids: Option<&[Vec<u8>]>) -> Result<Vec<CredentialMeta>, StoreError>;
+    fn find(&self, rp_id: &str, ids: Option<&[Vec<u8>]>)
+        -> Result<Vec<CredentialMeta>, StoreError>;
 
     /// Stores a new credential (durably). A discoverable credential for the
     /// same RP and the same non-empty user handle replaces the older one
     /// (CTAP 2.1 §6.1.2 step 17).
-    fn insert(&mut self, meta: &CredentialMeta, secrets: &CredentialSecrets) -> Result<(), StoreError>;
+    fn insert(
+        &mut self,
+        meta: &CredentialMeta,
+        secrets: &CredentialSecrets,
+    ) -> Result<(), StoreError>;
 
     /// The secrets of one credential; `Err(Locked)` until the user verified.
     fn secrets(&self, id: &[u8]) -> Result<CredentialSecrets, StoreError>;
