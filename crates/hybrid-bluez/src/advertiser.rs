@@ -191,7 +191,10 @@ impl BluezAdvertiser {
 
     /// Starts advertising `advert` as service data under 0xFFF9, replacing
     /// any advert this advertiser had running.
-    pub async fn start_advert(&mut self, advert: &[u8; 20]) -> Result<(), BluezError> {
+    pub async fn start_advert(
+        &mut self,
+        advert: &[u8; hybrid_ble::ADVERT_LEN],
+    ) -> Result<(), BluezError> {
         if self.active.is_some() {
             self.stop_advert().await?;
         }
@@ -317,5 +320,18 @@ impl Drop for BluezAdvertiser {
                 });
             }
         }
+    }
+}
+
+impl hybrid_ble::Advertiser for BluezAdvertiser {
+    fn start<'a>(
+        &'a mut self,
+        advert: &'a [u8; hybrid_ble::ADVERT_LEN],
+    ) -> hybrid_ble::AdvertFuture<'a> {
+        Box::pin(async move { self.start_advert(advert).await.map_err(Into::into) })
+    }
+
+    fn stop(&mut self) -> hybrid_ble::AdvertFuture<'_> {
+        Box::pin(async move { self.stop_advert().await.map_err(Into::into) })
     }
 }

@@ -5,26 +5,21 @@ use thiserror::Error;
 /// Why the BlueZ backend cannot advertise (or probe), each with its fix.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
+#[error("{}: {}{}", self.summary(), self.fix(), self.detail_suffix())]
 pub enum BluezError {
     /// No D-Bus system bus could be reached at all.
-    #[error("no D-Bus system bus: Bluetooth is unavailable on this machine ({detail})")]
     NoSystemBus {
         /// What the D-Bus library said (address, I/O error).
         detail: String,
     },
     /// The bus is up but nobody owns `org.bluez`.
-    #[error("bluetoothd is not running: sudo systemctl start bluetooth ({detail})")]
     NoBluetoothd {
         /// The D-Bus error that showed it.
         detail: String,
     },
     /// BlueZ runs but knows no adapter at all.
-    #[error(
-        "no Bluetooth adapter found: plug one in or check `bluetoothctl list` / `rfkill list`"
-    )]
     NoAdapter,
     /// The adapter named in the configuration does not exist.
-    #[error("Bluetooth adapter {wanted} not found (BlueZ has: {available}): fix the configured adapter name")]
     AdapterNotFound {
         /// The configured name, e.g. `hci1`.
         wanted: String,
@@ -32,22 +27,16 @@ pub enum BluezError {
         available: String,
     },
     /// The adapter exists but is powered off (or rfkill-blocked).
-    #[error("adapter {adapter} is powered off: bluetoothctl power on (and check `rfkill list`)")]
     PoweredOff {
         /// Adapter name, e.g. `hci0`.
         adapter: String,
     },
     /// The controller offers no LE advertising (no `LEAdvertisingManager1`, or no instances).
-    #[error("controller {adapter} cannot do LE advertising: use a Bluetooth 4.0+ (LE) controller")]
     NoLeAdvertising {
         /// Adapter name.
         adapter: String,
     },
     /// Every advertising instance of the controller is taken by other programs.
-    #[error(
-        "all {active} advertising instances of {adapter} are in use: stop other advertisers \
-         (e.g. `bluetoothctl advertise off`) or restart bluetoothd"
-    )]
     NoFreeInstance {
         /// Adapter name.
         adapter: String,
@@ -55,16 +44,11 @@ pub enum BluezError {
         active: u8,
     },
     /// The bus refused us access to BlueZ.
-    #[error(
-        "not allowed to use BlueZ on the system bus: run hybridd as root or as a user the BlueZ \
-         D-Bus policy allows (group `bluetooth`) ({detail})"
-    )]
     AccessDenied {
         /// The D-Bus error text.
         detail: String,
     },
     /// `RegisterAdvertisement` was refused by BlueZ for another reason.
-    #[error("BlueZ refused the advertisement on {adapter}: {error}: {message} ({fix})")]
     RegisterFailed {
         /// Adapter name.
         adapter: String,
@@ -73,10 +57,10 @@ pub enum BluezError {
         /// BlueZ's message.
         message: String,
         /// What to do about it.
+        /// What to do about it.
         fix: &'static str,
     },
     /// BlueZ did not answer in time.
-    #[error("bluetoothd did not answer {what} within {secs} s: restart it (sudo systemctl restart bluetooth)")]
     Timeout {
         /// The call that timed out.
         what: &'static str,
@@ -84,7 +68,6 @@ pub enum BluezError {
         secs: u64,
     },
     /// Any other D-Bus failure, with its context.
-    #[error("D-Bus error during {what}: {detail} (check that bluetoothd is healthy: journalctl -u bluetooth)")]
     DBus {
         /// What we were doing.
         what: &'static str,
@@ -94,6 +77,68 @@ pub enum BluezError {
 }
 
 impl BluezError {
+    /// What is wrong, without the fix.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::NoSystemBus { .. } => "no D-Bus system bus".to_owned(),
+            Self::NoBluetoothd { .. } => "bluetoothd is not running".to_owned(),
+            Self::NoAdapter => "no Bluetooth adapter found".to_owned(),
+            Self::AdapterNotFound { wanted, available } => {
+                format!("Bluetooth adapter {wanted} not found (BlueZ has: {available})")
+            }
+            Self::PoweredOff { adapter } => format!("adapter {adapter} is powered off"),
+            Self::NoLeAdvertising { adapter } => {
+                format!("controller {adapter} cannot do LE advertising")
+            }
+            Self::NoFreeInstance { adapter, active } => {
+                format!("all {active} advertising instances of {adapter} are in use")
+            }
+            Self::AccessDenied { detail } => {
+                format!("not allowed to use BlueZ on the system bus ({detail})")
+            }
+            Self::RegisterFailed {
+                adapter,
+                error,
+                message,
+                ..
+            } => format!("BlueZ refused the advertisement on {adapter}: {error}: {message}"),
+            Self::Timeout { what, secs } => {
+                format!("bluetoothd did not answer {what} within {secs} s")
+            }
+            Self::DBus { what, detail } => format!("D-Bus error during {what}: {detail}"),
+        }
+    }
+
+    fn detail_suffix(&self) -> String {
+        match self {
+            Self::NoSystemBus { detail } | Self::NoBluetoothd { detail } => format!(" [{detail}]"),
+            _ => String::new(),
+        }
+    }
+
+    /// What to do about it.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            Self::NoSystemBus { .. } => {
+                "Bluetooth is unavailable on this machine (start dbus, or use the file radio)"
+            }
+            Self::NoBluetoothd { .. } => "sudo systemctl start bluetooth",
+            Self::NoAdapter => "plug one in, or check `bluetoothctl list` and `rfkill list`",
+            Self::AdapterNotFound { .. } => "fix the configured adapter name",
+            Self::PoweredOff { .. } => "bluetoothctl power on (and check `rfkill list`)",
+            Self::NoLeAdvertising { .. } => "use a Bluetooth 4.0+ (LE) controller",
+            Self::NoFreeInstance { .. } => {
+                "stop other advertisers (e.g. `bluetoothctl advertise off`) or restart bluetoothd"
+            }
+            Self::AccessDenied { .. } => {
+                "run hybridd as root or as a user the BlueZ D-Bus policy allows (group `bluetooth`)"
+            }
+            Self::RegisterFailed { fix, .. } => fix,
+            Self::Timeout { .. } => "restart it: sudo systemctl restart bluetooth",
+            Self::DBus { .. } => "check that bluetoothd is healthy: journalctl -u bluetooth",
+        }
+    }
+
     /// Maps a zbus error from a call to `org.bluez` (other than `RegisterAdvertisement`).
     pub(crate) fn from_call(what: &'static str, err: zbus::Error) -> Self {
         match &err {
@@ -179,6 +224,24 @@ impl BluezError {
             error: name,
             message,
             fix,
+        }
+    }
+}
+
+impl From<BluezError> for hybrid_ble::AdvertiserError {
+    fn from(e: BluezError) -> Self {
+        match e {
+            BluezError::NoAdapter => Self::NoAdapter,
+            BluezError::PoweredOff { adapter } => Self::PoweredOff { adapter },
+            BluezError::NoLeAdvertising { adapter } => Self::NoLeAdvertising { adapter },
+            BluezError::AccessDenied { detail } => Self::PermissionDenied { detail },
+            other => Self::Backend {
+                message: match other.detail_suffix() {
+                    s if s.is_empty() => other.summary(),
+                    s => format!("{}{s}", other.summary()),
+                },
+                fix: other.fix().to_owned(),
+            },
         }
     }
 }

@@ -431,3 +431,38 @@ async fn a_scanner_sees_exactly_the_registered_service_data() {
         .any(|e| matches!(e, FakeEvent::StopDiscovery { .. })));
     adv.stop_advert().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_through_the_hybrid_ble_advertiser_trait() {
+    use hybrid_ble::{Advertiser, AdvertiserError};
+    let Some(bus) = private_bus("trait") else {
+        return;
+    };
+    let fake = FakeBluez::start(bus.address(), FakeOptions::default())
+        .await
+        .unwrap();
+    let conn = bus_at(bus.address()).await.unwrap();
+    let mut radio: Box<dyn Advertiser> =
+        Box::new(BluezAdvertiser::new(conn, BluezConfig::default()));
+    radio.start(&ADVERT).await.unwrap();
+    assert_eq!(
+        fake.registrations()[0]
+            .service_data(FIDO_SERVICE_UUID)
+            .as_deref(),
+        Some(&ADVERT[..])
+    );
+    radio.stop().await.unwrap();
+    assert!(fake.active_paths().is_empty());
+
+    fake.set_powered(false).await.unwrap();
+    let err = radio.start(&ADVERT).await.unwrap_err();
+    assert_eq!(
+        err,
+        AdvertiserError::PoweredOff {
+            adapter: "hci0".into()
+        }
+    );
+    // Other errors keep their fix text.
+    let e: AdvertiserError = BluezError::NoBluetoothd { detail: "x".into() }.into();
+    assert_eq!(e.fix(), "sudo systemctl start bluetooth");
+}
