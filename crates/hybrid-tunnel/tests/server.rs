@@ -473,3 +473,37 @@ async fn origin_check() {
     assert!(r.starts_with("HTTP/1.1 403 "), "{r}");
     server.shutdown().await;
 }
+
+/// Rough loopback numbers (debug build): `cargo test -p hybrid-tunnel --test
+/// server -- --ignored --nocapture`. Not a pass/fail check.
+#[tokio::test]
+#[ignore = "measurement, run by hand"]
+async fn measure_loopback_latency() {
+    let config = ServerConfig {
+        max_messages_per_side: 10_000,
+        ..loopback_config()
+    };
+    let server = start(config).await;
+    let b = base(&server);
+    let started = Instant::now();
+    let (mut phone, rid) = within(connect_new(&b, &tid(1), &opts())).await.unwrap();
+    let new_time = started.elapsed();
+    let started = Instant::now();
+    let mut desktop = within(connect_desktop(&b, &rid, &tid(1), &opts()))
+        .await
+        .unwrap();
+    let connect_time = started.elapsed();
+    let rounds = 1000u32;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        desktop.send(vec![1; 81]).await.unwrap();
+        let m = phone.recv().await.unwrap().unwrap();
+        phone.send(m).await.unwrap();
+        desktop.recv().await.unwrap().unwrap();
+    }
+    let rtt = started.elapsed() / rounds;
+    eprintln!(
+        "new: {new_time:?}, connect: {connect_time:?}, relay round trip (81 B each way): {rtt:?}"
+    );
+    server.shutdown().await;
+}
