@@ -26,7 +26,9 @@ pub fn check_policy(pin: &str) -> Result<(), VaultError> {
         return Err(VaultError::PinPolicy("a PIN has at least 4 characters"));
     }
     if pin.contains('\0') {
-        return Err(VaultError::PinPolicy("a PIN cannot contain a NUL character"));
+        return Err(VaultError::PinPolicy(
+            "a PIN cannot contain a NUL character",
+        ));
     }
     Ok(())
 }
@@ -78,7 +80,9 @@ impl KdfParams {
     const MAX_P: u32 = 16;
 
     pub(crate) fn validate(self) -> Result<argon2::Params, VaultError> {
-        if self.m_cost_kib > Self::MAX_M_KIB || self.t_cost > Self::MAX_T || self.p_cost > Self::MAX_P
+        if self.m_cost_kib > Self::MAX_M_KIB
+            || self.t_cost > Self::MAX_T
+            || self.p_cost > Self::MAX_P
         {
             return Err(VaultError::Kdf(format!(
                 "parameters out of range (m ≤ {} KiB, t ≤ {}, p ≤ {})",
@@ -148,6 +152,11 @@ mod tests {
         let c = derive_kek("1234", &[2; 16], p).unwrap();
         assert_eq!(*a, *b);
         assert_ne!(*a, *c);
-        assert!(KdfParams { m_cost_kib: u32::MAX, ..p }.validate().is_err());
+        assert!(KdfParams {
+            m_cost_kib: u32::MAX,
+            ..p
+        }
+        .validate()
+        .is_err());
     }
 }

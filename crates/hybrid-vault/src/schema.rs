@@ -143,10 +143,16 @@ pub(crate) fn check_and_migrate(conn: &mut Connection, path: &Path) -> Result<()
         tracing::info!(from = version, to = SCHEMA_VERSION, "vault schema migrated");
     }
     let magic: String = conn
-        .query_row("SELECT magic FROM vault_meta WHERE singleton = 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT magic FROM vault_meta WHERE singleton = 1",
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| VaultError::Corrupt(format!("no vault metadata: {e}")))?;
     if magic != MAGIC {
-        return Err(VaultError::Corrupt("wrong magic in the vault metadata".into()));
+        return Err(VaultError::Corrupt(
+            "wrong magic in the vault metadata".into(),
+        ));
     }
     Ok(())
 }

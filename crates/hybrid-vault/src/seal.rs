@@ -89,7 +89,11 @@ pub(crate) fn seal(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<
 
 /// Opens a blob made by [`seal`]; any mismatch (key, AAD, bit flip) is
 /// `Err(Decrypt)`. The tag check is constant-time inside `aes-gcm`.
-pub(crate) fn open(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+pub(crate) fn open(
+    key: &SecretKey,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let (nonce, ct) = sealed
         .split_at_checked(NONCE_LEN)
         .ok_or(VaultError::Decrypt)?;
@@ -124,8 +128,15 @@ pub(crate) fn encode_secrets(s: &CredentialSecrets) -> Result<Zeroizing<Vec<u8>>
     out.extend_from_slice(&pk_len.to_be_bytes());
     out.extend_from_slice(&s.private_key);
     out.extend_from_slice(&s.prf_secret);
-    let flags = if s.cred_blob.is_some() { FLAG_CRED_BLOB } else { 0 }
-        | if s.large_blob_key.is_some() { FLAG_LARGE_BLOB_KEY } else { 0 };
+    let flags = if s.cred_blob.is_some() {
+        FLAG_CRED_BLOB
+    } else {
+        0
+    } | if s.large_blob_key.is_some() {
+        FLAG_LARGE_BLOB_KEY
+    } else {
+        0
+    };
     out.push(flags);
     if let Some(blob) = &s.cred_blob {
         let len = u16::try_from(blob.len())
@@ -236,10 +247,19 @@ mod tests {
     fn aad_binds_blob_to_credential() {
         let key = SecretKey::random().unwrap();
         let sealed = seal(&key, &credential_aad(b"id-1"), b"secret").unwrap();
-        assert_eq!(&**open(&key, &credential_aad(b"id-1"), &sealed).unwrap(), b"secret");
-        assert!(matches!(open(&key, &credential_aad(b"id-2"), &sealed), Err(VaultError::Decrypt)));
+        assert_eq!(
+            &**open(&key, &credential_aad(b"id-1"), &sealed).unwrap(),
+            b"secret"
+        );
+        assert!(matches!(
+            open(&key, &credential_aad(b"id-2"), &sealed),
+            Err(VaultError::Decrypt)
+        ));
         let other = SecretKey::random().unwrap();
-        assert!(matches!(open(&other, &credential_aad(b"id-1"), &sealed), Err(VaultError::Decrypt)));
+        assert!(matches!(
+            open(&other, &credential_aad(b"id-1"), &sealed),
+            Err(VaultError::Decrypt)
+        ));
         let mut flipped = sealed.clone();
         flipped[14] ^= 1;
         assert!(open(&key, &credential_aad(b"id-1"), &flipped).is_err());

@@ -10,7 +10,8 @@ use crate::seal::{self, SecretKey};
 use crate::vault::Vault;
 
 /// Columns of [`CredentialMeta`], in the order [`meta_from_row`] reads them.
-const META_COLUMNS: &str = "seq, id, rp_id, rp_name, user_id, user_name, user_display_name, algorithm, \
+const META_COLUMNS: &str =
+    "seq, id, rp_id, rp_name, user_id, user_name, user_display_name, algorithm, \
      public_key_cose, discoverable, cred_protect, sign_count, created_unix, last_used_unix";
 
 /// Credential IDs per `IN (…)` query of an allow-list lookup.
@@ -53,7 +54,11 @@ fn insert_one(
     if !(1..=3).contains(&meta.cred_protect) {
         return Err(VaultError::InvalidData("credProtect must be 1, 2 or 3"));
     }
-    let sealed = seal::seal(key, &seal::credential_aad(&meta.id), &seal::encode_secrets(secrets)?)?;
+    let sealed = seal::seal(
+        key,
+        &seal::credential_aad(&meta.id),
+        &seal::encode_secrets(secrets)?,
+    )?;
     if meta.discoverable && !meta.user_id.is_empty() {
         // CTAP 2.1 §6.1.2 step 17: the new discoverable credential replaces
         // the older one of the same user at the same RP.
@@ -93,7 +98,9 @@ fn insert_one(
         ]);
     match inserted {
         Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.extended_code == SQLITE_CONSTRAINT_UNIQUE => {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == SQLITE_CONSTRAINT_UNIQUE =>
+        {
             Err(VaultError::DuplicateId)
         }
         Err(e) => Err(e.into()),
@@ -104,11 +111,12 @@ impl Vault {
     /// Every credential's metadata, newest (most recently stored) first.
     /// Works while locked.
     pub fn list(&self) -> Result<Vec<CredentialMeta>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {META_COLUMNS} FROM credentials ORDER BY seq DESC"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {META_COLUMNS} FROM credentials ORDER BY seq DESC"
+        ))?;
         let rows = stmt.query_map([], meta_from_row)?;
-        rows.map(|r| r.map(|(_, m)| m).map_err(VaultError::from)).collect()
+        rows.map(|r| r.map(|(_, m)| m).map_err(VaultError::from))
+            .collect()
     }
 
     /// See [`CredentialStore::find`]. Works while locked.
@@ -123,7 +131,9 @@ impl Vault {
                  WHERE rp_id = ?1 AND discoverable = 1 ORDER BY seq DESC"
             ))?;
             let rows = stmt.query_map([rp_id], meta_from_row)?;
-            return rows.map(|r| r.map(|(_, m)| m).map_err(VaultError::from)).collect();
+            return rows
+                .map(|r| r.map(|(_, m)| m).map_err(VaultError::from))
+                .collect();
         };
         let unique: BTreeSet<&[u8]> = ids.iter().map(Vec::as_slice).collect();
         let unique: Vec<&[u8]> = unique.into_iter().collect();
@@ -140,7 +150,7 @@ impl Vault {
                 found.push(row?);
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         Ok(found.into_iter().map(|(_, m)| m).collect())
     }
 
@@ -160,7 +170,9 @@ impl Vault {
         items: impl IntoIterator<Item = (&'a CredentialMeta, &'a CredentialSecrets)>,
     ) -> Result<(), VaultError> {
         let key = self.key.as_ref().ok_or(VaultError::NotUnlocked)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (meta, secrets) in items {
             insert_one(&tx, key, self.capacity, meta, secrets)?;
         }
@@ -184,7 +196,9 @@ impl Vault {
     /// See [`CredentialStore::next_sign_count`]. Saturates at `u32::MAX`
     /// (never wraps, never goes backwards). Works while locked.
     pub fn bump_sign_count(&mut self, id: &[u8], now_unix: u64) -> Result<u32, VaultError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let count: u32 = tx
             .prepare_cached(
                 "UPDATE credentials SET sign_count = MIN(sign_count + 1, 4294967295), last_used_unix = ?2
@@ -199,11 +213,19 @@ impl Vault {
 }
 
 impl CredentialStore for Vault {
-    fn find(&self, rp_id: &str, ids: Option<&[Vec<u8>]>) -> Result<Vec<CredentialMeta>, StoreError> {
+    fn find(
+        &self,
+        rp_id: &str,
+        ids: Option<&[Vec<u8>]>,
+    ) -> Result<Vec<CredentialMeta>, StoreError> {
         Ok(self.find_credentials(rp_id, ids)?)
     }
 
-    fn insert(&mut self, meta: &CredentialMeta, secrets: &CredentialSecrets) -> Result<(), StoreError> {
+    fn insert(
+        &mut self,
+        meta: &CredentialMeta,
+        secrets: &CredentialSecrets,
+    ) -> Result<(), StoreError> {
         Ok(self.insert_credential(meta, secrets)?)
     }
 

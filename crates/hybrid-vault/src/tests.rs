@@ -1,0 +1,120 @@
+//! In-crate tests that need private state (the vault key).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore};
+use zeroize::Zeroizing;
+
+use crate::{pin, KdfParams, Vault};
+
+const PIN: &str = "PIN-3141-plaintext";
+
+fn pattern(seed: u8) -> [u8; 32] {
+    core::array::from_fn(|i| {
+        seed.wrapping_mul(31)
+            .wrapping_add((i as u8).wrapping_mul(17))
+            ^ 0xA5
+    })
+}
+
+fn read_all(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![path.to_owned()];
+    files.extend(crate::fsperm::side_files(path));
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read(&p).ok().map(|b| (p.display().to_string(), b)))
+        .collect()
+}
+
+fn assert_absent(files: &[(String, Vec<u8>)], needles: &[(&str, Vec<u8>)]) {
+    // Every 12-byte piece of every secret (so a partial copy is caught too).
+    const PIECE: usize = 12;
+    let mut pieces = std::collections::HashMap::new();
+    for (what, needle) in needles {
+        assert!(needle.len() >= 4);
+        if needle.len() < PIECE {
+            for (name, bytes) in files {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                    "{what} found in clear in {name}"
+                );
+            }
+        }
+        for w in needle.windows(PIECE) {
+            pieces.insert(w.to_vec(), *what);
+        }
+    }
+    for (name, bytes) in files {
+        for w in bytes.windows(PIECE) {
+            if let Some(what) = pieces.get(w) {
+                panic!("{what} found in clear in {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_secret_appears_in_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let path = dir.path().join("vault.db");
+    let params = KdfParams::INSECURE_FOR_TESTS;
+    let mut v = Vault::create(&path, PIN, params).unwrap();
+    let vault_key = v.key.as_ref().unwrap().expose().to_vec();
+    let mut needles: Vec<(&str, Vec<u8>)> =
+        vec![("PIN", PIN.as_bytes().to_vec()), ("vault key", vault_key)];
+    for i in 0..20u8 {
+        let private = pattern(i);
+        let prf = pattern(i + 100);
+        let lbk = pattern(i + 200);
+        let blob = pattern(i + 50).to_vec();
+        let meta = CredentialMeta {
+            id: vec![i; 16],
+            rp_id: "example.com".into(),
+            rp_name: None,
+            user_id: vec![i],
+            user_name: None,
+            user_display_name: None,
+            algorithm: -7,
+            public_key_cose: vec![0; 8],
+            discoverable: true,
+            cred_protect: 2,
+            sign_count: 0,
+            created_unix: 1,
+            last_used_unix: None,
+        };
+        let secrets = CredentialSecrets {
+            private_key: Zeroizing::new(private.to_vec()),
+            prf_secret: prf,
+            cred_blob: Some(blob.clone()),
+            large_blob_key: Some(lbk),
+        };
+        v.insert(&meta, &secrets).unwrap();
+        v.next_sign_count(&meta.id, 2).unwrap();
+        needles.push(("private key", private.to_vec()));
+        needles.push(("prf secret", prf.to_vec()));
+        needles.push(("large blob key", lbk.to_vec()));
+        needles.push(("cred blob", blob));
+    }
+    // The PIN-derived key too.
+    let rec = super::vault::tests_support::salt_and_params(&v);
+    let kek = pin::derive_kek(PIN, &rec.0, rec.1).unwrap();
+    needles.push(("PIN-derived key", kek.to_vec()));
+
+    // While open (WAL and shm present)…
+    let files = read_all(&path);
+    assert!(files.len() >= 2, "expected the WAL to exist");
+    assert_absent(&files, &needles);
+    // …after a PIN change…
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    v.change_pin(PIN, "9876", now).unwrap();
+    needles.push(("new PIN", b"9876".to_vec()));
+    assert_absent(&read_all(&path), &needles);
+    // …and after closing.
+    drop(v);
+    assert_absent(&read_all(&path), &needles);
+}

@@ -93,7 +93,11 @@ impl Vault {
     ///
     /// The file is built under a temporary name and linked into place only
     /// when complete, so a crash never leaves a half-made vault at `path`.
-    pub fn create(path: impl AsRef<Path>, pin: &str, params: KdfParams) -> Result<Vault, VaultError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        pin: &str,
+        params: KdfParams,
+    ) -> Result<Vault, VaultError> {
         let path = path.as_ref();
         pin::check_policy(pin)?;
         params.validate()?;
@@ -281,14 +285,21 @@ impl Vault {
     /// [`Vault::unlock`]; the vault key itself is unchanged, only re-sealed
     /// under a key derived from `new_pin` with a fresh salt. Leaves the vault
     /// unlocked.
-    pub fn change_pin(&mut self, old_pin: &str, new_pin: &str, now: SystemTime) -> Result<(), VaultError> {
+    pub fn change_pin(
+        &mut self,
+        old_pin: &str,
+        new_pin: &str,
+        now: SystemTime,
+    ) -> Result<(), VaultError> {
         pin::check_policy(new_pin)?;
         let key = self.verify_pin(old_pin, now)?;
         let params = self.pin_record()?.params;
         let mut salt = [0u8; SALT_LEN];
         seal::fill_random(&mut salt)?;
         let sealed = seal_vault_key(&key, new_pin, &salt, params)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE vault_meta SET kdf_salt = ?1, sealed_vault_key = ?2 WHERE singleton = 1",
             params![&salt[..], sealed],
@@ -314,16 +325,20 @@ impl Vault {
 
     /// Number of credentials stored.
     pub fn count(&self) -> Result<u64, VaultError> {
-        Ok(self
-            .conn
-            .query_row("SELECT credential_count FROM vault_meta WHERE singleton = 1", [], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT credential_count FROM vault_meta WHERE singleton = 1",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Deletes one credential; `Ok(false)` if there was none with that ID.
     /// Does not need the PIN (metadata operation; whoever can write the file
     /// can delete it anyway).
     pub fn delete(&mut self, id: &[u8]) -> Result<bool, VaultError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM credentials WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n > 0)
@@ -338,7 +353,9 @@ impl Vault {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
         let rec = {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rec = read_pin_record(&tx)?;
             if rec.failures >= MAX_PIN_FAILURES {
                 return Err(VaultError::Locked(MAX_PIN_FAILURES));
@@ -435,4 +452,15 @@ fn seal_vault_key(
 
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The stored Argon2 salt and parameters.
+    pub(crate) fn salt_and_params(v: &Vault) -> (Vec<u8>, KdfParams) {
+        let rec = v.pin_record().unwrap();
+        (rec.salt, rec.params)
+    }
 }

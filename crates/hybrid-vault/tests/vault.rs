@@ -10,8 +10,9 @@ use common::*;
 use hybrid_ctap::store::{CredentialStore, StoreError};
 use hybrid_vault::{Vault, VaultError, APPLICATION_ID, MAX_PIN_FAILURES, SCHEMA_VERSION};
 
+#[allow(clippy::expect_used)]
 fn mode(p: &std::path::Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
 }
 
 #[test]
@@ -45,11 +46,22 @@ fn create_never_overwrites() {
     let (path, v) = new_vault(dir.path());
     drop(v);
     let before = std::fs::read(&path).unwrap();
-    assert!(matches!(Vault::create(&path, PIN, CHEAP), Err(VaultError::AlreadyExists(_))));
+    assert!(matches!(
+        Vault::create(&path, PIN, CHEAP),
+        Err(VaultError::AlreadyExists(_))
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // No temporary files left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(names.iter().all(|n| !n.to_string_lossy().contains("creating")), "{names:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.to_string_lossy().contains("creating")),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -70,18 +82,27 @@ fn refuses_random_bytes_and_empty_file_untouched() {
     let err = Vault::open(&path).unwrap_err();
     assert!(matches!(err, VaultError::NotAVault { .. }), "{err}");
     assert!(err.to_string().contains("left untouched"));
-    assert!(matches!(Vault::create(&path, PIN, CHEAP), Err(VaultError::AlreadyExists(_))));
+    assert!(matches!(
+        Vault::create(&path, PIN, CHEAP),
+        Err(VaultError::AlreadyExists(_))
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), junk);
 
     // Random bytes behind a valid SQLite header: SQLite itself refuses.
     let mut fake = b"SQLite format 3\0".to_vec();
     fake.extend_from_slice(&junk);
     std::fs::write(&path, &fake).unwrap();
-    assert!(matches!(Vault::open(&path), Err(VaultError::NotAVault { .. })));
+    assert!(matches!(
+        Vault::open(&path),
+        Err(VaultError::NotAVault { .. })
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), fake);
 
     std::fs::write(&path, b"").unwrap();
-    assert!(matches!(Vault::open(&path), Err(VaultError::NotAVault { .. })));
+    assert!(matches!(
+        Vault::open(&path),
+        Err(VaultError::NotAVault { .. })
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), b"");
 }
 
@@ -109,10 +130,14 @@ fn refuses_newer_schema_and_inconsistent_marks() {
     drop(v);
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let err = Vault::open(&path).unwrap_err();
-    assert!(matches!(err, VaultError::TooNew { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(
+        matches!(err, VaultError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade hybridd"));
 
     // Our application id but no schema version: damaged, refused.
@@ -125,8 +150,10 @@ fn refuses_newer_schema_and_inconsistent_marks() {
     // Wrong magic in the metadata row.
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION).unwrap();
-        c.execute("UPDATE vault_meta SET magic = 'other'", []).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .unwrap();
+        c.execute("UPDATE vault_meta SET magic = 'other'", [])
+            .unwrap();
     }
     assert!(matches!(Vault::open(&path), Err(VaultError::Corrupt(_))));
 
@@ -135,9 +162,13 @@ fn refuses_newer_schema_and_inconsistent_marks() {
     {
         let c = rusqlite::Connection::open(&other).unwrap();
         c.pragma_update(None, "user_version", 1).unwrap();
-        c.pragma_update(None, "application_id", APPLICATION_ID + 1).unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID + 1)
+            .unwrap();
     }
-    assert!(matches!(Vault::open(&other), Err(VaultError::NotAVault { .. })));
+    assert!(matches!(
+        Vault::open(&other),
+        Err(VaultError::NotAVault { .. })
+    ));
 }
 
 #[test]
@@ -166,7 +197,10 @@ fn permissions_dir_0700_files_0600() {
     // A directory other users can enter is refused, for open and create.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let err = Vault::open(&path).unwrap_err();
-    assert!(matches!(err, VaultError::InsecureDirectory { mode: 0o755, .. }), "{err}");
+    assert!(
+        matches!(err, VaultError::InsecureDirectory { mode: 0o755, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("chmod 700"));
     assert!(matches!(
         Vault::create(dir.join("other.db"), PIN, CHEAP),
@@ -208,12 +242,20 @@ fn wrong_pins_are_counted_durably_and_delayed() {
     assert_eq!(st.next_attempt_at, at(1));
     // Too early, even with the right PIN: refused without counting.
     let err = v.unlock(PIN, at(0)).unwrap_err();
-    assert!(matches!(err, VaultError::TooSoon { retry_after } if retry_after == Duration::from_secs(1)), "{err}");
+    assert!(
+        matches!(err, VaultError::TooSoon { retry_after } if retry_after == Duration::from_secs(1)),
+        "{err}"
+    );
     assert_eq!(v.pin_status().unwrap().failures, 1);
     // Second failure: 2 s.
     let err = v.unlock("1111", at(1)).unwrap_err();
-    assert!(matches!(err, VaultError::WrongPin { retries_left: 6, retry_after } if retry_after == Duration::from_secs(2)));
-    assert!(matches!(v.unlock(PIN, at(2)), Err(VaultError::TooSoon { .. })));
+    assert!(
+        matches!(err, VaultError::WrongPin { retries_left: 6, retry_after } if retry_after == Duration::from_secs(2))
+    );
+    assert!(matches!(
+        v.unlock(PIN, at(2)),
+        Err(VaultError::TooSoon { .. })
+    ));
     // A clock that jumped backwards restarts the delay instead of blocking for ages.
     match v.unlock(PIN, at(0) - Duration::from_secs(86_400)) {
         Err(VaultError::TooSoon { retry_after }) => assert_eq!(retry_after, Duration::from_secs(2)),
@@ -222,7 +264,10 @@ fn wrong_pins_are_counted_durably_and_delayed() {
     v.unlock(PIN, at(3)).unwrap();
     assert_eq!(v.pin_status().unwrap().failures, 0);
     // A policy-violating PIN is not counted.
-    assert!(matches!(v.unlock("1", at(10)), Err(VaultError::PinPolicy(_))));
+    assert!(matches!(
+        v.unlock("1", at(10)),
+        Err(VaultError::PinPolicy(_))
+    ));
     assert_eq!(v.pin_status().unwrap().failures, 0);
 }
 
@@ -234,19 +279,33 @@ fn eight_wrong_pins_lock_the_vault_for_good() {
     let mut t = 0;
     for i in 1..MAX_PIN_FAILURES {
         let err = v.unlock("9999", at(t)).unwrap_err();
-        assert!(matches!(err, VaultError::WrongPin { retries_left, .. } if retries_left == MAX_PIN_FAILURES - i));
+        assert!(
+            matches!(err, VaultError::WrongPin { retries_left, .. } if retries_left == MAX_PIN_FAILURES - i)
+        );
         t += 100;
     }
     let err = v.unlock("9999", at(t)).unwrap_err();
     assert!(matches!(err, VaultError::Locked(8)), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("backup") && msg.contains("create a new vault"), "{msg}");
-    assert!(matches!(v.unlock(PIN, at(t + 1000)), Err(VaultError::Locked(_))));
+    assert!(
+        msg.contains("backup") && msg.contains("create a new vault"),
+        "{msg}"
+    );
+    assert!(matches!(
+        v.unlock(PIN, at(t + 1000)),
+        Err(VaultError::Locked(_))
+    ));
     drop(v);
     let mut v = Vault::open(&path).unwrap();
     assert_eq!(v.pin_status().unwrap().retries_left, 0);
-    assert!(matches!(v.unlock(PIN, at(t + 5000)), Err(VaultError::Locked(_))));
-    assert!(matches!(v.change_pin(PIN, "5555", at(t + 5000)), Err(VaultError::Locked(_))));
+    assert!(matches!(
+        v.unlock(PIN, at(t + 5000)),
+        Err(VaultError::Locked(_))
+    ));
+    assert!(matches!(
+        v.change_pin(PIN, "5555", at(t + 5000)),
+        Err(VaultError::Locked(_))
+    ));
     drop(v);
     // The documented way out: destroy and re-create.
     Vault::destroy(&path).unwrap();
@@ -259,13 +318,22 @@ fn change_pin_reseals_only_the_key() {
     let (path, mut v) = new_vault(dir.path());
     let (m, s) = cred("example.com", b"0123456789abcdef", b"u", true);
     v.insert(&m, &s).unwrap();
-    assert!(matches!(v.change_pin(PIN, "12", at(0)), Err(VaultError::PinPolicy(_))));
+    assert!(matches!(
+        v.change_pin(PIN, "12", at(0)),
+        Err(VaultError::PinPolicy(_))
+    ));
     assert_eq!(v.pin_status().unwrap().failures, 0);
-    assert!(matches!(v.change_pin("7777", "13579", at(0)), Err(VaultError::WrongPin { .. })));
+    assert!(matches!(
+        v.change_pin("7777", "13579", at(0)),
+        Err(VaultError::WrongPin { .. })
+    ));
     v.change_pin(PIN, "13579", at(10)).unwrap();
     drop(v);
     let mut v = Vault::open(&path).unwrap();
-    assert!(matches!(v.unlock(PIN, at(20)), Err(VaultError::WrongPin { .. })));
+    assert!(matches!(
+        v.unlock(PIN, at(20)),
+        Err(VaultError::WrongPin { .. })
+    ));
     v.unlock("13579", at(30)).unwrap();
     assert_signs(&m, &v.secrets(&m.id).unwrap());
 }
@@ -282,32 +350,57 @@ fn insert_find_secrets_counter() {
         v.insert(m, s).unwrap();
     }
     // Discoverable lookup: newest first, only discoverable, only this RP.
-    let ids = |v: Vec<hybrid_ctap::store::CredentialMeta>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(v.find("example.com", None).unwrap()), vec![b.id.clone(), a.id.clone()]);
+    let ids = |v: Vec<hybrid_ctap::store::CredentialMeta>| {
+        v.into_iter().map(|m| m.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(v.find("example.com", None).unwrap()),
+        vec![b.id.clone(), a.id.clone()]
+    );
     // Allow list: any of the RP's credentials, unknown and foreign IDs ignored.
-    let allow = vec![a.id.clone(), c.id.clone(), d.id.clone(), b"unknown".to_vec(), a.id.clone()];
-    assert_eq!(ids(v.find("example.com", Some(&allow)).unwrap()), vec![c.id.clone(), a.id.clone()]);
+    let allow = vec![
+        a.id.clone(),
+        c.id.clone(),
+        d.id.clone(),
+        b"unknown".to_vec(),
+        a.id.clone(),
+    ];
+    assert_eq!(
+        ids(v.find("example.com", Some(&allow)).unwrap()),
+        vec![c.id.clone(), a.id.clone()]
+    );
     assert!(v.find("example.com", Some(&[])).unwrap().is_empty());
     assert!(v.find("nobody.net", None).unwrap().is_empty());
 
     // Counters: +1 each, durable, last-used recorded.
     assert_eq!(v.next_sign_count(&a.id, 1_800_000_000).unwrap(), 1);
     assert_eq!(v.next_sign_count(&a.id, 1_800_000_001).unwrap(), 2);
-    assert!(matches!(v.next_sign_count(b"unknown", 0), Err(StoreError::NotFound)));
+    assert!(matches!(
+        v.next_sign_count(b"unknown", 0),
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(v.secrets(b"unknown"), Err(StoreError::NotFound)));
     // Same ID twice is refused.
     assert!(matches!(v.insert(&c, &sc), Err(StoreError::Backend(_))));
     drop(v);
     let mut v = Vault::open(&path).unwrap();
-    let got = v.find("example.com", Some(&[a.id.clone()])).unwrap();
-    assert_eq!((got[0].sign_count, got[0].last_used_unix), (2, Some(1_800_000_001)));
+    let got = v
+        .find("example.com", Some(std::slice::from_ref(&a.id)))
+        .unwrap();
+    assert_eq!(
+        (got[0].sign_count, got[0].last_used_unix),
+        (2, Some(1_800_000_001))
+    );
     assert_eq!(v.next_sign_count(&a.id, 1_800_000_002).unwrap(), 3);
 
     // A new discoverable credential for the same user replaces the old one.
     v.unlock(PIN, at(0)).unwrap();
     let (a2, sa2) = cred("example.com", b"id-a2-0123456789", b"alice", true);
     v.insert(&a2, &sa2).unwrap();
-    assert_eq!(ids(v.find("example.com", None).unwrap()), vec![a2.id.clone(), b.id.clone()]);
+    assert_eq!(
+        ids(v.find("example.com", None).unwrap()),
+        vec![a2.id.clone(), b.id.clone()]
+    );
     assert!(matches!(v.secrets(&a.id), Err(StoreError::NotFound)));
     assert_eq!(v.count().unwrap(), 4);
     // …but not the other RP's credential of the same user handle.
@@ -353,7 +446,10 @@ fn secrets_and_insert_need_unlock() {
     v.lock();
     let (m, s) = cred("example.com", b"0123456789abcdef", b"u", true);
     assert!(matches!(v.insert(&m, &s), Err(StoreError::Locked)));
-    assert!(matches!(v.insert_credential(&m, &s), Err(VaultError::NotUnlocked)));
+    assert!(matches!(
+        v.insert_credential(&m, &s),
+        Err(VaultError::NotUnlocked)
+    ));
     v.unlock(PIN, at(0)).unwrap();
     v.insert(&m, &s).unwrap();
     v.lock();
@@ -390,7 +486,12 @@ fn allow_list_of_1000_ids() {
     let creds: Vec<_> = (0..2000u32)
         .map(|i| {
             let mut m = template.clone();
-            m.rp_id = if i % 2 == 0 { "example.com" } else { "other.org" }.into();
+            m.rp_id = if i % 2 == 0 {
+                "example.com"
+            } else {
+                "other.org"
+            }
+            .into();
             m.id = format!("credential-{i:06}").into_bytes();
             m.user_id = i.to_be_bytes().to_vec();
             m.discoverable = i % 3 == 0;
@@ -400,7 +501,9 @@ fn allow_list_of_1000_ids() {
     v.insert_all(creds.iter().map(|(m, s)| (m, s))).unwrap();
     assert_eq!(v.count().unwrap(), 2000);
     // 1000 IDs: 500 of example.com, 500 of other.org.
-    let allow: Vec<Vec<u8>> = (0..1000u32).map(|i| format!("credential-{i:06}").into_bytes()).collect();
+    let allow: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| format!("credential-{i:06}").into_bytes())
+        .collect();
     let t = std::time::Instant::now();
     let found = v.find("example.com", Some(&allow)).unwrap();
     let took = t.elapsed();

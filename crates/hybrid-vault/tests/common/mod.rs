@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +37,12 @@ pub fn random_id() -> Vec<u8> {
 }
 
 /// A credential with a fresh P-256 key; the "COSE key" here is just the SEC1 point.
-pub fn cred(rp: &str, id: &[u8], user_id: &[u8], discoverable: bool) -> (CredentialMeta, CredentialSecrets) {
+pub fn cred(
+    rp: &str,
+    id: &[u8],
+    user_id: &[u8],
+    discoverable: bool,
+) -> (CredentialMeta, CredentialSecrets) {
     let sk = SigningKey::random(&mut OsRng);
     cred_with_key(rp, id, user_id, discoverable, &sk.to_bytes())
 }
@@ -45,7 +55,10 @@ pub fn cred_with_key(
     private: &[u8],
 ) -> (CredentialMeta, CredentialSecrets) {
     let sk = SigningKey::from_slice(private).unwrap();
-    let pk = VerifyingKey::from(&sk).to_encoded_point(false).as_bytes().to_vec();
+    let pk = VerifyingKey::from(&sk)
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
     let meta = CredentialMeta {
         id: id.to_vec(),
         rp_id: rp.to_owned(),
