@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(qr) = parse(&text) {
         let again = parse(&qr.to_uri()).expect("re-encoded QR must parse");
         // Key 6 of an unrecognised type is not re-encoded.
-        let qr = if *qr.key6() == Key6::Other { qr.with_key6(Key6::Absent) } else { qr };
+        let qr = if *qr.key6() == Key6::Other {
+            qr.with_key6(Key6::Absent)
+        } else {
+            qr
+        };
         assert_eq!(again, qr);
         assert_eq!(again.to_cbor(), qr.to_cbor());
     }
