@@ -28,8 +28,12 @@ pub const CMD_CREDENTIAL_MANAGEMENT: u8 = 0x0A;
 pub const CMD_SELECTION: u8 = 0x0B;
 
 /// Decodes the CBOR parameters of a command: strict canonical CBOR whose
-/// top level is a map.
+/// top level is a map. No bytes at all means every required parameter is
+/// missing (`CTAP2_ERR_MISSING_PARAMETER`, OpenSK's choice for an absent map).
 pub(crate) fn decode_params(bytes: &[u8]) -> Result<Vec<(Value, Value)>, Error> {
+    if bytes.is_empty() {
+        return Err(Error::MissingParameter("request parameters"));
+    }
     let v = hybrid_cbor::decode_canonical(bytes)?;
     cbor::map(v, "request parameters")
 }

@@ -48,3 +48,6 @@ pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};
 pub use status::Ctap2Status;
+
+#[cfg(test)]
+mod tests;
