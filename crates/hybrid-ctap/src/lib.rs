@@ -47,6 +47,7 @@ pub use env::{
 pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};
+pub use rp::{RegisteredCredential, RelyingParty};
 pub use status::Ctap2Status;
 
 #[cfg(test)]

@@ -505,3 +505,42 @@ fn process_never_panics_on_prefixes_of_valid_requests() {
         }
     }
 }
+
+/// Regenerates the fuzz seed corpora (`fuzz/corpus/ctap_*/seed-*`):
+/// `cargo test -p hybrid-ctap write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    };
+    let mut mc_prf = mc(true);
+    mc_prf.extensions = Extensions { cred_protect: Some(2), prf: Some(PrfInput::default()), hmac_secret: false, large_blob_key: None };
+    let mut mc_excl = mc(false);
+    mc_excl.exclude_list = vec![crate::types::CredentialDescriptor { id: vec![1; 32] }];
+    mc_excl.attestation_formats_preference = Some(vec!["none".into()]);
+    let mut ga_prf = ga(&[]);
+    ga_prf.extensions.prf = Some(PrfInput {
+        eval: Some(PrfSalts { first: salt("hello"), second: Some(salt("world")) }),
+        eval_by_credential: vec![(vec![1; 32], PrfSalts { first: salt("x"), second: None })],
+    });
+    let ga_allow = ga(&[vec![1; 32], vec![2; 16]]);
+    let mcs = [("mc-rk", mc(true)), ("mc-prf-credprotect", mc_prf), ("mc-exclude-none", mc_excl)];
+    let gas = [("ga-discovery", ga(&[])), ("ga-prf", ga_prf), ("ga-allowlist", ga_allow)];
+    for (name, r) in &mcs {
+        write("ctap_make_credential", name, &r.to_cbor());
+        write("ctap_command", name, &r.to_frame());
+    }
+    for (name, r) in &gas {
+        write("ctap_get_assertion", name, &r.to_cbor());
+        write("ctap_command", name, &r.to_frame());
+    }
+    write("ctap_command", "getinfo", &[CMD_GET_INFO]);
+    write("ctap_command", "getnext", &[CMD_GET_NEXT_ASSERTION]);
+    for (n, bytes) in [[0u8; 64], [1u8; 64], [0x55; 64]].iter().enumerate() {
+        write("ctap_structured", &format!("bytes-{n}"), bytes);
+    }
+}
