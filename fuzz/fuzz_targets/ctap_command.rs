@@ -9,9 +9,16 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut a = test_authenticator(1);
     let rp = RelyingParty::new("example.com", "Example");
-    let user = hybrid_ctap::types::UserEntity { id: vec![1, 2, 3], name: Some("a".into()), display_name: None };
+    let user = hybrid_ctap::types::UserEntity {
+        id: vec![1, 2, 3],
+        name: Some("a".into()),
+        display_name: None,
+    };
     let ctx = RequestContext::default();
-    let created = a.process(&rp.make_credential_request([0; 32], user, true).to_frame(), &ctx);
+    let created = a.process(
+        &rp.make_credential_request([0; 32], user, true).to_frame(),
+        &ctx,
+    );
     assert_eq!(created.first(), Some(&0));
     let resp = a.process(data, &ctx);
     let (&status, body) = resp.split_first().expect("a response is never empty");

@@ -8,15 +8,23 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = GetAssertionRequest::from_cbor(data) {
-        let again = GetAssertionRequest::from_cbor(&req.to_cbor()).expect("re-encoded request parses");
+        let again =
+            GetAssertionRequest::from_cbor(&req.to_cbor()).expect("re-encoded request parses");
         assert_eq!(again, req);
     }
     let mut a = test_authenticator(3);
     let ctx = RequestContext::default();
     let rp = RelyingParty::new("example.com", "Example");
     for (n, rk) in [(1u8, true), (2, false)] {
-        let user = hybrid_ctap::types::UserEntity { id: vec![n], name: None, display_name: None };
-        let created = a.process(&rp.make_credential_request([0; 32], user, rk).to_frame(), &ctx);
+        let user = hybrid_ctap::types::UserEntity {
+            id: vec![n],
+            name: None,
+            display_name: None,
+        };
+        let created = a.process(
+            &rp.make_credential_request([0; 32], user, rk).to_frame(),
+            &ctx,
+        );
         assert_eq!(created.first(), Some(&0));
     }
     let mut frame = vec![0x02];

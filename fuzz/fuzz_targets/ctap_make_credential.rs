@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = MakeCredentialRequest::from_cbor(data) {
-        let again = MakeCredentialRequest::from_cbor(&req.to_cbor()).expect("re-encoded request parses");
+        let again =
+            MakeCredentialRequest::from_cbor(&req.to_cbor()).expect("re-encoded request parses");
         assert_eq!(again, req);
     }
     let mut a = test_authenticator(2);

@@ -6,9 +6,12 @@
 use arbitrary::Arbitrary;
 use hybrid_ctap::testing::test_authenticator;
 use hybrid_ctap::types::{
-    CredentialDescriptor, Extensions, Options, PrfInput, PrfSalts, PubKeyCredParam, RpEntity, UserEntity,
+    CredentialDescriptor, Extensions, Options, PrfInput, PrfSalts, PubKeyCredParam, RpEntity,
+    UserEntity,
 };
-use hybrid_ctap::{Approval, GetAssertionRequest, MakeCredentialRequest, RequestContext, UserError};
+use hybrid_ctap::{
+    Approval, GetAssertionRequest, MakeCredentialRequest, RequestContext, UserError,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -61,7 +64,10 @@ enum Op {
 const RPS: [&str; 3] = ["example.com", "other.example", ".dummy"];
 
 fn salts(s: FSalts) -> PrfSalts {
-    PrfSalts { first: s.first, second: s.second }
+    PrfSalts {
+        first: s.first,
+        second: s.second,
+    }
 }
 
 /// `Some(i)` picks the i-th credential created so far; `None` a bogus ID.
@@ -76,10 +82,16 @@ fn ext(e: FExt, known: &[Vec<u8>]) -> Extensions {
     Extensions {
         cred_protect: e.cred_protect.map(u64::from),
         prf: e.prf.map(|(eval, by)| {
-            let mut by: Vec<(Vec<u8>, PrfSalts)> = by.into_iter().map(|(k, s)| (id(known, k), salts(s))).collect();
+            let mut by: Vec<(Vec<u8>, PrfSalts)> = by
+                .into_iter()
+                .map(|(k, s)| (id(known, k), salts(s)))
+                .collect();
             by.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then(a.0.cmp(&b.0)));
             by.dedup_by(|a, b| a.0 == b.0);
-            PrfInput { eval: eval.map(salts), eval_by_credential: by }
+            PrfInput {
+                eval: eval.map(salts),
+                eval_by_credential: by,
+            }
         }),
         hmac_secret: e.hmac_secret,
         large_blob_key: e.large_blob_key,
@@ -87,24 +99,56 @@ fn ext(e: FExt, known: &[Vec<u8>]) -> Extensions {
 }
 
 fn opts(o: FOpts) -> Options {
-    Options { rk: o.rk, up: o.up, uv: o.uv }
+    Options {
+        rk: o.rk,
+        up: o.up,
+        uv: o.uv,
+    }
 }
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut a = test_authenticator(4);
-    let ctx = RequestContext { qr_age_secs: Some(1), hint: None };
+    let ctx = RequestContext {
+        qr_age_secs: Some(1),
+        hint: None,
+    };
     let mut known: Vec<Vec<u8>> = Vec::new();
     for op in ops.into_iter().take(32) {
         let frame = match op {
-            Op::MakeCredential { rp, user, algs, exclude, ext: e, opts: o, pin, ea, none_fmt } => {
+            Op::MakeCredential {
+                rp,
+                user,
+                algs,
+                exclude,
+                ext: e,
+                opts: o,
+                pin,
+                ea,
+                none_fmt,
+            } => {
                 let rp_id = RPS[usize::from(rp) % RPS.len()];
                 let mut req = MakeCredentialRequest::new(
                     vec![rp; 32],
-                    RpEntity { id: rp_id.into(), name: Some("RP".into()) },
-                    UserEntity { id: vec![user], name: Some("u".into()), display_name: None },
-                    algs.into_iter().map(|alg| PubKeyCredParam { alg: i64::from(alg), cred_type: "public-key".into() }).collect(),
+                    RpEntity {
+                        id: rp_id.into(),
+                        name: Some("RP".into()),
+                    },
+                    UserEntity {
+                        id: vec![user],
+                        name: Some("u".into()),
+                        display_name: None,
+                    },
+                    algs.into_iter()
+                        .map(|alg| PubKeyCredParam {
+                            alg: i64::from(alg),
+                            cred_type: "public-key".into(),
+                        })
+                        .collect(),
                 );
-                req.exclude_list = exclude.into_iter().map(|p| CredentialDescriptor { id: id(&known, p) }).collect();
+                req.exclude_list = exclude
+                    .into_iter()
+                    .map(|p| CredentialDescriptor { id: id(&known, p) })
+                    .collect();
                 req.extensions = ext(e, &known);
                 req.options = opts(o);
                 if let Some((param, proto)) = pin {
@@ -117,9 +161,18 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 req.to_frame()
             }
-            Op::GetAssertion { rp, allow, ext: e, opts: o } => {
-                let mut req = GetAssertionRequest::new(RPS[usize::from(rp) % RPS.len()].into(), vec![rp; 32]);
-                req.allow_list = allow.into_iter().map(|p| CredentialDescriptor { id: id(&known, p) }).collect();
+            Op::GetAssertion {
+                rp,
+                allow,
+                ext: e,
+                opts: o,
+            } => {
+                let mut req =
+                    GetAssertionRequest::new(RPS[usize::from(rp) % RPS.len()].into(), vec![rp; 32]);
+                req.allow_list = allow
+                    .into_iter()
+                    .map(|p| CredentialDescriptor { id: id(&known, p) })
+                    .collect();
                 req.extensions = ext(e, &known);
                 req.options = opts(o);
                 req.to_frame()
@@ -132,8 +185,14 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::User(n) => {
                 let answer = match n % 5 {
-                    0 => Ok(Approval { user_present: true, user_verified: true }),
-                    1 => Ok(Approval { user_present: true, user_verified: false }),
+                    0 => Ok(Approval {
+                        user_present: true,
+                        user_verified: true,
+                    }),
+                    1 => Ok(Approval {
+                        user_present: true,
+                        user_verified: false,
+                    }),
                     2 => Err(UserError::Declined),
                     3 => Err(UserError::Timeout),
                     _ => Err(UserError::Cancelled),
@@ -161,7 +220,10 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
         if frame.first() == Some(&0x01) && status != 0 {
-            assert!(a.env().store.credentials.len() <= before, "a failed makeCredential stores nothing");
+            assert!(
+                a.env().store.credentials.len() <= before,
+                "a failed makeCredential stores nothing"
+            );
         }
     }
 });

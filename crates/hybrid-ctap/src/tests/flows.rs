@@ -518,18 +518,40 @@ fn write_fuzz_seeds() {
         std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
     };
     let mut mc_prf = mc(true);
-    mc_prf.extensions = Extensions { cred_protect: Some(2), prf: Some(PrfInput::default()), hmac_secret: false, large_blob_key: None };
+    mc_prf.extensions = Extensions {
+        cred_protect: Some(2),
+        prf: Some(PrfInput::default()),
+        hmac_secret: false,
+        large_blob_key: None,
+    };
     let mut mc_excl = mc(false);
     mc_excl.exclude_list = vec![crate::types::CredentialDescriptor { id: vec![1; 32] }];
     mc_excl.attestation_formats_preference = Some(vec!["none".into()]);
     let mut ga_prf = ga(&[]);
     ga_prf.extensions.prf = Some(PrfInput {
-        eval: Some(PrfSalts { first: salt("hello"), second: Some(salt("world")) }),
-        eval_by_credential: vec![(vec![1; 32], PrfSalts { first: salt("x"), second: None })],
+        eval: Some(PrfSalts {
+            first: salt("hello"),
+            second: Some(salt("world")),
+        }),
+        eval_by_credential: vec![(
+            vec![1; 32],
+            PrfSalts {
+                first: salt("x"),
+                second: None,
+            },
+        )],
     });
     let ga_allow = ga(&[vec![1; 32], vec![2; 16]]);
-    let mcs = [("mc-rk", mc(true)), ("mc-prf-credprotect", mc_prf), ("mc-exclude-none", mc_excl)];
-    let gas = [("ga-discovery", ga(&[])), ("ga-prf", ga_prf), ("ga-allowlist", ga_allow)];
+    let mcs = [
+        ("mc-rk", mc(true)),
+        ("mc-prf-credprotect", mc_prf),
+        ("mc-exclude-none", mc_excl),
+    ];
+    let gas = [
+        ("ga-discovery", ga(&[])),
+        ("ga-prf", ga_prf),
+        ("ga-allowlist", ga_allow),
+    ];
     for (name, r) in &mcs {
         write("ctap_make_credential", name, &r.to_cbor());
         write("ctap_command", name, &r.to_frame());
