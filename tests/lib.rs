@@ -1,6 +1,7 @@
 //! Shared helpers for hybridd's cross-crate tests: loading the test vectors
 //! copied from `shared/vectors/hybrid-vectors.json` into `tests/vectors/`.
 #![forbid(unsafe_code)]
+#![allow(clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::Value;
 
