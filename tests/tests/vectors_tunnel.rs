@@ -2,7 +2,6 @@
 //! One test per vector name in `tests/vectors/hybrid-vectors.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-
 use hybrid_tests::{arr, s, vector};
 use hybrid_tunnel::names::{domain_name, HEADER_ROUTING_ID};
 use hybrid_tunnel::{RoutingId, TunnelBase, TunnelId};
@@ -59,12 +58,24 @@ fn advert_vector_urls() {
         (0, "/connect_url_domain_0"),
         (1, "/connect_url_domain_1"),
     ] {
-        assert_eq!(TunnelBase::Domain(id).connect_url(&rid, &tid).unwrap(), s(&v, key));
+        assert_eq!(
+            TunnelBase::Domain(id).connect_url(&rid, &tid).unwrap(),
+            s(&v, key)
+        );
     }
     let v = vector("advert_decrypt_known");
     let tid = TunnelId(arr(&v, "/tunnel_id_hex"));
     let rid = RoutingId(arr(&v, "/expected_routing_id_hex"));
-    assert_eq!(TunnelBase::Domain(0).new_url(&tid).unwrap(), s(&v, "/new_tunnel_url"));
-    assert_eq!(TunnelBase::Domain(0).connect_url(&rid, &tid).unwrap(), s(&v, "/connect_url"));
-    assert_eq!(TunnelId::from_hex(&tid.to_hex().to_lowercase()).unwrap(), tid);
+    assert_eq!(
+        TunnelBase::Domain(0).new_url(&tid).unwrap(),
+        s(&v, "/new_tunnel_url")
+    );
+    assert_eq!(
+        TunnelBase::Domain(0).connect_url(&rid, &tid).unwrap(),
+        s(&v, "/connect_url")
+    );
+    assert_eq!(
+        TunnelId::from_hex(&tid.to_hex().to_lowercase()).unwrap(),
+        tid
+    );
 }
