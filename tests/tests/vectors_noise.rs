@@ -2,7 +2,7 @@
 //! identity-key derivation (hybrid-protocol.md §2.3, §5.5, §6.2–§6.4).
 //! One test per vector name in `tests/vectors/hybrid-vectors.json`.
 // Test helpers outside `#[test]` fns may unwrap too: a panic is a failure.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
