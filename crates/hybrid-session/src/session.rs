@@ -1,0 +1,601 @@
+//! The phone session state machine (quinn-proto style: inputs with `now`,
+//! outputs pulled with [`PhoneSession::poll_action`] and
+//! [`PhoneSession::poll_timeout`]).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hybrid_ble::{EidKey, EidPlaintext, Psk, ADVERT_LEN};
+use hybrid_noise::post_handshake::PostHandshakeMessage;
+use hybrid_noise::{Crypter, Ephemeral, Frame, MessageType, Responder};
+use hybrid_qr::QrCode;
+use hybrid_tunnel::{RoutingId, TunnelId};
+use p256::PublicKey;
+use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
+
+use crate::config::SessionConfig;
+use crate::outcome::{FailReason, Outcome};
+
+/// What the session asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open the phone's tunnel: `GET /cable/new/<tunnel id>` on
+    /// [`SessionConfig::tunnel`] (§4.2, §10 step 3). `url` is that URL,
+    /// for display; then call [`PhoneSession::on_tunnel_open`] or
+    /// [`PhoneSession::on_tunnel_error`].
+    OpenTunnel {
+        /// The `/cable/new/` URL.
+        url: String,
+        /// The tunnel ID derived from the QR secret (§2.2 purpose 2).
+        tunnel_id: TunnelId,
+    },
+    /// Broadcast this 20-byte advert (§3, §10 step 4).
+    StartAdvert([u8; ADVERT_LEN]),
+    /// Stop broadcasting.
+    StopAdvert,
+    /// Send one binary WebSocket message.
+    Send(Vec<u8>),
+    /// Run this CTAP request (`command byte || CBOR`) and hand the answer to
+    /// [`PhoneSession::on_ctap_response`].
+    Ctap {
+        /// The request.
+        request: Vec<u8>,
+    },
+    /// Close the tunnel (normal closure). Never preceded by a shutdown frame
+    /// (§6.3: the phone never sends `00`).
+    Close,
+    /// The session is over; nothing follows.
+    Finished(Outcome),
+}
+
+/// When each phase of the session happened, for timing tables. Absent
+/// phases were not reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// The session was created (QR accepted).
+    pub started: Instant,
+    /// The tunnel opened ([`PhoneSession::on_tunnel_open`]).
+    pub tunnel_open: Option<Instant>,
+    /// The advert was handed out (`StartAdvert`), or the driver's report of
+    /// the radio starting ([`PhoneSession::on_advert_started`]).
+    pub advert_out: Option<Instant>,
+    /// msg2 was produced.
+    pub handshake_done: Option<Instant>,
+    /// The first CTAP request arrived.
+    pub first_command: Option<Instant>,
+    /// The (last) CTAP reply was handed out.
+    pub reply_sent: Option<Instant>,
+    /// `Finished` was produced.
+    pub finished: Option<Instant>,
+}
+
+impl Phases {
+    /// Elapsed time from `started` to `at`, if reached.
+    pub fn since_start(&self, at: Option<Instant>) -> Option<Duration> {
+        at.map(|t| t.saturating_duration_since(self.started))
+    }
+}
+
+/// The QR-derived secrets kept until the handshake; zeroized on drop.
+struct Secrets {
+    qr_secret: Zeroizing<[u8; hybrid_qr::SECRET_SIZE]>,
+    eid_key: EidKey,
+    desktop_identity: PublicKey,
+}
+
+enum State {
+    /// `OpenTunnel` was issued; waiting for the tunnel.
+    OpeningTunnel { deadline: Instant },
+    /// The advert is out; waiting for msg1 (§5.3).
+    Advertising { psk: Psk, deadline: Instant },
+    /// Handshake done; the ready loop (§6.3, §10 step 8).
+    Ready {
+        crypter: Crypter,
+        /// Requests received so far.
+        received: usize,
+        /// Requests answered so far.
+        answered: usize,
+        /// Whether a request is with the CTAP handler.
+        outstanding: bool,
+        /// The command timeout (none while a request is outstanding) or,
+        /// once every allowed command is answered, the shutdown grace.
+        deadline: Option<Instant>,
+    },
+    /// `Finished` issued; every input is ignored.
+    Done,
+}
+
+/// One phone-side hybrid transaction in QR mode (hybrid-protocol.md §0,
+/// §10), without IO. Create it with an accepted QR, then loop:
+/// [`poll_action`](Self::poll_action) until `None`, wait for IO or
+/// [`poll_timeout`](Self::poll_timeout), feed the event in.
+pub struct PhoneSession<R: CryptoRngCore> {
+    config: SessionConfig,
+    rng: R,
+    secrets: Option<Secrets>,
+    tunnel_id: TunnelId,
+    routing_id: Option<RoutingId>,
+    advert: Option<[u8; ADVERT_LEN]>,
+    state: State,
+    actions: VecDeque<Action>,
+    phases: Phases,
+    outcome: Option<Outcome>,
+    advertising: bool,
+    tunnel_requested: bool,
+}
+
+impl<R: CryptoRngCore> std::fmt::Debug for PhoneSession<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneSession")
+            .field("state", &self.state_name())
+            .field("routing_id", &self.routing_id)
+            .field("phases", &self.phases)
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: CryptoRngCore> PhoneSession<R> {
+    /// Starts a session for `qr`, which the caller has already parsed and
+    /// checked for freshness. The first action is `OpenTunnel` (§10 steps
+    /// 2–3); the tunnel must open within `wait_for_desktop`.
+    pub fn new(qr: QrCode, config: SessionConfig, now: Instant, rng: R) -> Self {
+        let tunnel_id = TunnelId(hybrid_ble::tunnel_id(qr.secret()));
+        let mut session = PhoneSession {
+            rng,
+            secrets: None,
+            tunnel_id,
+            routing_id: None,
+            advert: None,
+            state: State::OpeningTunnel {
+                deadline: now + config.wait_for_desktop,
+            },
+            actions: VecDeque::new(),
+            phases: Phases {
+                started: now,
+                tunnel_open: None,
+                advert_out: None,
+                handshake_done: None,
+                first_command: None,
+                reply_sent: None,
+                finished: None,
+            },
+            outcome: None,
+            advertising: false,
+            tunnel_requested: false,
+            config,
+        };
+        let Some(desktop_identity) = qr.peer_public_key() else {
+            // hybrid-qr validated key 0 already; refuse rather than panic.
+            session.fail(
+                now,
+                FailReason::QrInvalid("identity key is not a P-256 point".into()),
+            );
+            return session;
+        };
+        session.secrets = Some(Secrets {
+            qr_secret: Zeroizing::new(*qr.secret()),
+            eid_key: EidKey::from_secret(qr.secret()),
+            desktop_identity,
+        });
+        drop(qr);
+        match session.config.tunnel.new_url(&tunnel_id) {
+            Ok(url) => {
+                session.tunnel_requested = true;
+                session
+                    .actions
+                    .push_back(Action::OpenTunnel { url, tunnel_id });
+            }
+            Err(e) => session.fail(now, FailReason::TunnelUnreachable(e.to_string())),
+        }
+        session
+    }
+
+    /// The next thing to do, if any. After `Finished` this returns `None`.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next;
+    /// `None` while a CTAP request is with the handler or once finished.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::OpeningTunnel { deadline } | State::Advertising { deadline, .. } => {
+                Some(*deadline)
+            }
+            State::Ready { deadline, .. } => *deadline,
+            State::Done => None,
+        }
+    }
+
+    /// Fires the current timeout if `now` has reached it:
+    /// * tunnel not open → `TunnelUnreachable`;
+    /// * no msg1 → advert stopped, tunnel closed, `DesktopNeverConnected`
+    ///   (§5.3 "Failure handling": a timeout is handled like an early close);
+    /// * no request after the handshake → `CommandTimeout`;
+    /// * grace after the last reply over → close, `Completed`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        match &self.state {
+            State::OpeningTunnel { .. } => {
+                let why = format!(
+                    "no answer within {} s",
+                    self.config.wait_for_desktop.as_secs()
+                );
+                self.fail(now, FailReason::TunnelUnreachable(why));
+            }
+            State::Advertising { .. } => self.fail(now, FailReason::DesktopNeverConnected),
+            State::Ready { answered, .. } => {
+                // Grace after the last reply over, or more commands were
+                // allowed but none came: the answered ones stand.
+                let answered = *answered;
+                if answered > 0 {
+                    self.complete(now, answered);
+                } else {
+                    self.fail(now, FailReason::CommandTimeout);
+                }
+            }
+            State::Done => {}
+        }
+    }
+
+    /// The tunnel opened with `routing_id` (§4.2). Builds the EID plaintext
+    /// `00 ‖ nonce ‖ routing_id ‖ LE16(domain)`, derives the PSK from it
+    /// (§5.3) and issues `StartAdvert` (§10 steps 4–5). The desktop has
+    /// `wait_for_desktop` from now to send msg1.
+    pub fn on_tunnel_open(&mut self, routing_id: RoutingId, now: Instant) {
+        if !matches!(self.state, State::OpeningTunnel { .. }) {
+            return;
+        }
+        let Some(secrets) = &self.secrets else {
+            return;
+        };
+        let plaintext =
+            EidPlaintext::random(&mut self.rng, routing_id.0, self.config.tunnel.domain_id());
+        let advert = hybrid_ble::encrypt(&secrets.eid_key, &plaintext);
+        let psk = hybrid_ble::psk(secrets.qr_secret.as_slice(), &plaintext);
+        self.routing_id = Some(routing_id);
+        self.advert = Some(advert);
+        self.phases.tunnel_open = Some(now);
+        self.phases.advert_out = Some(now);
+        self.advertising = true;
+        self.actions.push_back(Action::StartAdvert(advert));
+        self.state = State::Advertising {
+            psk,
+            deadline: now + self.config.wait_for_desktop,
+        };
+    }
+
+    /// The radio reports the advert is on air (optional; refines
+    /// [`Phases::advert_out`]).
+    pub fn on_advert_started(&mut self, now: Instant) {
+        if matches!(self.state, State::Advertising { .. }) {
+            self.phases.advert_out = Some(now);
+        }
+    }
+
+    /// The radio could not broadcast: the session fails
+    /// ([`FailReason::AdvertFailed`]).
+    pub fn on_advert_error(&mut self, reason: String, now: Instant) {
+        if matches!(self.state, State::Advertising { .. }) {
+            self.fail(now, FailReason::AdvertFailed(reason));
+        }
+    }
+
+    /// Opening the tunnel failed, or the open tunnel failed (reset, text
+    /// frame, oversize message). Before the tunnel opened this is
+    /// `TunnelUnreachable`; after every allowed reply went out it is
+    /// harmless (`Completed`); otherwise `TunnelFailed`.
+    pub fn on_tunnel_error(&mut self, reason: String, now: Instant) {
+        match &self.state {
+            State::Done => {}
+            State::OpeningTunnel { .. } => {
+                self.tunnel_requested = false;
+                self.fail(now, FailReason::TunnelUnreachable(reason));
+            }
+            State::Ready {
+                answered,
+                outstanding: false,
+                ..
+            } if *answered > 0 => {
+                let answered = *answered;
+                self.complete(now, answered);
+            }
+            _ => self.fail(now, FailReason::TunnelFailed(reason)),
+        }
+    }
+
+    /// The tunnel closed (the desktop or the server on its behalf). Before
+    /// msg1: `DesktopNeverConnected`; after the handshake with no answered
+    /// request or with one outstanding: `PeerClosedEarly` (§6.3, Chromium's
+    /// `UNEXPECTED_EOF` / `EOF_WHILE_PROCESSING`); after a reply: `Completed`.
+    pub fn on_tunnel_closed(&mut self, now: Instant) {
+        match &self.state {
+            State::Done => {}
+            State::OpeningTunnel { .. } => {
+                self.fail(now, FailReason::TunnelUnreachable("tunnel closed".into()))
+            }
+            State::Advertising { .. } => self.fail(now, FailReason::DesktopNeverConnected),
+            State::Ready {
+                answered,
+                outstanding,
+                ..
+            } => {
+                let answered = *answered;
+                if answered > 0 && !*outstanding {
+                    self.complete(now, answered);
+                } else {
+                    self.fail(now, FailReason::PeerClosedEarly);
+                }
+            }
+        }
+    }
+
+    /// The user or daemon gives up. After every allowed reply went out this
+    /// still counts as `Completed`; otherwise `Cancelled`.
+    pub fn cancel(&mut self, now: Instant) {
+        match &self.state {
+            State::Done => {}
+            State::Ready {
+                answered,
+                outstanding: false,
+                ..
+            } if *answered >= self.max_commands() => {
+                let answered = *answered;
+                self.complete(now, answered);
+            }
+            _ => self.fail(now, FailReason::Cancelled),
+        }
+    }
+
+    /// One binary message from the tunnel.
+    ///
+    /// The first is msg1 (§5.3): the responder `KNpsk0` handshake runs; on
+    /// success the advert stops and msg2 and the encrypted post-handshake
+    /// message `{1: getInfo, 3: ["ctap"]}` are sent (§6.1, §6.2); on failure
+    /// nothing is sent, the advert stops, the tunnel closes and the session
+    /// ends with `HandshakeFailed` — no retry.
+    ///
+    /// Later messages are decrypted and framed (§6.3): CTAP → `Ctap`
+    /// action; a valid update → ignored; shutdown → close; anything else
+    /// (decrypt failure, empty, type > 3, JSON, invalid update) → close
+    /// with the named failure. Nothing the session sends is ever a shutdown
+    /// frame.
+    pub fn on_message(&mut self, bytes: &[u8], now: Instant) {
+        match &self.state {
+            State::Done | State::OpeningTunnel { .. } => {}
+            State::Advertising { .. } => self.on_msg1(bytes, now),
+            State::Ready { .. } => self.on_transport(bytes, now),
+        }
+    }
+
+    /// The CTAP handler's answer (`status || CBOR`) to the outstanding
+    /// request: sent as `enc(01 ‖ response)` (§6.3). When the allowed number
+    /// of commands is answered, the session waits `shutdown_grace` for the
+    /// desktop's shutdown or close, then closes; otherwise it waits
+    /// `command_timeout` for the next request.
+    pub fn on_ctap_response(&mut self, response: Vec<u8>, now: Instant) {
+        let max = self.max_commands();
+        let (command_timeout, grace) = (self.config.command_timeout, self.config.shutdown_grace);
+        let State::Ready {
+            crypter,
+            answered,
+            outstanding,
+            deadline,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        if !*outstanding {
+            return;
+        }
+        let mut frame = Zeroizing::new(Vec::with_capacity(response.len() + 1));
+        frame.push(MessageType::Ctap as u8);
+        frame.extend_from_slice(&response);
+        drop(Zeroizing::new(response));
+        match crypter.encrypt(&frame) {
+            Ok(wire) => {
+                *outstanding = false;
+                *answered += 1;
+                *deadline = Some(if *answered >= max {
+                    now + grace
+                } else {
+                    now + command_timeout
+                });
+                self.phases.reply_sent = Some(now);
+                self.actions.push_back(Action::Send(wire));
+            }
+            Err(e) => self.fail(now, FailReason::Internal(e.to_string())),
+        }
+    }
+
+    /// The advert this session broadcasts, once the tunnel opened.
+    pub fn advert(&self) -> Option<[u8; ADVERT_LEN]> {
+        self.advert
+    }
+
+    /// The tunnel ID (§2.2 purpose 2).
+    pub fn tunnel_id(&self) -> TunnelId {
+        self.tunnel_id
+    }
+
+    /// The routing ID the tunnel server assigned, once open.
+    pub fn routing_id(&self) -> Option<RoutingId> {
+        self.routing_id
+    }
+
+    /// When each phase happened.
+    pub fn phases(&self) -> &Phases {
+        &self.phases
+    }
+
+    /// The outcome, once `Finished` was issued.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether `Finished` was issued.
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// Whether the session has handed out an advert that is not stopped yet.
+    pub fn is_advertising(&self) -> bool {
+        self.advertising
+    }
+
+    /// Whether the Noise handshake completed.
+    pub fn handshake_done(&self) -> bool {
+        self.phases.handshake_done.is_some()
+    }
+
+    /// A short name of the current state (logs).
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::OpeningTunnel { .. } => "opening-tunnel",
+            State::Advertising { .. } => "advertising",
+            State::Ready {
+                outstanding: true, ..
+            } => "processing",
+            State::Ready { .. } => "ready",
+            State::Done => "done",
+        }
+    }
+
+    fn max_commands(&self) -> usize {
+        self.config.max_commands.max(1)
+    }
+
+    fn on_msg1(&mut self, msg1: &[u8], now: Instant) {
+        let State::Advertising { psk, .. } = &self.state else {
+            return;
+        };
+        let Some(secrets) = &self.secrets else {
+            return;
+        };
+        let responder = Responder::qr(psk.as_bytes(), &secrets.desktop_identity);
+        let result = responder.respond(msg1, Ephemeral::Random(&mut self.rng));
+        // The handshake is over either way: stop advertising (§10 step 6).
+        self.stop_advert();
+        let (msg2, established) = match result {
+            Ok(ok) => ok,
+            Err(e) => return self.fail(now, FailReason::HandshakeFailed(e.to_string())),
+        };
+        let (mut crypter, _hash) = established.into_parts();
+        let post =
+            Zeroizing::new(PostHandshakeMessage::ctap(self.config.get_info.clone()).encode());
+        let post_wire = match crypter.encrypt(&post) {
+            Ok(w) => w,
+            Err(e) => return self.fail(now, FailReason::Internal(e.to_string())),
+        };
+        // The QR secret, EID key and PSK are no longer needed.
+        self.secrets = None;
+        self.phases.handshake_done = Some(now);
+        self.actions.push_back(Action::Send(msg2));
+        self.actions.push_back(Action::Send(post_wire));
+        self.state = State::Ready {
+            crypter,
+            received: 0,
+            answered: 0,
+            outstanding: false,
+            deadline: Some(now + self.config.command_timeout),
+        };
+    }
+
+    fn on_transport(&mut self, bytes: &[u8], now: Instant) {
+        let max = self.max_commands();
+        let State::Ready {
+            crypter,
+            received,
+            answered,
+            outstanding,
+            deadline,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let plain = match crypter.decrypt(bytes) {
+            Ok(p) => Zeroizing::new(p),
+            Err(_) => return self.fail(now, FailReason::DecryptFailed),
+        };
+        let frame = match Frame::parse(&plain) {
+            Ok(f) => f,
+            Err(e) => return self.fail(now, FailReason::BadFrame(e.to_string())),
+        };
+        match frame {
+            Frame::Ctap(request) => {
+                if *outstanding {
+                    return self.fail(
+                        now,
+                        FailReason::BadFrame(
+                            "a CTAP request arrived while another was being processed".into(),
+                        ),
+                    );
+                }
+                if *received >= max {
+                    return self.fail(now, FailReason::SecondCommand);
+                }
+                *received += 1;
+                *outstanding = true;
+                *deadline = None;
+                self.phases.first_command.get_or_insert(now);
+                self.actions.push_back(Action::Ctap { request });
+            }
+            // §6.3: Chromium's phone only checks the update parses as CBOR
+            // (Frame::parse did) and otherwise ignores it.
+            Frame::Update(_) => {}
+            Frame::Shutdown => {
+                if *answered > 0 && !*outstanding {
+                    let answered = *answered;
+                    self.complete(now, answered);
+                } else {
+                    self.fail(now, FailReason::PeerClosedEarly);
+                }
+            }
+            Frame::Json(_) => self.fail(
+                now,
+                FailReason::BadFrame("JSON messages (feature \"dc\") are not supported".into()),
+            ),
+        }
+    }
+
+    fn stop_advert(&mut self) {
+        if self.advertising {
+            self.advertising = false;
+            self.actions.push_back(Action::StopAdvert);
+        }
+    }
+
+    fn complete(&mut self, now: Instant, commands: usize) {
+        self.end(now, Outcome::Completed { commands });
+    }
+
+    fn fail(&mut self, now: Instant, reason: FailReason) {
+        self.end(now, Outcome::Failed(reason));
+    }
+
+    /// Stop the advert, close the tunnel, report — and drop every key
+    /// (Crypter, PSK, EID key, QR secret: all zeroize on drop).
+    fn end(&mut self, now: Instant, outcome: Outcome) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        self.stop_advert();
+        if self.tunnel_requested {
+            self.tunnel_requested = false;
+            self.actions.push_back(Action::Close);
+        }
+        self.state = State::Done;
+        self.secrets = None;
+        self.phases.finished = Some(now);
+        self.outcome = Some(outcome.clone());
+        self.actions.push_back(Action::Finished(outcome));
+    }
+}
