@@ -13,3 +13,4 @@
 #![forbid(unsafe_code)]
 
 pub mod cmd;
+pub mod phone;

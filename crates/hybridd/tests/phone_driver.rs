@@ -1,0 +1,423 @@
+//! The phone driver (`hybridd::phone`) end to end on loopback: a real tunnel
+//! server, a file radio, the CTAP authenticator with test doubles, and a
+//! minimal desktop written here from the protocol crates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hybrid_ble::{EidKey, FileRadio};
+use hybrid_ctap::rp::RelyingParty;
+use hybrid_ctap::testing::{test_authenticator, TestEnv};
+use hybrid_ctap::types::UserEntity;
+use hybrid_ctap::{Authenticator, UserError};
+use hybrid_noise::post_handshake::PostHandshakeMessage;
+use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Frame, Initiator};
+use hybrid_qr::QrCode;
+use hybrid_session::{FailReason, Outcome};
+use hybrid_tunnel::client::{connect_desktop, ClientOptions, DesktopTunnel};
+use hybrid_tunnel::server::{ServerConfig, ServerHandle, TunnelServer};
+use hybrid_tunnel::{RoutingId, TunnelBase, TunnelId};
+use hybridd::phone::{run_phone_session, PhoneOptions, SessionConfig, SessionEvent, SessionReport};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::SecretKey;
+use rand_core::OsRng;
+use tokio::sync::{mpsc, watch};
+
+const SECRET: [u8; 16] = [0x5a; 16];
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct Setup {
+    server: ServerHandle,
+    dir: tempfile::TempDir,
+    identity: SecretKey,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let server = TunnelServer::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap()
+        .spawn();
+        Setup {
+            server,
+            dir: tempfile::tempdir().unwrap(),
+            identity: derive_p256_from_secret(b"phone driver test desktop").unwrap(),
+        }
+    }
+
+    fn base(&self) -> TunnelBase {
+        TunnelBase::url(&self.server.base_url(), 0).unwrap()
+    }
+
+    fn advert_path(&self) -> PathBuf {
+        self.dir.path().join("advert")
+    }
+
+    fn qr_uri(&self, timestamp: u64) -> String {
+        let compressed: [u8; 33] = self
+            .identity
+            .public_key()
+            .to_encoded_point(true)
+            .as_bytes()
+            .try_into()
+            .unwrap();
+        QrCode::new(compressed, SECRET)
+            .unwrap()
+            .with_timestamp(timestamp)
+            .with_hint("mc")
+            .to_uri()
+    }
+
+    fn options(&self, wait_for_desktop: Duration) -> PhoneOptions {
+        PhoneOptions {
+            session: SessionConfig {
+                tunnel: self.base(),
+                wait_for_desktop,
+                command_timeout: Duration::from_secs(10),
+                max_commands: 1,
+                shutdown_grace: Duration::from_secs(2),
+                get_info: Vec::new(), // taken from the authenticator
+            },
+            client: ClientOptions::default(),
+            freshness: hybrid_qr::Freshness::default(),
+        }
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let text = self.server.metrics_text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing in\n{text}"))
+    }
+}
+
+/// Waits for the file radio's advert line and connects like a desktop.
+async fn desktop_connect(setup_base: TunnelBase, path: &Path) -> DesktopTunnel {
+    let advert = loop {
+        if let Ok(line) = std::fs::read_to_string(path) {
+            if let Ok(bytes) = hex::decode(line.trim()) {
+                if bytes.len() == 20 {
+                    break bytes;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let plain = hybrid_ble::decrypt(&EidKey::from_secret(&SECRET), &advert).unwrap();
+    connect_desktop(
+        &setup_base,
+        &RoutingId(plain.routing_id()),
+        &TunnelId(hybrid_ble::tunnel_id(&SECRET)),
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn psk_from_advert(path: &Path) -> [u8; 32] {
+    let line = std::fs::read_to_string(path).unwrap();
+    let advert = hex::decode(line.trim()).unwrap();
+    let plain = hybrid_ble::decrypt(&EidKey::from_secret(&SECRET), &advert).unwrap();
+    *hybrid_ble::psk(&SECRET, &plain).as_bytes()
+}
+
+/// The desktop's whole makeCredential transaction; returns the CTAP reply.
+async fn desktop_make_credential(
+    base: TunnelBase,
+    path: PathBuf,
+    identity: SecretKey,
+    request: Vec<u8>,
+) -> Vec<u8> {
+    let mut tunnel = desktop_connect(base, &path).await;
+    let psk = psk_from_advert(&path);
+    let (waiting, msg1) = Initiator::qr(&psk, &identity)
+        .start(Ephemeral::Random(&mut OsRng))
+        .unwrap();
+    tunnel.send(msg1).await.unwrap();
+    let msg2 = tunnel.recv().await.unwrap().unwrap();
+    let (mut crypter, _): (Crypter, _) = waiting.finish(&msg2).unwrap().into_parts();
+    let post = crypter
+        .decrypt(&tunnel.recv().await.unwrap().unwrap())
+        .unwrap();
+    let (post, _) = PostHandshakeMessage::decode(&post).unwrap();
+    assert!(!post.require_ctap().unwrap().is_empty());
+    assert!(post.linking.is_none());
+    let mut frame = vec![0x01];
+    frame.extend_from_slice(&request);
+    tunnel.send(crypter.encrypt(&frame).unwrap()).await.unwrap();
+    let reply = crypter
+        .decrypt(&tunnel.recv().await.unwrap().unwrap())
+        .unwrap();
+    let Frame::Ctap(reply) = Frame::parse_from_phone(&reply).unwrap() else {
+        panic!("not a CTAP reply");
+    };
+    // Done: shutdown, then wait for the phone to close (it never sends 00).
+    tunnel
+        .send(crypter.encrypt(&[0x00]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(tunnel.recv().await.unwrap(), None);
+    reply
+}
+
+fn mc_request(rp: &RelyingParty, cdh: [u8; 32]) -> Vec<u8> {
+    rp.make_credential_request(
+        cdh,
+        UserEntity {
+            id: vec![7; 16],
+            name: Some("alice".into()),
+            display_name: Some("Alice".into()),
+        },
+        true,
+    )
+    .to_frame()
+}
+
+async fn run(
+    setup: &Setup,
+    uri: &str,
+    opts: &PhoneOptions,
+    radio: &mut FileRadio,
+    auth: Authenticator<TestEnv>,
+) -> (SessionReport, Authenticator<TestEnv>, Vec<SessionEvent>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _ = setup;
+    let (report, auth) = run_phone_session(uri, opts, radio, auth, Some(tx), None).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (report, auth, events)
+}
+
+#[tokio::test]
+async fn make_credential_completes_and_verifies() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(10));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let rp = RelyingParty::new("example.com", "Example");
+    let cdh = [0x11; 32];
+    let desktop = tokio::spawn(desktop_make_credential(
+        setup.base(),
+        setup.advert_path(),
+        setup.identity.clone(),
+        mc_request(&rp, cdh),
+    ));
+    // Surrounding whitespace is trimmed.
+    let uri = format!("  {}\n", setup.qr_uri(unix_now()));
+    let (report, auth, events) = run(&setup, &uri, &opts, &mut radio, test_authenticator(1)).await;
+    let reply = desktop.await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Completed { commands: 1 });
+    assert_eq!(report.commands, vec![0x01]);
+    assert_eq!(report.last_status, Some(0));
+    assert!(report.succeeded() && !report.declined());
+    assert_eq!(report.hint.as_deref(), Some("mc"));
+    assert!(report.qr_age_secs.unwrap() <= 2);
+    let (cred, _) = rp.verify_registration(&cdh, &reply, true).unwrap();
+    assert!(auth.env().store.meta(&cred.id).is_some());
+    assert!(!radio.is_advertising());
+
+    let p = report.phases;
+    let order = [
+        p.qr_accepted,
+        p.tunnel_open,
+        p.advert_out,
+        p.handshake_done,
+        p.first_command,
+        p.reply_sent,
+        p.finished,
+    ];
+    assert!(order.iter().all(Option::is_some), "{p:?}");
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{p:?}");
+    eprintln!(
+        "phases (ms from start): {:?}",
+        order.map(|d| d.unwrap().as_secs_f64() * 1e3)
+    );
+
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            SessionEvent::QrAccepted { .. } => "qr",
+            SessionEvent::TunnelOpen { .. } => "tunnel",
+            SessionEvent::AdvertStarted { .. } => "advert",
+            SessionEvent::HandshakeDone { .. } => "handshake",
+            SessionEvent::CommandReceived { .. } => "command",
+            SessionEvent::ResponseSent { .. } => "response",
+            SessionEvent::Finished { .. } => "finished",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "qr",
+            "tunnel",
+            "advert",
+            "handshake",
+            "command",
+            "response",
+            "finished"
+        ]
+    );
+    assert_eq!(setup.metric("hybrid_tunnel_tunnels_paired_total"), 1);
+}
+
+#[tokio::test]
+async fn declined_is_reported() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(10));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let rp = RelyingParty::new("example.com", "Example");
+    let mut auth = test_authenticator(2);
+    auth.env_mut().user.then(Err(UserError::Declined));
+    let desktop = tokio::spawn(desktop_make_credential(
+        setup.base(),
+        setup.advert_path(),
+        setup.identity.clone(),
+        mc_request(&rp, [0x22; 32]),
+    ));
+    let (report, _, _) = run(&setup, &setup.qr_uri(unix_now()), &opts, &mut radio, auth).await;
+    assert_eq!(desktop.await.unwrap(), vec![0x27]);
+    assert_eq!(report.outcome, Outcome::Completed { commands: 1 });
+    assert!(report.declined());
+    assert!(!report.succeeded());
+}
+
+#[tokio::test]
+async fn desktop_never_connects() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(1));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let t = std::time::Instant::now();
+    let (report, _, _) = run(
+        &setup,
+        &setup.qr_uri(unix_now()),
+        &opts,
+        &mut radio,
+        test_authenticator(3),
+    )
+    .await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed(FailReason::DesktopNeverConnected)
+    );
+    assert!(report.advert.is_some(), "the advert went out");
+    assert!(!radio.is_advertising(), "and was stopped");
+    assert!(t.elapsed() >= Duration::from_secs(1) && t.elapsed() < Duration::from_secs(5));
+    assert_eq!(setup.metric("hybrid_tunnel_tunnels_created_total"), 1);
+    // The tunnel was closed by the phone.
+    for _ in 0..100 {
+        if setup.metric("hybrid_tunnel_tunnels_open") == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("tunnel still open");
+}
+
+#[tokio::test]
+async fn garbage_msg1_fails_the_handshake() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(10));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let (base, path) = (setup.base(), setup.advert_path());
+    let desktop = tokio::spawn(async move {
+        let mut tunnel = desktop_connect(base, &path).await;
+        tunnel.send(vec![0x04; 81]).await.unwrap();
+        // Nothing comes back: the phone just closes (§5.3).
+        tunnel.recv().await.unwrap()
+    });
+    let (report, _, _) = run(
+        &setup,
+        &setup.qr_uri(unix_now()),
+        &opts,
+        &mut radio,
+        test_authenticator(4),
+    )
+    .await;
+    assert_eq!(desktop.await.unwrap(), None);
+    assert!(
+        matches!(
+            report.outcome,
+            Outcome::Failed(FailReason::HandshakeFailed(_))
+        ),
+        "{:?}",
+        report.outcome
+    );
+    assert!(!radio.is_advertising());
+}
+
+#[tokio::test]
+async fn stale_or_invalid_qr_never_touches_the_network() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(10));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let (report, _, events) = run(
+        &setup,
+        &setup.qr_uri(unix_now() - 3600),
+        &opts,
+        &mut radio,
+        test_authenticator(5),
+    )
+    .await;
+    let Outcome::Failed(FailReason::QrStale(why)) = &report.outcome else {
+        panic!("{:?}", report.outcome);
+    };
+    assert!(why.contains("3600"), "{why}");
+    assert!(matches!(&events[..], [SessionEvent::Finished { .. }]));
+
+    let (report, _, _) = run(
+        &setup,
+        "FIDO:/12345",
+        &opts,
+        &mut radio,
+        test_authenticator(6),
+    )
+    .await;
+    assert!(matches!(
+        report.outcome,
+        Outcome::Failed(FailReason::QrInvalid(_))
+    ));
+
+    assert_eq!(setup.metric("hybrid_tunnel_connections_total"), 0);
+    assert_eq!(setup.metric("hybrid_tunnel_tunnels_created_total"), 0);
+    assert!(!setup.advert_path().exists(), "no advert either");
+}
+
+#[tokio::test]
+async fn cancel_while_advertising() {
+    let setup = Setup::new().await;
+    let opts = setup.options(Duration::from_secs(30));
+    let mut radio = FileRadio::to_file(setup.advert_path());
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let path = setup.advert_path();
+    tokio::spawn(async move {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = cancel_tx.send(true);
+        // Keep the sender alive until the session saw it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let (report, _) = run_phone_session(
+        &setup.qr_uri(unix_now()),
+        &opts,
+        &mut radio,
+        test_authenticator(7),
+        None,
+        Some(cancel_rx),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Failed(FailReason::Cancelled));
+    assert!(!radio.is_advertising());
+}
