@@ -1,0 +1,151 @@
+#![no_main]
+//! The phone session state machine (hybrid-session) under an arbitrary
+//! sequence of events — tunnel open/error/close, raw messages, a real
+//! desktop's msg1 and encrypted frames, CTAP answers, timeouts, cancel —
+//! must never panic, and must end with exactly one `Finished` after which
+//! nothing more comes out. Randomness is a fixed SplitMix64 so runs replay.
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use hybrid_ble::EidKey;
+use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Initiator};
+use hybrid_qr::QrCode;
+use hybrid_session::{Action, PhoneSession, SessionConfig};
+use hybrid_tunnel::{RoutingId, TunnelBase};
+use libfuzzer_sys::fuzz_target;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand_core::{CryptoRng, RngCore};
+
+struct SplitMix(u64);
+impl RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = self.next_u64() as u8;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl CryptoRng for SplitMix {}
+
+#[derive(Debug, Arbitrary)]
+enum Event {
+    Open([u8; 3]),
+    TunnelError,
+    Closed,
+    Raw(Vec<u8>),
+    /// msg1 from a desktop that decrypted the advert (if one is out).
+    GoodMsg1,
+    /// Encrypt this plaintext with the desktop's Crypter (once established).
+    Frame(Vec<u8>),
+    CtapResponse(Vec<u8>),
+    AdvertStarted,
+    AdvertError,
+    Advance(u16),
+    Cancel,
+}
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    max_commands: u8,
+    seed: u64,
+    events: Vec<Event>,
+}
+
+const SECRET: [u8; 16] = [7; 16];
+
+fuzz_target!(|input: Input| {
+    let desktop = derive_p256_from_secret(b"fuzz desktop").expect("derive");
+    let desktop_eph = derive_p256_from_secret(b"fuzz desktop ephemeral").expect("derive");
+    let compressed: [u8; 33] = desktop
+        .public_key()
+        .to_encoded_point(true)
+        .as_bytes()
+        .try_into()
+        .expect("33 bytes");
+    let qr = QrCode::new(compressed, SECRET).expect("qr");
+    let config = SessionConfig {
+        tunnel: TunnelBase::Domain(0),
+        wait_for_desktop: Duration::from_secs(120),
+        command_timeout: Duration::from_secs(60),
+        max_commands: usize::from(input.max_commands % 4),
+        shutdown_grace: Duration::from_secs(5),
+        get_info: vec![0xa0],
+    };
+    let mut now = Instant::now();
+    let mut session = PhoneSession::new(qr, config, now, SplitMix(input.seed));
+    let mut advert: Option<[u8; 20]> = None;
+    let mut pending_init = None;
+    let mut crypter: Option<Crypter> = None;
+    let mut finished = false;
+    for event in input.events {
+        match event {
+            Event::Open(r) => session.on_tunnel_open(RoutingId(r), now),
+            Event::TunnelError => session.on_tunnel_error("fuzz".into(), now),
+            Event::Closed => session.on_tunnel_closed(now),
+            Event::Raw(b) => session.on_message(&b, now),
+            Event::GoodMsg1 => {
+                if let Some(a) = advert {
+                    if let Ok(plain) = hybrid_ble::decrypt(&EidKey::from_secret(&SECRET), &a) {
+                        let psk = hybrid_ble::psk(&SECRET, &plain);
+                        if let Ok((wait, msg1)) = Initiator::qr(psk.as_bytes(), &desktop)
+                            .start(Ephemeral::Fixed(&desktop_eph))
+                        {
+                            pending_init = Some(wait);
+                            session.on_message(&msg1, now);
+                        }
+                    }
+                }
+            }
+            Event::Frame(p) => {
+                if let Some(c) = crypter.as_mut() {
+                    if let Ok(wire) = c.encrypt(&p) {
+                        session.on_message(&wire, now);
+                    }
+                }
+            }
+            Event::CtapResponse(r) => session.on_ctap_response(r, now),
+            Event::AdvertStarted => session.on_advert_started(now),
+            Event::AdvertError => session.on_advert_error("fuzz".into(), now),
+            Event::Advance(s) => {
+                now += Duration::from_secs(u64::from(s));
+                session.handle_timeout(now);
+            }
+            Event::Cancel => session.cancel(now),
+        }
+        while let Some(action) = session.poll_action() {
+            assert!(!finished, "action after Finished: {action:?}");
+            match action {
+                Action::StartAdvert(a) => advert = Some(a),
+                Action::Send(bytes) => {
+                    if let Some(wait) = pending_init.take() {
+                        if let Ok(est) = wait.finish(&bytes) {
+                            crypter = Some(est.into_parts().0);
+                        }
+                    } else if let Some(c) = crypter.as_mut() {
+                        let _ = c.decrypt(&bytes);
+                    }
+                }
+                Action::Finished(_) => finished = true,
+                _ => {}
+            }
+        }
+        assert_eq!(finished, session.is_finished());
+        if let Some(t) = session.poll_timeout() {
+            assert!(!finished);
+            let _ = t;
+        }
+    }
+});
