@@ -96,7 +96,11 @@ pub fn decode(bytes: &[u8], mode: Mode) -> Result<Value, Error> {
     if bytes.is_empty() {
         return Err(Error::Empty);
     }
-    let mut r = Reader { buf: bytes, pos: 0, mode };
+    let mut r = Reader {
+        buf: bytes,
+        pos: 0,
+        mode,
+    };
     let v = r.item(0)?;
     if r.pos != bytes.len() {
         return Err(Error::TrailingBytes);
@@ -555,7 +559,10 @@ mod tests {
             decode(&h("a201010101"), Mode::Tolerant),
             Err(Error::DuplicateKey)
         );
-        assert_eq!(decode(&h("0000"), Mode::Tolerant), Err(Error::TrailingBytes));
+        assert_eq!(
+            decode(&h("0000"), Mode::Tolerant),
+            Err(Error::TrailingBytes)
+        );
     }
 
     proptest::proptest! {

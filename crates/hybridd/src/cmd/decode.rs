@@ -63,7 +63,12 @@ fn unix_now() -> u64 {
 }
 
 /// Decodes `uri` into the JSON document `hybridd decode` prints.
-pub fn decode(uri: &str, derived: bool, now_unix: u64, max_age_secs: u64) -> Result<Value, QrError> {
+pub fn decode(
+    uri: &str,
+    derived: bool,
+    now_unix: u64,
+    max_age_secs: u64,
+) -> Result<Value, QrError> {
     let qr = hybrid_qr::parse(uri)?;
     Ok(describe(&qr, derived, now_unix, max_age_secs))
 }
@@ -129,7 +134,10 @@ mod tests {
         assert_eq!(v["supports_linking"], true);
         assert_eq!(v["age_secs"], 30);
         assert_eq!(v["fresh"]["ok"], true);
-        assert_eq!(v["derived"]["tunnel_id"], "88EA778BEF7FEF7474BBCE36A2EFA282");
+        assert_eq!(
+            v["derived"]["tunnel_id"],
+            "88EA778BEF7FEF7474BBCE36A2EFA282"
+        );
     }
 
     #[test]
