@@ -12,5 +12,8 @@
 //! [`cmd`] with its own `Args` and `run`.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod cmd;
+pub mod config;
+pub mod control;
 pub mod phone;

@@ -20,11 +20,29 @@ struct Cli {
 enum Command {
     /// Decode a FIDO:/ QR URI and print its fields as JSON.
     Decode(cmd::decode::Args),
+    /// Run the daemon: serve `hybridd scan` over the control socket.
+    Run(cmd::run::Args),
+    /// Hand a desktop's QR code to the daemon (or run it with --standalone).
+    Scan(cmd::scan::Args),
+    /// Create the vault, change its PIN, or destroy it.
+    Vault(cmd::vault::Args),
+    /// List or delete the passkeys in the vault.
+    Credentials(cmd::credentials::Args),
+    /// Run a self-hosted tunnel server.
+    TunnelServer(cmd::tunnel_server::Args),
+    /// Check Bluetooth, the tunnel server, the vault and the daemon.
+    Doctor(cmd::doctor::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Vault(args) => cmd::vault::run(args),
+        Command::Credentials(args) => cmd::credentials::run(args),
+        Command::TunnelServer(args) => cmd::tunnel_server::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
     }
 }

@@ -1,0 +1,271 @@
+//! `hybridd run`: the daemon.
+//!
+//! Opens the vault (it must exist), prepares the radio (BlueZ, file or
+//! stdout), binds the control socket and serves `hybridd scan` clients, one
+//! session at a time, until SIGINT/SIGTERM (which cancels a running session
+//! and removes the socket). After every session, successful or not, it is
+//! ready for the next. See `docs/operations.md`.
+//!
+//! [`run_ceremony`] is the one session, shared with `hybridd scan
+//! --standalone`: QR check (before any network use, hybrid-protocol.md
+//! §1.4 and the checklist's freshness rule), then the phone session
+//! (`crate::phone`), then the outcome as a [`Done`].
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hybrid_ble::Advertiser;
+use hybrid_vault::{Vault, VaultError};
+use tokio::sync::{mpsc, watch, Mutex};
+use zeroize::Zeroizing;
+
+use crate::approval::{Approver, AutoApprover, DaemonAuthenticator, SharedVault};
+use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend};
+use crate::control::{self, DaemonMsg, Done, Runner, SessionRequest};
+
+/// Arguments of `hybridd run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Settings overriding the config file.
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// What every session of the daemon shares.
+pub struct Daemon {
+    /// Effective configuration.
+    pub config: Config,
+    /// The vault.
+    pub vault: SharedVault,
+    /// The radio, used by one session at a time.
+    pub radio: Mutex<Box<dyn Advertiser>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the vault named in the config with a clear error when there is none.
+pub fn open_vault(path: &Path) -> Result<SharedVault, String> {
+    match Vault::open(path) {
+        Ok(v) => Ok(SharedVault::new(v)),
+        Err(VaultError::NoVault(p)) => Err(format!(
+            "no vault: run `hybridd vault init` (looked for {})",
+            p.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Builds the configured radio. BlueZ is checked once here, so a daemon
+/// without a usable adapter fails at start with the fix.
+pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, String> {
+    match cfg.radio {
+        RadioBackend::File => {
+            let path = cfg
+                .advert_file
+                .clone()
+                .ok_or_else(|| "radio = \"file\" needs advert_file".to_owned())?;
+            Ok(Box::new(hybrid_ble::FileRadio::to_file(path)))
+        }
+        RadioBackend::Stdout => Ok(Box::new(hybrid_ble::FileRadio::to_stdout())),
+        RadioBackend::Bluez => {
+            let bc = hybrid_bluez::BluezConfig {
+                adapter: Some(cfg.adapter.clone()),
+                ..hybrid_bluez::BluezConfig::default()
+            };
+            match hybrid_bluez::BluezAdvertiser::system(bc).await {
+                Ok(a) => Ok(Box::new(a)),
+                Err(e) => Err(format!(
+                    "Bluetooth: {} — fix: {} (or set radio = \"file\")",
+                    e.summary(),
+                    e.fix()
+                )),
+            }
+        }
+    }
+}
+
+/// The approver for `approval = "auto"`, with the start-up warning.
+pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, String> {
+    if cfg.approval != ApprovalMode::Auto {
+        return Ok(None);
+    }
+    let path = cfg
+        .pin_file
+        .as_deref()
+        .ok_or_else(|| "approval = \"auto\" needs pin_file".to_owned())?;
+    let a = AutoApprover::from_file(path)?;
+    tracing::warn!(
+        "automatic approval is enabled: any desktop that scans a QR code handed to this daemon \
+         gets a passkey created or a sign-in approved, with user verification, without anyone \
+         being asked — for tests only"
+    );
+    Ok(Some(a))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks the QR before anything touches the network: syntax (§1.4) and
+/// freshness (`max_qr_age_secs`). On failure the [`Done`] to report.
+pub fn check_qr(uri: &str, max_age_secs: u64) -> Result<hybrid_qr::QrCode, Done> {
+    let qr = hybrid_qr::parse(uri.trim()).map_err(|e| Done {
+        ok: false,
+        outcome: "qr_invalid".into(),
+        message: format!("not a valid FIDO QR code: {e}"),
+    })?;
+    let freshness = hybrid_qr::Freshness {
+        max_age_secs,
+        ..hybrid_qr::Freshness::default()
+    };
+    freshness.check(&qr, unix_now()).map_err(|e| Done {
+        ok: false,
+        outcome: "qr_stale".into(),
+        message: format!("QR code refused: {e}"),
+    })?;
+    Ok(qr)
+}
+
+/// One phone session: QR check, authenticator, phone session, outcome.
+pub async fn run_ceremony(
+    cfg: &Config,
+    vault: &SharedVault,
+    radio: &mut dyn Advertiser,
+    uri: Zeroizing<String>,
+    approver: Box<dyn Approver>,
+    events: mpsc::UnboundedSender<DaemonMsg>,
+    cancel: watch::Receiver<bool>,
+) -> Done {
+    if let Err(done) = check_qr(&uri, cfg.max_qr_age_secs) {
+        return done;
+    }
+    let auth = DaemonAuthenticator::new(
+        vault.clone(),
+        approver,
+        cfg.aaguid,
+        cfg.approval_timeout,
+        cfg.pin_attempts,
+    );
+    let done = drive(cfg, radio, &uri, auth, events, cancel).await;
+    vault.lock_vault();
+    done
+}
+
+/// Runs `hybridd run`.
+pub fn run(args: Args) -> ExitCode {
+    crate::cmd::init_logging();
+    let cfg = match config::load(&args.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hybridd run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let vault = match open_vault(&cfg.vault) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("hybridd run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let auto = match auto_approver(&cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hybridd run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hybridd run: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let radio = match make_radio(&cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("hybridd run: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match control::bind(&cfg.socket) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hybridd run: control socket {}: {e}", cfg.socket.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let socket = cfg.socket.clone();
+        tracing::info!(
+            socket = %socket.display(),
+            vault = %cfg.vault.display(),
+            radio = ?cfg.radio,
+            tunnel = %cfg.tunnel.base_url().unwrap_or_default(),
+            "hybridd ready"
+        );
+        let daemon = Arc::new(Daemon {
+            config: cfg,
+            vault,
+            radio: Mutex::new(radio),
+        });
+        let runner: Runner = Arc::new(move |req: SessionRequest| {
+            let daemon = daemon.clone();
+            let auto = auto.clone();
+            Box::pin(async move {
+                let approver: Box<dyn Approver> = match auto {
+                    Some(a) => Box::new(a),
+                    None => Box::new(req.approver),
+                };
+                let mut radio = daemon.radio.lock().await;
+                run_ceremony(
+                    &daemon.config,
+                    &daemon.vault,
+                    radio.as_mut(),
+                    req.uri,
+                    approver,
+                    req.events,
+                    req.cancel,
+                )
+                .await
+            })
+        });
+        let server = control::Server::new(listener, socket, runner);
+        let (sd_tx, sd_rx) = watch::channel(false);
+        let serving = tokio::spawn(server.run(sd_rx));
+        crate::cmd::terminate_signal().await;
+        let _ = sd_tx.send(true);
+        let _ = serving.await;
+        tracing::info!("hybridd stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the phone session (`crate::phone`) with `auth` and maps its report.
+async fn drive(
+    _cfg: &Config,
+    _radio: &mut dyn Advertiser,
+    _uri: &str,
+    mut auth: DaemonAuthenticator,
+    _events: mpsc::UnboundedSender<DaemonMsg>,
+    _cancel: watch::Receiver<bool>,
+) -> Done {
+    auth.end_session();
+    Done {
+        ok: false,
+        outcome: "internal".into(),
+        message: "the phone session driver is not built into this hybridd yet".into(),
+    }
+}

@@ -1,0 +1,119 @@
+//! `hybridd tunnel-server`: run the self-hostable tunnel server
+//! (`hybrid_tunnel::server`, hybrid-protocol.md §4.2) until SIGINT/SIGTERM.
+//!
+//! Settings come from `--config FILE` (TOML, the fields of
+//! [`ServerConfig`]: `listen`, `routing_id`, `ttl_secs`, `max_message_bytes`,
+//! `max_messages_per_side`, `max_connections`, `handshake_timeout_secs`,
+//! `tls = { cert, key }`, `origin_host`), then the flags. The first line on
+//! standard output is the base URL (`ws://…` or `wss://…`), for scripts.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hybrid_tunnel::server::{ServerConfig, TlsFiles, TunnelServer};
+use hybrid_tunnel::RoutingId;
+
+/// Arguments of `hybridd tunnel-server`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Routing ID, 6 hex characters (default: random).
+    #[arg(long, value_name = "HEX")]
+    pub routing_id: Option<String>,
+    /// Serve wss:// with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key for --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Tunnel lifetime in seconds (default 120).
+    #[arg(long, value_name = "SECS")]
+    pub ttl: Option<u64>,
+    /// TOML file with the server settings.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Builds the server configuration from the file and the flags.
+pub fn server_config(args: &Args) -> Result<ServerConfig, String> {
+    let mut c = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            toml::from_str::<ServerConfig>(&text).map_err(|e| {
+                format!(
+                    "invalid config {}: {}",
+                    p.display(),
+                    e.to_string().trim_end().replace('\n', " ")
+                )
+            })?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(l) = args.listen {
+        c.listen = l;
+    }
+    if let Some(r) = &args.routing_id {
+        c.routing_id = Some(
+            RoutingId::from_header(r)
+                .map_err(|_| format!("--routing-id {r:?} is not 3 bytes of hex"))?,
+        );
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        c.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    if let Some(t) = args.ttl {
+        c.ttl_secs = t;
+    }
+    Ok(c)
+}
+
+/// Runs `hybridd tunnel-server`.
+pub fn run(args: Args) -> ExitCode {
+    crate::cmd::init_logging();
+    let config = match server_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hybridd tunnel-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hybridd tunnel-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let tls = config.tls.is_some();
+        let server = match TunnelServer::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("hybridd tunnel-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = match server.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("hybridd tunnel-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let scheme = if tls { "wss" } else { "ws" };
+        println!("{scheme}://{addr}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, routing_id = %server.routing_id().to_hex(), "tunnel server listening");
+        server.run(crate::cmd::terminate_signal()).await;
+        tracing::info!("tunnel server stopped");
+        ExitCode::SUCCESS
+    })
+}

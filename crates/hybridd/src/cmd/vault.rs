@@ -1,0 +1,176 @@
+//! `hybridd vault init | change-pin | destroy`: the vault file's life cycle.
+//!
+//! PINs are read without echo from the terminal (twice for a new PIN), or
+//! from files (`--pin-file`, `--new-pin-file`) for scripts; never from the
+//! command line, where other users could see them in `ps`. The PIN policy,
+//! wrong-PIN counter and file permissions are `hybrid-vault`'s
+//! (`docs/vault.md`). `HYBRIDD_INSECURE_FAST_KDF=1` selects test-only
+//! Argon2 costs, with a loud warning.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use hybrid_vault::Vault;
+use zeroize::Zeroizing;
+
+use crate::approval::read_pin_file;
+use crate::config::{self, Overrides};
+
+/// Arguments of `hybridd vault`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: Action,
+    /// Vault file (default: from the config, else `$XDG_DATA_HOME/hybridd/vault.db`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+    /// Config file.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// `hybridd vault` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Create a new, empty vault protected by a PIN (never overwrites).
+    Init {
+        /// Read the PIN from this file (first line) instead of the terminal.
+        #[arg(long, value_name = "PATH")]
+        pin_file: Option<PathBuf>,
+    },
+    /// Change the vault's PIN.
+    ChangePin {
+        /// Read the current PIN from this file.
+        #[arg(long, value_name = "PATH")]
+        pin_file: Option<PathBuf>,
+        /// Read the new PIN from this file.
+        #[arg(long, value_name = "PATH")]
+        new_pin_file: Option<PathBuf>,
+    },
+    /// Delete the vault file and every passkey in it, for good.
+    Destroy {
+        /// Required: confirms that every credential is lost.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs `hybridd vault`.
+pub fn run(args: Args) -> ExitCode {
+    let path = match vault_path(args.vault, args.config) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let r = match args.action {
+        Action::Init { pin_file } => init(&path, pin_file.as_deref()),
+        Action::ChangePin {
+            pin_file,
+            new_pin_file,
+        } => change_pin(&path, pin_file.as_deref(), new_pin_file.as_deref()),
+        Action::Destroy { yes } => destroy(&path, yes),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("hybridd vault: {e}");
+    ExitCode::FAILURE
+}
+
+/// The vault path from `--vault`, else the config, else the default.
+pub fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(v) = vault {
+        return Ok(v);
+    }
+    let o = Overrides {
+        config: config_file,
+        ..Overrides::default()
+    };
+    // Only the vault key matters here; do not fail on unrelated settings
+    // (e.g. `approval = "auto"` without a PIN file) beyond parse errors.
+    let path = o.config.clone().unwrap_or_else(config::default_config_path);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let f = config::parse_file(&text, &path).map_err(|e| e.to_string())?;
+            Ok(f.vault.unwrap_or_else(config::default_vault_path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && o.config.is_none() => {
+            Ok(config::default_vault_path())
+        }
+        Err(e) => Err(format!("cannot read config file {}: {e}", path.display())),
+    }
+}
+
+fn read_new_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, String> {
+    let pin = match file {
+        Some(f) => read_pin_file(f)?,
+        None => {
+            let a = Zeroizing::new(
+                rpassword::prompt_password(format!("{what}: "))
+                    .map_err(|e| format!("cannot read the PIN: {e}"))?,
+            );
+            let b = Zeroizing::new(
+                rpassword::prompt_password(format!("{what} (again): "))
+                    .map_err(|e| format!("cannot read the PIN: {e}"))?,
+            );
+            if a != b {
+                return Err("the two PINs differ; nothing was changed".into());
+            }
+            a
+        }
+    };
+    hybrid_vault::check_pin_policy(&pin).map_err(|e| e.to_string())?;
+    Ok(pin)
+}
+
+fn read_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, String> {
+    match file {
+        Some(f) => read_pin_file(f),
+        None => rpassword::prompt_password(format!("{what}: "))
+            .map(Zeroizing::new)
+            .map_err(|e| format!("cannot read the PIN: {e}")),
+    }
+}
+
+fn init(path: &Path, pin_file: Option<&Path>) -> Result<(), String> {
+    if path.exists() {
+        return Err(format!(
+            "a vault already exists at {} and is never overwritten (use `hybridd vault destroy --yes` first, or --vault PATH)",
+            path.display()
+        ));
+    }
+    let pin = read_new_pin(pin_file, "New vault PIN")?;
+    let params = config::kdf_params();
+    let mut v = Vault::create(path, &pin, params).map_err(|e| e.to_string())?;
+    v.lock();
+    println!("created vault {}", path.display());
+    Ok(())
+}
+
+fn change_pin(path: &Path, old: Option<&Path>, new: Option<&Path>) -> Result<(), String> {
+    let mut v = Vault::open(path).map_err(|e| e.to_string())?;
+    let old_pin = read_pin(old, "Current PIN")?;
+    let new_pin = read_new_pin(new, "New PIN")?;
+    v.change_pin(&old_pin, &new_pin, SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    v.lock();
+    println!("PIN changed");
+    Ok(())
+}
+
+fn destroy(path: &Path, yes: bool) -> Result<(), String> {
+    if !yes {
+        return Err(format!(
+            "this deletes {} and every passkey in it for good; run again with --yes to confirm",
+            path.display()
+        ));
+    }
+    Vault::destroy(path).map_err(|e| e.to_string())?;
+    println!("destroyed vault {}", path.display());
+    Ok(())
+}

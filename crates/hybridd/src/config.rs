@@ -1,0 +1,494 @@
+//! The daemon's configuration: `config.toml`, its defaults, and the command
+//! line flags that override it (`docs/operations.md`, "Configuration").
+//!
+//! The file lives at `$XDG_CONFIG_HOME/hybridd/config.toml` (fallback
+//! `~/.config/hybridd/config.toml`); a missing file means "all defaults".
+//! Every key is optional; an unknown key is an error naming the key, so a
+//! typo never silently falls back to a default.
+//!
+//! Owns: file locations (XDG), parsing, validation and merging. Does not own
+//! what the values mean to the protocol (the tunnel domain rules are
+//! `hybrid-tunnel`'s, QR freshness is `hybrid-qr`'s).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hybrid_tunnel::TunnelBase;
+use serde::Deserialize;
+
+/// Default `wait_for_desktop_secs` (hybrid-protocol.md §10 step 6: 60–120 s).
+pub const DEFAULT_WAIT_FOR_DESKTOP_SECS: u64 = 120;
+/// Default `approval_timeout_secs`.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 60;
+/// Default `max_qr_age_secs` (conformance checklist "QR freshness").
+pub const DEFAULT_MAX_QR_AGE_SECS: u64 = 600;
+/// Default `pin_attempts`: wrong PINs accepted per approval before it counts as declined.
+pub const DEFAULT_PIN_ATTEMPTS: u32 = 3;
+
+/// Which radio broadcasts the advert (hybrid-protocol.md §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RadioBackend {
+    /// BlueZ over D-Bus (`hybrid-bluez`): a real Bluetooth LE advert.
+    #[default]
+    Bluez,
+    /// Adverts written as hex lines to `advert_file` (tests, VMs, no radio).
+    File,
+    /// Adverts written as hex lines to standard output.
+    Stdout,
+}
+
+/// How approvals are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    /// Ask a person: the `hybridd scan` client, or the terminal in `--standalone`.
+    #[default]
+    Interactive,
+    /// Approve everything with the PIN in `pin_file`. For tests only: any
+    /// desktop that scans a QR this device answers gets a signature.
+    Auto,
+}
+
+/// `config.toml` as written: every key optional, unknown keys refused.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Vault file. Default `$XDG_DATA_HOME/hybridd/vault.db`.
+    pub vault: Option<PathBuf>,
+    /// Control socket. Default `$XDG_RUNTIME_DIR/hybridd/control.sock`.
+    pub socket: Option<PathBuf>,
+    /// Tunnel server domain ID put in the advert (0, 1 or ≥ 256; §4.1). Default 0.
+    pub domain_id: Option<u16>,
+    /// Explicit tunnel server base URL (`ws://…`/`wss://…`), overriding the
+    /// host derived from `domain_id` (which is still advertised).
+    pub tunnel_url: Option<String>,
+    /// Extra CA certificate (PEM) trusted for `wss://` tunnel servers.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Radio backend. Default `bluez`.
+    pub radio: Option<RadioBackend>,
+    /// BlueZ adapter. Default `hci0`.
+    pub adapter: Option<String>,
+    /// File the `file` radio writes adverts to.
+    pub advert_file: Option<PathBuf>,
+    /// How long the advert stays up waiting for the desktop. Default 120.
+    pub wait_for_desktop_secs: Option<u64>,
+    /// How long the user has to approve. Default 60.
+    pub approval_timeout_secs: Option<u64>,
+    /// Oldest QR code accepted, in seconds. Default 600.
+    pub max_qr_age_secs: Option<u64>,
+    /// Wrong PINs allowed per approval. Default 3.
+    pub pin_attempts: Option<u32>,
+    /// `interactive` (default) or `auto`.
+    pub approval: Option<ApprovalMode>,
+    /// File holding the PIN for `approval = "auto"`.
+    pub pin_file: Option<PathBuf>,
+    /// AAGUID as 32 hex characters. Default: hybridd's own.
+    pub aaguid: Option<String>,
+}
+
+/// Command line flags shared by `hybridd run` and `hybridd scan --standalone`;
+/// each one overrides the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Config file to read instead of `$XDG_CONFIG_HOME/hybridd/config.toml`.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Vault file.
+    #[arg(long, value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Tunnel server base URL, e.g. `ws://127.0.0.1:8080`.
+    #[arg(long, value_name = "URL")]
+    pub tunnel_url: Option<String>,
+    /// Tunnel domain ID to advertise.
+    #[arg(long, value_name = "ID")]
+    pub domain_id: Option<u16>,
+    /// Extra CA certificate (PEM) for `wss://`.
+    #[arg(long = "extra-ca", value_name = "PATH")]
+    pub extra_ca_file: Option<PathBuf>,
+    /// Use the file radio, writing adverts to this file.
+    #[arg(long, value_name = "PATH")]
+    pub advert_file: Option<PathBuf>,
+    /// Use the stdout radio (adverts printed as hex lines).
+    #[arg(long)]
+    pub advert_stdout: bool,
+    /// Approval mode: `interactive` or `auto` (auto needs `--pin-file`).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub approval: Option<ApprovalMode>,
+    /// PIN file for `--approval auto`.
+    #[arg(long, value_name = "PATH")]
+    pub pin_file: Option<PathBuf>,
+    /// Seconds to wait for the desktop after the tunnel opened.
+    #[arg(long, value_name = "SECS")]
+    pub wait_for_desktop_secs: Option<u64>,
+    /// Seconds the user has to approve.
+    #[arg(long, value_name = "SECS")]
+    pub approval_timeout_secs: Option<u64>,
+}
+
+fn parse_mode(s: &str) -> Result<ApprovalMode, String> {
+    match s {
+        "interactive" => Ok(ApprovalMode::Interactive),
+        "auto" => Ok(ApprovalMode::Auto),
+        other => Err(format!(
+            "unknown approval mode {other:?}: use interactive or auto"
+        )),
+    }
+}
+
+/// The effective configuration after defaults, file and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the config came from (`None`: no file, defaults only).
+    pub source: Option<PathBuf>,
+    /// Vault file.
+    pub vault: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// The tunnel server to use and the domain ID to advertise.
+    pub tunnel: TunnelBase,
+    /// Extra CA for `wss://`.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Radio backend.
+    pub radio: RadioBackend,
+    /// BlueZ adapter name.
+    pub adapter: String,
+    /// File radio target (required when `radio = "file"`).
+    pub advert_file: Option<PathBuf>,
+    /// Wait for the desktop's handshake.
+    pub wait_for_desktop: Duration,
+    /// Time the user has to approve.
+    pub approval_timeout: Duration,
+    /// Oldest QR accepted, seconds.
+    pub max_qr_age_secs: u64,
+    /// Wrong PINs allowed per approval.
+    pub pin_attempts: u32,
+    /// Approval mode.
+    pub approval: ApprovalMode,
+    /// PIN file for `auto`.
+    pub pin_file: Option<PathBuf>,
+    /// AAGUID.
+    pub aaguid: [u8; 16],
+}
+
+/// Why the configuration is unusable. Each message names the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of its allowed range or combination.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// `$XDG_CONFIG_HOME` or `~/.config`.
+pub fn config_home() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+}
+
+/// `$XDG_DATA_HOME` or `~/.local/share`.
+pub fn data_home() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share")
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v),
+        _ => home().join(fallback),
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The default config file path.
+pub fn default_config_path() -> PathBuf {
+    config_home().join("hybridd").join("config.toml")
+}
+
+/// The default vault path.
+pub fn default_vault_path() -> PathBuf {
+    data_home().join("hybridd").join("vault.db")
+}
+
+/// The directory holding the control socket: `$XDG_RUNTIME_DIR/hybridd`, or
+/// `/tmp/hybridd-$UID` without a runtime dir. Created 0700 by the daemon.
+pub fn default_socket_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v).join("hybridd"),
+        _ => PathBuf::from(format!("/tmp/hybridd-{}", current_uid())),
+    }
+}
+
+/// The default control socket path.
+pub fn default_socket_path() -> PathBuf {
+    default_socket_dir().join("control.sock")
+}
+
+/// This process's real user ID.
+pub fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Parses `config.toml` text.
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+/// Reads the config file (the explicit one, else the default path; a
+/// missing default file is fine, a missing explicit one is not) and applies
+/// the flags.
+pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+    let (path, explicit) = match &overrides.config {
+        Some(p) => (p.clone(), true),
+        None => (default_config_path(), false),
+    };
+    let (file, source) = match std::fs::read_to_string(&path) {
+        Ok(text) => (parse_file(&text, &path)?, Some(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            (FileConfig::default(), None)
+        }
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    resolve(file, overrides, source)
+}
+
+/// Merges defaults, `file` and `overrides` into a [`Config`] and validates it.
+pub fn resolve(
+    file: FileConfig,
+    o: &Overrides,
+    source: Option<PathBuf>,
+) -> Result<Config, ConfigError> {
+    let domain_id = o.domain_id.or(file.domain_id).unwrap_or(0);
+    let tunnel_url = o.tunnel_url.clone().or(file.tunnel_url);
+    let tunnel = match tunnel_url {
+        Some(url) => TunnelBase::url(&url, domain_id)
+            .map_err(|e| ConfigError::Invalid(format!("tunnel_url: {e}")))?,
+        None => {
+            hybrid_tunnel::names::domain_name(domain_id)
+                .map_err(|e| ConfigError::Invalid(format!("domain_id: {e}")))?;
+            TunnelBase::Domain(domain_id)
+        }
+    };
+    let advert_file = o.advert_file.clone().or(file.advert_file);
+    let radio = if o.advert_stdout {
+        RadioBackend::Stdout
+    } else if o.advert_file.is_some() {
+        RadioBackend::File
+    } else {
+        file.radio.unwrap_or_default()
+    };
+    if radio == RadioBackend::File && advert_file.is_none() {
+        return Err(ConfigError::Invalid(
+            "radio = \"file\" needs advert_file (or --advert-file)".into(),
+        ));
+    }
+    let approval = o.approval.or(file.approval).unwrap_or_default();
+    let pin_file = o.pin_file.clone().or(file.pin_file);
+    if approval == ApprovalMode::Auto && pin_file.is_none() {
+        return Err(ConfigError::Invalid(
+            "approval = \"auto\" needs pin_file (or --pin-file)".into(),
+        ));
+    }
+    let aaguid = match file.aaguid {
+        None => hybrid_ctap::DEFAULT_AAGUID,
+        Some(h) => {
+            let bytes = hex::decode(h.replace('-', ""))
+                .map_err(|_| ConfigError::Invalid("aaguid is not hex".into()))?;
+            <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
+                ConfigError::Invalid("aaguid must be 16 bytes (32 hex characters)".into())
+            })?
+        }
+    };
+    let secs = |flag: Option<u64>, key: Option<u64>, default: u64, name: &str| {
+        let v = flag.or(key).unwrap_or(default);
+        if v == 0 {
+            Err(ConfigError::Invalid(format!("{name} must be at least 1")))
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(Config {
+        source,
+        vault: o
+            .vault
+            .clone()
+            .or(file.vault)
+            .unwrap_or_else(default_vault_path),
+        socket: o
+            .socket
+            .clone()
+            .or(file.socket)
+            .unwrap_or_else(default_socket_path),
+        tunnel,
+        extra_ca_file: o.extra_ca_file.clone().or(file.extra_ca_file),
+        radio,
+        adapter: file.adapter.unwrap_or_else(|| "hci0".to_owned()),
+        advert_file,
+        wait_for_desktop: Duration::from_secs(secs(
+            o.wait_for_desktop_secs,
+            file.wait_for_desktop_secs,
+            DEFAULT_WAIT_FOR_DESKTOP_SECS,
+            "wait_for_desktop_secs",
+        )?),
+        approval_timeout: Duration::from_secs(secs(
+            o.approval_timeout_secs,
+            file.approval_timeout_secs,
+            DEFAULT_APPROVAL_TIMEOUT_SECS,
+            "approval_timeout_secs",
+        )?),
+        max_qr_age_secs: secs(
+            None,
+            file.max_qr_age_secs,
+            DEFAULT_MAX_QR_AGE_SECS,
+            "max_qr_age_secs",
+        )?,
+        pin_attempts: file.pin_attempts.unwrap_or(DEFAULT_PIN_ATTEMPTS).max(1),
+        approval,
+        pin_file,
+        aaguid,
+    })
+}
+
+/// Whether `HYBRIDD_INSECURE_FAST_KDF=1` asks for the test-only KDF cost.
+pub fn insecure_fast_kdf() -> bool {
+    std::env::var("HYBRIDD_INSECURE_FAST_KDF").is_ok_and(|v| v == "1")
+}
+
+/// The KDF parameters for new vaults / PIN changes: the default, or the
+/// test-only cheap ones with a loud warning under `HYBRIDD_INSECURE_FAST_KDF=1`.
+pub fn kdf_params() -> hybrid_vault::KdfParams {
+    if insecure_fast_kdf() {
+        eprintln!(
+            "hybridd: WARNING: HYBRIDD_INSECURE_FAST_KDF=1: the vault PIN key uses test-only \
+             Argon2 parameters and can be brute-forced; never use this for real credentials"
+        );
+        hybrid_vault::KdfParams::INSECURE_FOR_TESTS
+    } else {
+        hybrid_vault::KdfParams::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        parse_file(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = resolve(parse("").unwrap(), &Overrides::default(), None).unwrap();
+        assert_eq!(c.tunnel, TunnelBase::Domain(0));
+        assert_eq!(c.radio, RadioBackend::Bluez);
+        assert_eq!(c.adapter, "hci0");
+        assert_eq!(c.wait_for_desktop, Duration::from_secs(120));
+        assert_eq!(c.approval_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_qr_age_secs, 600);
+        assert_eq!(c.approval, ApprovalMode::Interactive);
+        assert_eq!(c.aaguid, hybrid_ctap::DEFAULT_AAGUID);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("tunel_url = \"ws://x\"\n").unwrap_err().to_string();
+        assert!(e.contains("tunel_url"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum() {
+        assert!(parse("domain_id = \"zero\"").is_err());
+        let e = parse("radio = \"wifi\"").unwrap_err().to_string();
+        assert!(e.contains("wifi"), "{e}");
+    }
+
+    #[test]
+    fn unassigned_domain_refused() {
+        let e = resolve(parse("domain_id = 7").unwrap(), &Overrides::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("domain_id"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let f = parse(
+            "tunnel_url = \"wss://a.example\"\nradio = \"stdout\"\napproval_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            tunnel_url: Some("ws://127.0.0.1:9".into()),
+            advert_file: Some("/tmp/adv".into()),
+            ..Overrides::default()
+        };
+        let c = resolve(f, &o, None).unwrap();
+        assert_eq!(c.tunnel, TunnelBase::url("ws://127.0.0.1:9", 0).unwrap());
+        assert_eq!(c.radio, RadioBackend::File);
+        assert_eq!(c.approval_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn auto_needs_pin_file_and_file_needs_path() {
+        assert!(resolve(
+            parse("approval = \"auto\"").unwrap(),
+            &Overrides::default(),
+            None
+        )
+        .is_err());
+        assert!(resolve(
+            parse("radio = \"file\"").unwrap(),
+            &Overrides::default(),
+            None
+        )
+        .is_err());
+        let c = resolve(
+            parse("approval = \"auto\"\npin_file = \"/p\"").unwrap(),
+            &Overrides::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.approval, ApprovalMode::Auto);
+    }
+
+    #[test]
+    fn aaguid_parsed() {
+        let c = resolve(
+            parse("aaguid = \"00112233-4455-6677-8899-aabbccddeeff\"").unwrap(),
+            &Overrides::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.aaguid[0], 0x00);
+        assert_eq!(c.aaguid[15], 0xff);
+        assert!(resolve(
+            parse("aaguid = \"0011\"").unwrap(),
+            &Overrides::default(),
+            None
+        )
+        .is_err());
+    }
+}
