@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Decode a FIDO:/ QR URI and print its fields as JSON.
     Decode(cmd::decode::Args),
+    /// Run a whole ceremony on loopback: register a passkey, then sign in with it.
+    Demo(cmd::demo::Args),
     /// Run the daemon: serve `hybridd scan` over the control socket.
     Run(cmd::run::Args),
     /// Hand a desktop's QR code to the daemon (or run it with --standalone).
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Vault(args) => cmd::vault::run(args),

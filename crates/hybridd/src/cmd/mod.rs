@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod decode;
+pub mod demo;
 pub mod doctor;
 pub mod run;
 pub mod scan;
