@@ -180,7 +180,10 @@ async fn session(
     let (msg2, est) = Responder::qr(psk.as_bytes(), &peer)
         .respond(&msg1, Ephemeral::Random(&mut rng))
         .map_err(|e| format!("handshake: {e}"))?;
-    tunnel.send(msg2).await.map_err(|e| format!("tunnel: {e}"))?;
+    tunnel
+        .send(msg2)
+        .await
+        .map_err(|e| format!("tunnel: {e}"))?;
     let (mut crypter, _) = est.into_parts();
     let phm = PostHandshakeMessage::ctap(auth.get_info().to_cbor()).encode();
     let ct = crypter.encrypt(&phm).map_err(|e| format!("encrypt: {e}"))?;
@@ -209,7 +212,9 @@ async fn session(
                     resp.first().copied().unwrap_or(0)
                 ));
                 let frame = Frame::Ctap(resp).encode();
-                let ct = crypter.encrypt(&frame).map_err(|e| format!("encrypt: {e}"))?;
+                let ct = crypter
+                    .encrypt(&frame)
+                    .map_err(|e| format!("encrypt: {e}"))?;
                 tunnel.send(ct).await.map_err(|e| format!("tunnel: {e}"))?;
                 event(opts.events.as_deref(), "CTAP_RESPONSE", &log.join(","));
             }
