@@ -509,6 +509,20 @@ impl DaemonAuthenticator {
     }
 }
 
+impl crate::phone::CtapHandler for DaemonAuthenticator {
+    fn handle(&mut self, request: &[u8], ctx: &RequestContext) -> Vec<u8> {
+        self.process(request, ctx)
+    }
+
+    fn end_session(&mut self) {
+        DaemonAuthenticator::end_session(self);
+    }
+
+    fn get_info(&mut self) -> Option<Vec<u8>> {
+        Some(self.get_info_cbor())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hybrid_ble::Advertiser;
+use hybrid_ctap::UserError;
+use hybrid_session::Outcome;
+use hybrid_tunnel::client::ClientOptions;
 use hybrid_vault::{Vault, VaultError};
 use tokio::sync::{mpsc, watch, Mutex};
 use zeroize::Zeroizing;
@@ -24,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::approval::{Approver, AutoApprover, DaemonAuthenticator, SharedVault};
 use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend};
 use crate::control::{self, DaemonMsg, Done, Runner, SessionRequest};
+use crate::phone::{run_phone_session, PhoneOptions, SessionConfig, SessionEvent, SessionReport};
 
 /// Arguments of `hybridd run`.
 #[derive(Debug, clap::Args)]
@@ -110,34 +113,8 @@ pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, String> {
     Ok(Some(a))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Checks the QR before anything touches the network: syntax (§1.4) and
-/// freshness (`max_qr_age_secs`). On failure the [`Done`] to report.
-pub fn check_qr(uri: &str, max_age_secs: u64) -> Result<hybrid_qr::QrCode, Done> {
-    let qr = hybrid_qr::parse(uri.trim()).map_err(|e| Done {
-        ok: false,
-        outcome: "qr_invalid".into(),
-        message: format!("not a valid FIDO QR code: {e}"),
-    })?;
-    let freshness = hybrid_qr::Freshness {
-        max_age_secs,
-        ..hybrid_qr::Freshness::default()
-    };
-    freshness.check(&qr, unix_now()).map_err(|e| Done {
-        ok: false,
-        outcome: "qr_stale".into(),
-        message: format!("QR code refused: {e}"),
-    })?;
-    Ok(qr)
-}
-
-/// One phone session: QR check, authenticator, phone session, outcome.
+/// One phone session: authenticator, phone session (which checks the QR
+/// before any network use), outcome; the vault is locked afterwards.
 pub async fn run_ceremony(
     cfg: &Config,
     vault: &SharedVault,
@@ -147,9 +124,6 @@ pub async fn run_ceremony(
     events: mpsc::UnboundedSender<DaemonMsg>,
     cancel: watch::Receiver<bool>,
 ) -> Done {
-    if let Err(done) = check_qr(&uri, cfg.max_qr_age_secs) {
-        return done;
-    }
     let auth = DaemonAuthenticator::new(
         vault.clone(),
         approver,
@@ -253,19 +227,102 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
-/// Runs the phone session (`crate::phone`) with `auth` and maps its report.
-async fn drive(
-    _cfg: &Config,
-    _radio: &mut dyn Advertiser,
-    _uri: &str,
-    mut auth: DaemonAuthenticator,
-    _events: mpsc::UnboundedSender<DaemonMsg>,
-    _cancel: watch::Receiver<bool>,
-) -> Done {
-    auth.end_session();
+/// The event name a control client sees for a session event.
+pub fn event_name(e: &SessionEvent) -> Option<&'static str> {
+    match e {
+        SessionEvent::TunnelOpen { .. } => Some("tunnel_open"),
+        SessionEvent::AdvertStarted { .. } => Some("advertising"),
+        SessionEvent::HandshakeDone { .. } => Some("desktop_connected"),
+        SessionEvent::CommandReceived { .. } => Some("request"),
+        _ => None,
+    }
+}
+
+/// Maps a session report (and why the approval failed, if it did) to the
+/// `done` message: the session's failure code, else `declined` / `timeout`
+/// / `cancelled`, else `ctap_error` for another CTAP status, else success.
+pub fn done_from_report(report: &SessionReport, user_error: Option<UserError>) -> Done {
+    if let Outcome::Failed(r) = &report.outcome {
+        return Done {
+            ok: false,
+            outcome: r.code().to_owned(),
+            message: r.to_string(),
+        };
+    }
+    if report.succeeded() {
+        let what = match report.commands.last() {
+            Some(0x01) => "passkey created",
+            Some(0x02) | Some(0x08) => "signed in",
+            _ => "request answered",
+        };
+        return Done {
+            ok: true,
+            outcome: "completed".into(),
+            message: what.into(),
+        };
+    }
+    let (outcome, message) = match user_error {
+        Some(UserError::Declined) => (
+            "declined",
+            "the request was declined (by you, or after too many wrong PINs)".to_owned(),
+        ),
+        Some(UserError::Timeout) => ("timeout", "no approval in time".to_owned()),
+        Some(_) => ("cancelled", "the approval was cancelled".to_owned()),
+        None if report.declined() => ("declined", "the request was declined".to_owned()),
+        None if report.user_timed_out() => ("timeout", "no approval in time".to_owned()),
+        None => match report.last_status {
+            Some(b) => (
+                "ctap_error",
+                match hybrid_ctap::Ctap2Status::from_byte(b) {
+                    Some(st) => format!("the authenticator answered {st:?} (0x{b:02X})"),
+                    None => format!("the authenticator answered status 0x{b:02X}"),
+                },
+            ),
+            None => ("ctap_error", "no request was answered".to_owned()),
+        },
+    };
     Done {
         ok: false,
-        outcome: "internal".into(),
-        message: "the phone session driver is not built into this hybridd yet".into(),
+        outcome: outcome.into(),
+        message,
     }
+}
+
+/// Runs the phone session (`crate::phone`) with `auth` and maps its report.
+async fn drive(
+    cfg: &Config,
+    radio: &mut dyn Advertiser,
+    uri: &str,
+    auth: DaemonAuthenticator,
+    events: mpsc::UnboundedSender<DaemonMsg>,
+    cancel: watch::Receiver<bool>,
+) -> Done {
+    let opts = PhoneOptions {
+        session: SessionConfig {
+            tunnel: cfg.tunnel.clone(),
+            wait_for_desktop: cfg.wait_for_desktop,
+            ..SessionConfig::default()
+        },
+        client: ClientOptions {
+            extra_ca_file: cfg.extra_ca_file.clone(),
+            ..ClientOptions::default()
+        },
+        freshness: hybrid_qr::Freshness {
+            max_age_secs: cfg.max_qr_age_secs,
+            ..hybrid_qr::Freshness::default()
+        },
+    };
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(e) = ev_rx.recv().await {
+            if let Some(name) = event_name(&e) {
+                let _ = events.send(DaemonMsg::Event(name.to_owned()));
+            }
+        }
+    });
+    let (report, mut auth) =
+        run_phone_session(uri, &opts, radio, auth, Some(ev_tx), Some(cancel)).await;
+    let _ = forward.await;
+    let user_error = auth.take_user_error();
+    done_from_report(&report, user_error)
 }
