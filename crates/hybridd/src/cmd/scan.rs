@@ -285,3 +285,44 @@ async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> ExitCode {
     let _ = printer.await;
     finish(&done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_image_png_round_trip() {
+        let uri = "FIDO:/162870791865632382552704231438327900152302540348097243854039966655366469794954476199158014113179232779520163209900691930075274801398564434658077048963842109321447142660";
+        let code = qrcode::QrCode::new(uri.as_bytes()).unwrap();
+        let w = code.width();
+        let colors = code.to_colors();
+        let (scale, quiet) = (6u32, 4u32);
+        let side = (w as u32 + 2 * quiet) * scale;
+        let img = image::GrayImage::from_fn(side, side, |x, y| {
+            let (cx, cy) = (x / scale, y / scale);
+            let dark = cx >= quiet
+                && cy >= quiet
+                && cx < quiet + w as u32
+                && cy < quiet + w as u32
+                && colors[((cy - quiet) as usize) * w + (cx - quiet) as usize]
+                    == qrcode::Color::Dark;
+            image::Luma([if dark { 0 } else { 255 }])
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("qr.png");
+        img.save(&f).unwrap();
+        assert_eq!(decode_qr_image(&f).unwrap(), uri);
+        std::fs::write(dir.path().join("blank.png"), b"not a png").unwrap();
+        assert!(decode_qr_image(&dir.path().join("blank.png")).is_err());
+    }
+
+    #[test]
+    fn prompt_text_from_json() {
+        let v = serde_json::json!({"action": "sign in", "rp_id": "example.com", "user_name": "alice", "qr_age_secs": 7});
+        let t = describe_prompt(&v);
+        assert!(
+            t.contains("sign in for example.com") && t.contains("alice") && t.contains("7 s"),
+            "{t}"
+        );
+    }
+}
