@@ -284,3 +284,50 @@ async fn wss_with_test_ca() {
     );
     server.shutdown().await;
 }
+
+/// `plain_listen`: a phone on plain `ws://` and a desktop on `wss://` meet
+/// in the same tunnel table (the local-browser set-up of docs/interop.md).
+#[tokio::test]
+async fn plain_listener_shares_tunnels_with_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_pki(dir.path());
+    let config = ServerConfig {
+        tls: Some(TlsFiles { cert, key }),
+        plain_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..loopback_config()
+    };
+    let server = start(config).await;
+    let plain_url = server.plain_base_url().unwrap();
+    assert!(plain_url.starts_with("ws://127.0.0.1:"), "{plain_url}");
+    assert_ne!(plain_url, format!("ws://{}", server.local_addr()));
+    let plain = TunnelBase::url(&plain_url, 0).unwrap();
+    let tls = base(&server);
+    let trusting = ClientOptions {
+        extra_ca_file: Some(ca),
+        webpki_roots: false,
+        ..opts()
+    };
+
+    let (mut phone, rid) = within(connect_new(&plain, &tid(9), &opts())).await.unwrap();
+    let mut desktop = within(connect_desktop(&tls, &rid, &tid(9), &trusting))
+        .await
+        .unwrap();
+    phone.send(b"plain to tls".to_vec()).await.unwrap();
+    assert_eq!(
+        within(desktop.recv()).await.unwrap(),
+        Some(b"plain to tls".to_vec())
+    );
+    desktop.send(vec![1, 2, 3]).await.unwrap();
+    assert_eq!(within(phone.recv()).await.unwrap(), Some(vec![1, 2, 3]));
+
+    // The plain listener does not speak TLS, and the TLS one does not speak plain.
+    let e = within(connect_new(
+        &TunnelBase::url(&plain_url.replace("ws://", "wss://"), 0).unwrap(),
+        &tid(10),
+        &trusting,
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ClientError::Tls { .. }), "{e:?}");
+    server.shutdown().await;
+}

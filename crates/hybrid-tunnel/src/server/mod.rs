@@ -99,6 +99,12 @@ pub struct ServerConfig {
     /// Serve `wss://` with this certificate; without it the server speaks
     /// plain `ws://` (for loopback tests or behind a TLS-terminating proxy).
     pub tls: Option<TlsFiles>,
+    /// A second listen address that always speaks plain `ws://`, sharing
+    /// the tunnel table with the main one. Meant for a phone on the same
+    /// host (loopback) while desktops reach the main address over `wss://`,
+    /// e.g. a local test where an unmodified browser needs TLS but
+    /// `hybridd run --tunnel-url ws://127.0.0.1:PORT` does not. Default: none.
+    pub plain_listen: Option<SocketAddr>,
     /// When set, the `Origin` header's host (scheme and port ignored) must
     /// equal this, case-insensitively, else 403. Chromium and webauthn-rs
     /// send `Origin: wss://<host>` (§4.2); microG sends none, so this is off
@@ -117,6 +123,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             handshake_timeout_secs: 10,
             tls: None,
+            plain_listen: None,
             origin_host: None,
         }
     }
@@ -215,6 +222,7 @@ impl Drop for SlotGuard {
 /// A bound, not yet running tunnel server.
 pub struct TunnelServer {
     listener: TcpListener,
+    plain_listener: Option<TcpListener>,
     inner: Arc<Inner>,
 }
 
@@ -231,6 +239,7 @@ impl core::fmt::Debug for TunnelServer {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    plain_addr: Option<SocketAddr>,
     routing_id: RoutingId,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -265,10 +274,19 @@ impl TunnelServer {
                     addr: config.listen,
                     source,
                 })?;
+        let plain_listener = match config.plain_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let routing_id = config.routing_id.unwrap_or_else(random_routing_id);
         let connections = Arc::new(Semaphore::new(config.max_connections));
         Ok(Self {
             listener,
+            plain_listener,
             inner: Arc::new(Inner {
                 config,
                 routing_id,
@@ -283,6 +301,12 @@ impl TunnelServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the plain `ws://` listener
+    /// ([`ServerConfig::plain_listen`]), if one is configured.
+    pub fn plain_local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.plain_listener.as_ref().map(TcpListener::local_addr)
     }
 
     /// The routing id of this instance.
@@ -305,12 +329,12 @@ impl TunnelServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
+                accepted = accept_either(&self.listener, self.plain_listener.as_ref()) => match accepted {
+                    Ok((tcp, peer, plain)) => {
                         self.inner.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
                         match self.inner.connections.clone().try_acquire_owned() {
                             Ok(permit) => {
-                                tasks.spawn(handle_connection(self.inner.clone(), tcp, peer, permit, stop_rx.clone()));
+                                tasks.spawn(handle_connection(self.inner.clone(), tcp, peer, permit, stop_rx.clone(), plain));
                             }
                             Err(_) => {
                                 self.inner.metrics.reject(Reject::TooManyConnections);
@@ -328,6 +352,7 @@ impl TunnelServer {
             }
         }
         drop(self.listener);
+        drop(self.plain_listener);
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
@@ -345,6 +370,10 @@ impl TunnelServer {
             .listener
             .local_addr()
             .unwrap_or_else(|_| self.inner.config.listen);
+        let plain_addr = self
+            .plain_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok());
         let routing_id = self.inner.routing_id;
         let inner = self.inner.clone();
         let task = tokio::spawn(self.run(async move {
@@ -352,6 +381,7 @@ impl TunnelServer {
         }));
         ServerHandle {
             local_addr,
+            plain_addr,
             routing_id,
             stop: Some(stop),
             task,
@@ -381,6 +411,11 @@ impl ServerHandle {
         format!("{scheme}://{}", self.local_addr)
     }
 
+    /// `ws://<plain addr>` when [`ServerConfig::plain_listen`] is set.
+    pub fn plain_base_url(&self) -> Option<String> {
+        self.plain_addr.map(|a| format!("ws://{a}"))
+    }
+
     /// The `/metrics` text as it is now.
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
@@ -392,6 +427,21 @@ impl ServerHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+/// Accepts from the main listener or, when configured, the plain one; the
+/// flag says whether the connection came in on the plain listener.
+async fn accept_either(
+    main: &TcpListener,
+    plain: Option<&TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr, bool)> {
+    match plain {
+        None => main.accept().await.map(|(t, p)| (t, p, false)),
+        Some(plain) => tokio::select! {
+            r = main.accept() => r.map(|(t, p)| (t, p, false)),
+            r = plain.accept() => r.map(|(t, p)| (t, p, true)),
+        },
     }
 }
 

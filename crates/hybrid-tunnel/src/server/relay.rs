@@ -39,13 +39,15 @@ pub(super) async fn handle_connection(
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
     stop: watch::Receiver<bool>,
+    plain: bool,
 ) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(%peer, "could not set TCP_NODELAY: {e}");
     }
     let timeout = inner.handshake_timeout();
     let http = async {
-        let mut stream = match &inner.tls {
+        let tls = if plain { None } else { inner.tls.as_ref() };
+        let mut stream = match tls {
             None => MaybeTls::Plain(tcp),
             Some(acceptor) => match acceptor.accept(tcp).await {
                 Ok(s) => MaybeTls::Server(Box::new(s)),

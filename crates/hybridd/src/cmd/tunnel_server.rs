@@ -4,8 +4,10 @@
 //! Settings come from `--config FILE` (TOML, the fields of
 //! [`ServerConfig`]: `listen`, `routing_id`, `ttl_secs`, `max_message_bytes`,
 //! `max_messages_per_side`, `max_connections`, `handshake_timeout_secs`,
-//! `tls = { cert, key }`, `origin_host`), then the flags. The first line on
-//! standard output is the base URL (`ws://…` or `wss://…`), for scripts.
+//! `tls = { cert, key }`, `plain_listen`, `origin_host`), then the flags. The
+//! first line on standard output is the base URL (`ws://…` or `wss://…`),
+//! for scripts; with `--plain-listen` the second line is the plain `ws://`
+//! URL.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -30,6 +32,11 @@ pub struct Args {
     /// Private key for --tls-cert (PEM).
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also serve plain ws:// on this address (e.g. 127.0.0.1:0), sharing
+    /// tunnels with --listen: a phone on the same host can then use ws://
+    /// while desktops use wss://. Printed as the second line of output.
+    #[arg(long, value_name = "ADDR")]
+    pub plain_listen: Option<SocketAddr>,
     /// Tunnel lifetime in seconds (default 120).
     #[arg(long, value_name = "SECS")]
     pub ttl: Option<u64>,
@@ -72,6 +79,9 @@ pub fn server_config(args: &Args) -> Result<ServerConfig, String> {
     if let Some(t) = args.ttl {
         c.ttl_secs = t;
     }
+    if let Some(p) = args.plain_listen {
+        c.plain_listen = Some(p);
+    }
     Ok(c)
 }
 
@@ -110,6 +120,17 @@ pub fn run(args: Args) -> ExitCode {
         };
         let scheme = if tls { "wss" } else { "ws" };
         println!("{scheme}://{addr}");
+        match server.plain_local_addr() {
+            Some(Ok(plain)) => {
+                println!("ws://{plain}");
+                tracing::info!(%plain, "plain ws:// listener");
+            }
+            Some(Err(e)) => {
+                eprintln!("hybridd tunnel-server: {e}");
+                return ExitCode::FAILURE;
+            }
+            None => {}
+        }
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, routing_id = %server.routing_id().to_hex(), "tunnel server listening");
         server.run(crate::cmd::terminate_signal()).await;
