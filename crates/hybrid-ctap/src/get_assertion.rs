@@ -14,6 +14,8 @@
 //! * Several discoverable credentials: the newest is returned with
 //!   `numberOfCredentials`, the rest through getNextAssertion (§6.2.2
 //!   step 13, the behaviour for authenticators without a display).
+//! * One discoverable credential, approved with verification: the prompt
+//!   named its account, so the response says `userSelected` (0x06).
 
 use std::collections::VecDeque;
 
@@ -37,6 +39,7 @@ struct AssertionParams<'a> {
     prf: Option<&'a PrfInput>,
     discovery: bool,
     number_of_credentials: Option<u64>,
+    user_selected: bool,
 }
 
 impl<E: Env> Authenticator<E> {
@@ -139,6 +142,11 @@ impl<E: Env> Authenticator<E> {
                 prf: req.extensions.prf.as_ref(),
                 discovery,
                 number_of_credentials: (total > 1).then_some(total as u64),
+                // One discoverable candidate: the approval prompt named its
+                // account and the user approved it, i.e. selected it on this
+                // device (CTAP 2.1 §6.2.2 `userSelected`). Chromium then skips
+                // its own account chooser, as it does for Android phones.
+                user_selected: discovery && total == 1 && approval.user_verified,
             },
         )?;
         if !remaining.is_empty() {
@@ -178,6 +186,7 @@ impl<E: Env> Authenticator<E> {
                 prf: pending.prf.as_ref(),
                 discovery: true,
                 number_of_credentials: None,
+                user_selected: false,
             },
         )?;
         if !pending.remaining.is_empty() {
@@ -235,6 +244,7 @@ impl<E: Env> Authenticator<E> {
             signature,
             user,
             number_of_credentials: p.number_of_credentials,
+            user_selected: p.user_selected,
             unsigned_extension_outputs: unsigned,
         }
         .to_cbor())

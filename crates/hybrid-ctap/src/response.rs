@@ -202,6 +202,10 @@ pub struct GetAssertionResponse {
     pub user: Option<UserEntity>,
     /// 0x05 `numberOfCredentials` (first response of a discovery with > 1).
     pub number_of_credentials: Option<u64>,
+    /// 0x06 `userSelected` (CTAP 2.1 §6.2.2): the user picked this account
+    /// on the authenticator, so the platform need not ask again. Sent only
+    /// when true.
+    pub user_selected: bool,
     /// 0x08 `unsignedExtensionOutputs` (PRF results).
     pub unsigned_extension_outputs: Option<Value>,
 }
@@ -219,6 +223,9 @@ impl GetAssertionResponse {
         }
         if let Some(n) = self.number_of_credentials {
             m.push((i(5), Value::Integer(n.into())));
+        }
+        if self.user_selected {
+            m.push((i(6), Value::Bool(true)));
         }
         if let Some(u) = &self.unsigned_extension_outputs {
             m.push((i(8), u.clone()));
@@ -248,6 +255,11 @@ impl GetAssertionResponse {
         let number_of_credentials = cbor::take_int(&mut m, 5)
             .map(|v| cbor::uint(v, "numberOfCredentials"))
             .transpose()?;
+        let user_selected = match cbor::take_int(&mut m, 6) {
+            None => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(malformed("userSelected")),
+        };
         let unsigned_extension_outputs = cbor::take_int(&mut m, 8);
         Ok(GetAssertionResponse {
             credential,
@@ -255,6 +267,7 @@ impl GetAssertionResponse {
             signature,
             user,
             number_of_credentials,
+            user_selected,
             unsigned_extension_outputs,
         })
     }

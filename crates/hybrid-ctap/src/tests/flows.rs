@@ -191,10 +191,14 @@ fn discoverable_get_assertion_with_empty_allow_list() {
     assert_eq!(r.credential.id, cred.id);
     assert_eq!(r.user.unwrap(), user(b"user-1", "alice"));
     assert!(r.number_of_credentials.is_none());
+    // The one account was named in the prompt and approved: userSelected
+    // (0x06: true), so Chromium shows no account chooser of its own.
+    assert!(r.user_selected);
+    assert!(hex::encode(&resp[1..]).ends_with("06f5"));
     // Credential descriptor is exactly {"id": .., "type": "public-key"}.
     let body = hex::encode(&resp[1..]);
     assert!(body.starts_with(&format!(
-        "a401a26269645820{}64747970656a7075626c69632d6b6579",
+        "a501a26269645820{}64747970656a7075626c69632d6b6579",
         hex::encode(&cred.id)
     )));
     let shown = &a.env().user.shown[0];
@@ -221,6 +225,10 @@ fn two_credentials_and_get_next_assertion() {
         .unwrap();
     assert_eq!(idx, 1, "newest first");
     assert_eq!(r.number_of_credentials, Some(2));
+    assert!(
+        !r.user_selected,
+        "the prompt named only one of two accounts"
+    );
     assert_eq!(r.user.unwrap().name.as_deref(), Some("bob"));
     a.env_mut().clock.advance_ms(10_000);
     let resp = send(&mut a, &[CMD_GET_NEXT_ASSERTION]);

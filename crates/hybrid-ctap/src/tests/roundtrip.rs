@@ -165,11 +165,11 @@ proptest! {
 
     #[test]
     fn get_assertion_response_round_trip(
-        id in bytes(70), ad in bytes(60), sig in bytes(72), user in of(user_entity()), n in of(any::<u64>()), prf in any::<bool>(),
+        id in bytes(70), ad in bytes(60), sig in bytes(72), user in of(user_entity()), n in of(any::<u64>()), prf in any::<bool>(), sel in any::<bool>(),
     ) {
         let r = GetAssertionResponse {
             credential: CredentialDescriptor { id },
-            auth_data: ad, signature: sig, user, number_of_credentials: n,
+            auth_data: ad, signature: sig, user, number_of_credentials: n, user_selected: sel,
             unsigned_extension_outputs: prf.then(|| hybrid_cbor::Value::Map(vec![(crate::cbor::t("prf"), hybrid_cbor::Value::Map(vec![]))])),
         };
         let cbor = r.to_cbor();
