@@ -10,13 +10,12 @@
 //!   discovering client (Chromium) as `Device1.ServiceData[fff9]`. With
 //!   `--advert-file` it also watches a file written by a file radio and
 //!   registers each new advert itself, through `hybrid_bluez::BluezAdvertiser`.
-//! * `interop-tunnel-server` — `hybrid_tunnel::server::TunnelServer` with TLS.
-//! * `interop-phone` — a stand-in phone assembled from the protocol crates
-//!   (QR parse, tunnel `new`, advert, Noise KNpsk0 responder, CTAP over
-//!   `hybrid_ctap::testing` doubles), used until `hybridd run` exists.
 //! * `interop-mint-qr` — prints a fresh `FIDO:/` URI from
 //!   `hybrid_initiator::Desktop` (a desktop that never connects: the
 //!   negative paths use it).
+//!
+//! The tunnel server and the phone are the product's own binary
+//! (`hybridd tunnel-server`, `hybridd run`, `hybridd scan`).
 //!
 //! **Does not own:** any protocol logic (all of it comes from the crates
 //! above), the relying party (py_webauthn, `rp.py`), or the browser.
