@@ -1,0 +1,188 @@
+//! `hybridd scan --standalone` on a real terminal: the ceremony runs in the
+//! scan process, the question and the PIN prompt go to the controlling
+//! terminal, the answer "y" and the PIN are typed there, and the PIN is not
+//! echoed. The terminal is a pseudo-terminal made by `script(1)` (util-linux;
+//! the test is skipped with a message where it is missing). The desktop is
+//! hybrid-initiator in the test; the tunnel is `hybridd tunnel-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{text, Home};
+use hybrid_ctap::types::UserEntity;
+use hybrid_ctap::RelyingParty;
+use hybrid_initiator::{AdvertSource, Desktop, Resolver};
+use hybrid_qr::RequestType;
+use hybrid_tunnel::client::ClientOptions;
+use rand_core::OsRng;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Shell-quotes one argument for `script -c`.
+fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Waits until the terminal output contains `needle`.
+fn wait_for(out: &Arc<Mutex<Vec<u8>>>, needle: &str, from: usize) -> usize {
+    let t0 = Instant::now();
+    loop {
+        let buf = out.lock().unwrap().clone();
+        let s = text(&buf);
+        if let Some(i) = s[from.min(s.len())..].find(needle) {
+            return from + i + needle.len();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "terminal never showed {needle:?}; it showed:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) (util-linux) is not installed");
+        return;
+    }
+    const PIN: &str = "97531";
+    let h = Home::new();
+    h.init_vault(PIN);
+    let advert_file = h.path().join("adverts");
+
+    let mut ts = h
+        .cmd()
+        .args(["tunnel-server", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(ts.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ts = Killed(ts);
+    let url = line.trim().to_owned();
+
+    let desktop = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    let inner = [
+        env!("CARGO_BIN_EXE_hybridd"),
+        "scan",
+        "--standalone",
+        &desktop.qr_uri(),
+        "--tunnel-url",
+        &url,
+        "--advert-file",
+        advert_file.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| q(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    // `script` gives the command a new session whose controlling terminal
+    // is the pty; what the test writes to script's stdin is typed there.
+    let template = h.cmd();
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-f", "-c", &inner, "/dev/null"]);
+    script.env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    script.env("RUST_LOG", "warn");
+    let child = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let mut stdin = child.0.stdin.take().unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.0.stdout.take().unwrap();
+    let sink = Arc::clone(&out);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+
+    // The person at the terminal: answers the question, then types the PIN.
+    let typist_out = Arc::clone(&out);
+    let typist = std::thread::spawn(move || {
+        let at = wait_for(&typist_out, "Approve? [y/N]", 0);
+        stdin.write_all(b"y\n").unwrap();
+        wait_for(&typist_out, "PIN: ", at);
+        stdin.write_all(format!("{PIN}\n").as_bytes()).unwrap();
+        stdin
+    });
+
+    let rp = RelyingParty::new("example.com", "Example");
+    let mut source = AdvertSource::file(&advert_file);
+    let mut ch = desktop
+        .establish(
+            &mut source,
+            Duration::from_secs(30),
+            &Resolver::fixed(&url),
+            &ClientOptions::default(),
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+    let user = UserEntity {
+        id: b"tty-user".to_vec(),
+        name: Some("tty@example.com".into()),
+        display_name: Some("TTY".into()),
+    };
+    let (cred, _) = ch.register(&rp, [7u8; 32], user, true).await.unwrap();
+    let _ = ch.shutdown().await;
+    let _stdin = typist.join().unwrap();
+
+    let status = tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "scan did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let shown = text(&out.lock().unwrap());
+    assert!(status.success(), "scan --standalone: {status:?}\n{shown}");
+    assert!(!cred.id.is_empty());
+    // What was asked, on the terminal.
+    for needle in ["example.com", "tty@example.com", "Approve? [y/N]", "PIN: "] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+    assert!(
+        shown.to_lowercase().contains("create"),
+        "no 'create' in:\n{shown}"
+    );
+    // The answer "y" is echoed like any typed line; the PIN is not.
+    assert!(!shown.contains(PIN), "the PIN was echoed:\n{shown}");
+    assert!(shown.contains("passkey created"), "{shown}");
+}
