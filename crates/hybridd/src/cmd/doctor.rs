@@ -174,7 +174,15 @@ async fn tunnel(cfg: &Config, offline: bool) -> Check {
     match connect_new(&cfg.tunnel, &TunnelId(id), &opts).await {
         Ok((t, routing)) => {
             let _ = t.close().await;
-            Check::pass("tunnel", format!("{base} reachable (DNS, TLS, WebSocket upgrade; routing id {})", routing.to_hex()))
+            let steps = if base.starts_with("wss://") {
+                "DNS, TLS, WebSocket upgrade"
+            } else {
+                "DNS, WebSocket upgrade; plain ws://"
+            };
+            Check::pass(
+                "tunnel",
+                format!("{base} reachable ({steps}; routing id {})", routing.to_hex()),
+            )
         }
         Err(e) => Check::fail(
             "tunnel",
