@@ -18,6 +18,10 @@ pub enum FailReason {
     /// (hybridd freshness policy, conformance checklist "QR freshness");
     /// refused before any network use.
     QrStale(String),
+    /// The QR's secret already served a session that reached the handshake
+    /// (hybridd replay policy, conformance checklist "QR replay"): one QR
+    /// is good for one handshake. Refused before any network use.
+    QrReplayed,
     /// The tunnel server could not be reached, refused the request, or did
     /// not open the tunnel in time (§4.2, §10 step 3).
     TunnelUnreachable(String),
@@ -61,6 +65,9 @@ impl fmt::Display for FailReason {
         match self {
             FailReason::QrInvalid(why) => write!(f, "not a valid FIDO QR code: {why}"),
             FailReason::QrStale(why) => write!(f, "QR code refused: {why}"),
+            FailReason::QrReplayed => {
+                f.write_str("this QR code was already used; ask the computer for a new one")
+            }
             FailReason::TunnelUnreachable(why) => {
                 write!(f, "could not open the tunnel to the tunnel server: {why}")
             }
@@ -103,6 +110,7 @@ impl FailReason {
         match self {
             FailReason::QrInvalid(_) => "qr_invalid",
             FailReason::QrStale(_) => "qr_stale",
+            FailReason::QrReplayed => "qr_replayed",
             FailReason::TunnelUnreachable(_) => "tunnel_unreachable",
             FailReason::TunnelFailed(_) => "tunnel_failed",
             FailReason::AdvertFailed(_) => "advert_failed",

@@ -550,6 +550,7 @@ fn outcome_texts() {
     for r in [
         FailReason::QrInvalid("x".into()),
         FailReason::QrStale("x".into()),
+        FailReason::QrReplayed,
         FailReason::TunnelUnreachable("x".into()),
         FailReason::TunnelFailed("x".into()),
         FailReason::AdvertFailed("x".into()),

@@ -137,6 +137,10 @@ pub struct Phases {
     pub tunnel_open: Option<Duration>,
     /// Advert on air.
     pub advert_out: Option<Duration>,
+    /// The desktop's first message (its handshake msg1, §5.3) arrived: the
+    /// QR reached a handshake, whatever the handshake's result (the replay
+    /// policy, `crate::replay`, keys on this).
+    pub desktop_message: Option<Duration>,
     /// msg2 produced.
     pub handshake_done: Option<Duration>,
     /// First CTAP request received.
@@ -457,13 +461,21 @@ impl<H: CtapHandler> Driver<H> {
             cancel,
             session,
             pending_status,
+            report,
+            start,
             ..
         } = self;
         tokio::select! {
             r = recv(tunnel) => {
                 let now = Instant::now();
                 match r {
-                    Ok(Some(msg)) => session.on_message(&msg, now),
+                    Ok(Some(msg)) => {
+                        report
+                            .phases
+                            .desktop_message
+                            .get_or_insert(now.saturating_duration_since(*start));
+                        session.on_message(&msg, now);
+                    }
                     Ok(None) => session.on_tunnel_closed(now),
                     Err(e) => session.on_tunnel_error(e, now),
                 }

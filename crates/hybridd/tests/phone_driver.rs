@@ -233,6 +233,7 @@ async fn make_credential_completes_and_verifies() {
         p.qr_accepted,
         p.tunnel_open,
         p.advert_out,
+        p.desktop_message,
         p.handshake_done,
         p.first_command,
         p.reply_sent,
@@ -313,6 +314,8 @@ async fn desktop_never_connects() {
     );
     assert!(report.advert.is_some(), "the advert went out");
     assert!(!radio.is_advertising(), "and was stopped");
+    // No desktop message: the QR did not reach a handshake (replay policy).
+    assert_eq!(report.phases.desktop_message, None);
     assert!(t.elapsed() >= Duration::from_secs(1) && t.elapsed() < Duration::from_secs(5));
     assert_eq!(setup.metric("hybrid_tunnel_tunnels_created_total"), 1);
     // The tunnel was closed by the phone.
@@ -355,6 +358,9 @@ async fn garbage_msg1_fails_the_handshake() {
         report.outcome
     );
     assert!(!radio.is_advertising());
+    // A failed handshake still counts as reaching one (replay policy).
+    assert!(report.phases.desktop_message.is_some());
+    assert_eq!(report.phases.handshake_done, None);
 }
 
 #[tokio::test]
