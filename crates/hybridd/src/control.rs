@@ -130,7 +130,7 @@ fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
 pub struct Done {
     /// Success.
     pub ok: bool,
-    /// `completed`, or a failure code: `qr_invalid`, `qr_stale`,
+    /// `completed`, or a failure code: `qr_invalid`, `qr_stale`, `qr_replayed`,
     /// `tunnel_unreachable`, `desktop_never_connected`, `handshake_failed`,
     /// `decrypt_failed`, `bad_frame`, `declined`, `timeout`, `cancelled`, …
     pub outcome: String,

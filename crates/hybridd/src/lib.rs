@@ -17,3 +17,4 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod phone;
+pub mod replay;

@@ -8,16 +8,19 @@
 //!
 //! [`run_ceremony`] is the one session, shared with `hybridd scan
 //! --standalone`: QR check (before any network use, hybrid-protocol.md
-//! §1.4 and the checklist's freshness rule), then the phone session
-//! (`crate::phone`), then the outcome as a [`Done`].
+//! §1.4 and the checklist's freshness and replay rules — a QR whose secret
+//! already reached a handshake in this daemon is refused as `qr_replayed`,
+//! see `crate::replay`), then the phone session (`crate::phone`), then the
+//! outcome as a [`Done`].
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hybrid_ble::Advertiser;
 use hybrid_ctap::UserError;
-use hybrid_session::Outcome;
+use hybrid_session::{FailReason, Outcome};
 use hybrid_tunnel::client::ClientOptions;
 use hybrid_vault::{Vault, VaultError};
 use tokio::sync::{mpsc, watch, Mutex};
@@ -27,6 +30,7 @@ use crate::approval::{Approver, AutoApprover, DaemonAuthenticator, SharedVault};
 use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend};
 use crate::control::{self, DaemonMsg, Done, Runner, SessionRequest};
 use crate::phone::{run_phone_session, PhoneOptions, SessionConfig, SessionEvent, SessionReport};
+use crate::replay::{QrDigest, ReplaySet};
 
 /// Arguments of `hybridd run`.
 #[derive(Debug, clap::Args)]
@@ -44,6 +48,8 @@ pub struct Daemon {
     pub vault: SharedVault,
     /// The radio, used by one session at a time.
     pub radio: Mutex<Box<dyn Advertiser>>,
+    /// The QRs that reached a handshake (replay policy, `crate::replay`).
+    pub replay: std::sync::Mutex<ReplaySet>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -113,17 +119,70 @@ pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, String> {
     Ok(Some(a))
 }
 
-/// One phone session: authenticator, phone session (which checks the QR
-/// before any network use), outcome; the vault is locked afterwards.
+/// The QR freshness policy of `cfg` (conformance checklist "QR freshness").
+fn freshness(cfg: &Config) -> hybrid_qr::Freshness {
+    hybrid_qr::Freshness {
+        max_age_secs: cfg.max_qr_age_secs,
+        ..hybrid_qr::Freshness::default()
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The replay-policy key of a QR that parses and is fresh: the digest of
+/// its secret and the Unix second after which it would be stale anyway.
+/// `None` for a QR the phone session refuses as `qr_invalid` / `qr_stale`.
+fn replay_key(cfg: &Config, uri: &str, now_unix: u64) -> Option<(QrDigest, Option<u64>)> {
+    let qr = hybrid_qr::parse(uri.trim()).ok()?;
+    freshness(cfg).check(&qr, now_unix).ok()?;
+    let stale_after = qr
+        .timestamp()
+        .map(|t| t.saturating_add(cfg.max_qr_age_secs));
+    Some((QrDigest::of_secret(qr.secret()), stale_after))
+}
+
+fn lock_replay(replay: &std::sync::Mutex<ReplaySet>) -> std::sync::MutexGuard<'_, ReplaySet> {
+    replay.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One phone session: replay check, authenticator, phone session (which
+/// checks the QR before any network use), outcome; the vault is locked
+/// afterwards.
+///
+/// Replay policy (conformance checklist "QR replay", `crate::replay`): a
+/// QR whose secret is in `replay` is refused as `qr_replayed` before any
+/// network use; a QR whose session got as far as the desktop's handshake
+/// message (successful or not) is added to `replay` when the session ends.
+/// Sessions run one at a time (the control socket's slot), so recording at
+/// the end leaves no window for a second session with the same QR.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_ceremony(
     cfg: &Config,
     vault: &SharedVault,
     radio: &mut dyn Advertiser,
+    replay: &std::sync::Mutex<ReplaySet>,
     uri: Zeroizing<String>,
     approver: Box<dyn Approver>,
     events: mpsc::UnboundedSender<DaemonMsg>,
     cancel: watch::Receiver<bool>,
 ) -> Done {
+    let key = replay_key(cfg, &uri, now_unix());
+    if let Some((digest, _)) = &key {
+        if lock_replay(replay).contains(digest, now_unix()) {
+            let r = FailReason::QrReplayed;
+            tracing::info!(outcome = r.code(), "phone session refused: {r}");
+            return Done {
+                ok: false,
+                outcome: r.code().to_owned(),
+                message: r.to_string(),
+            };
+        }
+    }
     let auth = DaemonAuthenticator::new(
         vault.clone(),
         approver,
@@ -131,8 +190,13 @@ pub async fn run_ceremony(
         cfg.approval_timeout,
         cfg.pin_attempts,
     );
-    let done = drive(cfg, radio, &uri, auth, events, cancel).await;
+    let (done, reached_handshake) = drive(cfg, radio, &uri, auth, events, cancel).await;
     vault.lock_vault();
+    if reached_handshake {
+        if let Some((digest, stale_after)) = key {
+            lock_replay(replay).insert(digest, stale_after, now_unix());
+        }
+    }
     done
 }
 
@@ -194,6 +258,7 @@ pub fn run(args: Args) -> ExitCode {
             config: cfg,
             vault,
             radio: Mutex::new(radio),
+            replay: std::sync::Mutex::new(ReplaySet::default()),
         });
         let runner: Runner = Arc::new(move |req: SessionRequest| {
             let daemon = daemon.clone();
@@ -208,6 +273,7 @@ pub fn run(args: Args) -> ExitCode {
                     &daemon.config,
                     &daemon.vault,
                     radio.as_mut(),
+                    &daemon.replay,
                     req.uri,
                     approver,
                     req.events,
@@ -288,7 +354,8 @@ pub fn done_from_report(report: &SessionReport, user_error: Option<UserError>) -
     }
 }
 
-/// Runs the phone session (`crate::phone`) with `auth` and maps its report.
+/// Runs the phone session (`crate::phone`) with `auth` and maps its
+/// report; also says whether a desktop message (msg1) arrived.
 async fn drive(
     cfg: &Config,
     radio: &mut dyn Advertiser,
@@ -296,7 +363,7 @@ async fn drive(
     auth: DaemonAuthenticator,
     events: mpsc::UnboundedSender<DaemonMsg>,
     cancel: watch::Receiver<bool>,
-) -> Done {
+) -> (Done, bool) {
     let opts = PhoneOptions {
         session: SessionConfig {
             tunnel: cfg.tunnel.clone(),
@@ -307,10 +374,7 @@ async fn drive(
             extra_ca_file: cfg.extra_ca_file.clone(),
             ..ClientOptions::default()
         },
-        freshness: hybrid_qr::Freshness {
-            max_age_secs: cfg.max_qr_age_secs,
-            ..hybrid_qr::Freshness::default()
-        },
+        freshness: freshness(cfg),
     };
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
@@ -324,5 +388,8 @@ async fn drive(
         run_phone_session(uri, &opts, radio, auth, Some(ev_tx), Some(cancel)).await;
     let _ = forward.await;
     let user_error = auth.take_user_error();
-    done_from_report(&report, user_error)
+    (
+        done_from_report(&report, user_error),
+        report.phases.desktop_message.is_some(),
+    )
 }

@@ -8,9 +8,15 @@
 //! named reason. `--standalone` runs the same ceremony in this process with
 //! the terminal approver and the same config and flags as `hybridd run`.
 //!
-//! Exit status: 0 success; 1 the session failed (reason printed); 2 bad
-//! input or configuration; 69 no daemon (EX_UNAVAILABLE); 75 the daemon is
-//! busy with another session (EX_TEMPFAIL).
+//! Exit status: 0 success; 1 the session failed (reason printed) — this
+//! includes a QR refused before any network use (`qr_invalid`, `qr_stale`,
+//! `qr_replayed`: ask the desktop for a new QR); 2 bad input or
+//! configuration; 69 no daemon (EX_UNAVAILABLE); 75 the daemon is busy
+//! with another session (EX_TEMPFAIL).
+//!
+//! `--standalone` runs one session per process, so the replay policy
+//! (`crate::replay`) cannot refuse anything there; it applies to the
+//! daemon, which lives across scans.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -266,10 +272,13 @@ async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> ExitCode {
             }
         }
     });
+    // One session per process: the set only keeps the code path shared.
+    let replay = std::sync::Mutex::new(crate::replay::ReplaySet::default());
     let ceremony = crate::cmd::run::run_ceremony(
         &cfg,
         &vault,
         radio.as_mut(),
+        &replay,
         uri,
         approver,
         ev_tx,

@@ -80,3 +80,74 @@ impl Home {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A child process killed (by its own pid) and reaped on drop.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hybridd tunnel-server` on loopback; returns it and its `ws://` base URL.
+pub fn start_tunnel_server(h: &Home) -> (Killed, String) {
+    use std::io::BufRead;
+    let mut ts = h
+        .cmd()
+        .args(["tunnel-server", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(ts.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    (Killed(ts), url)
+}
+
+/// Asks the daemon on `socket` whether it is busy; `None` if nobody answers.
+pub async fn daemon_busy(socket: &Path) -> Option<bool> {
+    use hybridd::control::{Client, ClientMsg, DaemonMsg};
+    let mut c = Client::connect(socket).await.ok()?;
+    c.send(&ClientMsg::Ping).await.ok()?;
+    match c.recv().await.ok()? {
+        Some(DaemonMsg::Pong { busy, .. }) => Some(busy),
+        _ => None,
+    }
+}
+
+/// Waits (up to 20 s) until the daemon answers on `socket`; on failure
+/// shows its log and whether it exited.
+pub async fn wait_daemon_ready(daemon: &mut Killed, socket: &Path, log: &Path) {
+    let t0 = std::time::Instant::now();
+    while daemon_busy(socket).await.is_none() {
+        let exited = daemon.0.try_wait().unwrap();
+        assert!(
+            exited.is_none() && t0.elapsed() < std::time::Duration::from_secs(20),
+            "daemon did not start (exit: {exited:?}): {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a spawned `hybridd scan` (off the runtime's threads).
+pub async fn scan_output(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// 32 random bytes (a clientDataHash).
+pub fn cdh() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut h = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut h);
+    h
+}

@@ -1,0 +1,188 @@
+//! The QR replay policy (conformance checklist "QR replay", `hybridd::replay`)
+//! through the binary: `hybridd tunnel-server`, `hybridd run --approval auto`
+//! with the file radio, `hybridd scan`, and a desktop in the test
+//! (hybrid-initiator).
+//!
+//! * A QR that completed a ceremony is refused when scanned again — however
+//!   the URI's prefix is spelled — with `qr_replayed`, exit status 1 (the
+//!   class of `qr_invalid` / `qr_stale`), before any network use.
+//! * A QR whose first session ended before the desktop connected (the
+//!   desktop never came) is accepted again and completes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // helpers of tests
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{cdh, scan_output, start_tunnel_server, text, wait_daemon_ready, Home, Killed};
+use hybrid_ctap::types::UserEntity;
+use hybrid_ctap::RelyingParty;
+use hybrid_initiator::{AdvertSource, Desktop, Resolver};
+use hybrid_qr::RequestType;
+use hybrid_tunnel::client::ClientOptions;
+use rand_core::OsRng;
+
+/// A tunnel server and a daemon (file radio, automatic approval).
+struct World {
+    h: Home,
+    url: String,
+    advert_file: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _ts: Killed,
+    _daemon: Killed,
+}
+
+async fn world(wait_for_desktop_secs: u64) -> World {
+    let h = Home::new();
+    h.init_vault("1234");
+    let pin = h.pin_file("auto-pin", "1234");
+    let advert_file = h.path().join("adverts");
+    let log = h.path().join("daemon.log");
+    let (ts, url) = start_tunnel_server(&h);
+    let daemon = h
+        .cmd()
+        .args(["run", "--tunnel-url", &url, "--advert-file"])
+        .arg(&advert_file)
+        .args(["--approval", "auto", "--pin-file"])
+        .arg(&pin)
+        .args([
+            "--wait-for-desktop-secs",
+            &wait_for_desktop_secs.to_string(),
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Killed(daemon);
+    wait_daemon_ready(&mut daemon, &h.socket(), &log).await;
+    World {
+        h,
+        url,
+        advert_file,
+        log,
+        _ts: ts,
+        _daemon: daemon,
+    }
+}
+
+impl World {
+    /// `hybridd scan uri` while `desktop` answers it with a makeCredential.
+    async fn register(&self, desktop: &Desktop, uri: &str) -> Output {
+        // The file radio leaves the last advert in place; a desktop scanning
+        // the same QR again must only see the new one.
+        let _ = std::fs::remove_file(&self.advert_file);
+        let scan = self
+            .h
+            .cmd()
+            .args(["scan", uri])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut source = AdvertSource::file(&self.advert_file);
+        let mut ch = desktop
+            .establish(
+                &mut source,
+                Duration::from_secs(20),
+                &Resolver::fixed(&self.url),
+                &ClientOptions::default(),
+                &mut OsRng,
+            )
+            .await
+            .unwrap();
+        let user = UserEntity {
+            id: b"user-1".to_vec(),
+            name: Some("alice@example.com".into()),
+            display_name: None,
+        };
+        let rp = RelyingParty::new("example.com", "Example");
+        ch.register(&rp, cdh(), user, true).await.unwrap();
+        let _ = ch.shutdown().await;
+        scan_output(scan).await
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success() && text(&o.stdout).contains("passkey created"),
+        "{:?}: {}{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+fn assert_replayed(o: &Output) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed [qr_replayed]"), "{err}");
+    assert!(err.contains("already used"), "{err}");
+    assert!(err.contains("new one"), "{err}");
+}
+
+fn count(log: &str, what: &str) -> usize {
+    log.matches(what).count()
+}
+
+fn lowercase_prefix(uri: &str) -> String {
+    format!("fido:/{}", uri.strip_prefix("FIDO:/").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_that_completed_a_ceremony_is_refused_when_scanned_again() {
+    let w = world(30).await;
+    let d = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    let uri = d.qr_uri();
+    assert_ok(&w.register(&d, &uri).await);
+    let tunnels_before = count(&w.log(), "opening tunnel");
+    assert_eq!(tunnels_before, 1, "{}", w.log());
+
+    // The same QR again, spelled as it was and with a lower-case prefix
+    // (§1.1: case-insensitive; the secrets are compared, not the text).
+    for again in [uri.clone(), lowercase_prefix(&uri)] {
+        let o = w.h.run(&["scan", &again]);
+        assert_replayed(&o);
+    }
+    // Refused before any network use: no tunnel was asked for.
+    let log = w.log();
+    assert_eq!(count(&log, "opening tunnel"), tunnels_before, "{log}");
+    assert_eq!(count(&log, "this QR code was already used"), 2, "{log}");
+    assert!(
+        !log.contains("FIDO:/") && !log.contains("fido:/"),
+        "QR logged"
+    );
+
+    // The daemon serves the next (new) QR as usual.
+    let d2 = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    assert_ok(&w.register(&d2, &d2.qr_uri()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_whose_desktop_never_connected_may_be_scanned_again() {
+    let w = world(2).await;
+    let d = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    let uri = d.qr_uri();
+
+    // First attempt: the desktop never connects; the session ends by itself.
+    let o = w.h.run(&["scan", &uri]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed [desktop_never_connected]"), "{err}");
+    assert!(Path::new(&w.advert_file).exists(), "the advert went out");
+
+    // Second attempt with the same QR: accepted, and the ceremony completes.
+    assert_ok(&w.register(&d, &uri).await);
+    // Now it has reached a handshake: a third scan is refused.
+    assert_replayed(&w.h.run(&["scan", &uri]));
+}
