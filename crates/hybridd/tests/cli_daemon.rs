@@ -8,37 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{text, Home};
+use common::{cdh, daemon_busy, start_tunnel_server, text, wait_daemon_ready, Home, Killed};
 use hybrid_ctap::types::UserEntity;
 use hybrid_ctap::RelyingParty;
 use hybrid_initiator::{AdvertSource, Desktop, Resolver};
 use hybrid_qr::RequestType;
 use hybrid_tunnel::client::ClientOptions;
 use hybridd::control::{Client, ClientMsg, DaemonMsg};
-use rand_core::{OsRng, RngCore};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn daemon_busy(socket: &Path) -> Option<bool> {
-    let mut c = Client::connect(socket).await.ok()?;
-    c.send(&ClientMsg::Ping).await.ok()?;
-    match c.recv().await.ok()? {
-        Some(DaemonMsg::Pong { busy, .. }) => Some(busy),
-        _ => None,
-    }
-}
+use rand_core::OsRng;
 
 async fn wait_busy(socket: &Path, want: bool) {
     let t0 = Instant::now();
@@ -51,12 +32,6 @@ async fn wait_busy(socket: &Path, want: bool) {
     }
 }
 
-fn cdh() -> [u8; 32] {
-    let mut h = [0u8; 32];
-    OsRng.fill_bytes(&mut h);
-    h
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_scan_register_then_sign_in() {
     let h = Home::new();
@@ -65,21 +40,7 @@ async fn daemon_scan_register_then_sign_in() {
     let advert_file = h.path().join("adverts");
     let daemon_log = h.path().join("daemon.log");
 
-    // The tunnel server; its first stdout line is the base URL.
-    let mut ts = h
-        .cmd()
-        .args(["tunnel-server", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(ts.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ts = Killed(ts);
-    let url = line.trim().to_owned();
-    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let (_ts, url) = start_tunnel_server(&h);
 
     let daemon = h
         .cmd()
@@ -93,15 +54,7 @@ async fn daemon_scan_register_then_sign_in() {
         .unwrap();
     let mut daemon = Killed(daemon);
     let socket = h.socket();
-    let t0 = Instant::now();
-    while daemon_busy(&socket).await.is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "daemon did not start: {}",
-            std::fs::read_to_string(&daemon_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_daemon_ready(&mut daemon, &socket, &daemon_log).await;
 
     // --- Busy: a session waits for a desktop that never comes.
     let lonely = Desktop::new(&mut OsRng).unwrap();
@@ -267,36 +220,18 @@ async fn interactive_prompt_wrong_pin_then_decline() {
     let h = Home::new();
     h.init_vault("1234");
     let advert_file = h.path().join("adverts");
-    let mut ts = h
-        .cmd()
-        .args(["tunnel-server", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(ts.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ts = Killed(ts);
-    let url = line.trim().to_owned();
+    let daemon_log = h.path().join("daemon.log");
+    let (_ts, url) = start_tunnel_server(&h);
     let daemon = h
         .cmd()
         .args(["run", "--tunnel-url", &url, "--advert-file"])
         .arg(&advert_file)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&daemon_log).unwrap())
         .spawn()
         .unwrap();
-    let _daemon = Killed(daemon);
+    let mut daemon = Killed(daemon);
+    wait_daemon_ready(&mut daemon, &h.socket(), &daemon_log).await;
     let socket = h.socket();
-    let t0 = Instant::now();
-    while daemon_busy(&socket).await.is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let rp = RelyingParty::new("example.com", "Example");
     let resolver = Resolver::fixed(&url);
     let opts = ClientOptions::default();

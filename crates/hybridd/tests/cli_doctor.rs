@@ -5,19 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-use common::{text, Home};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{start_tunnel_server_with, text, Home};
 
 fn tunnel_line(out: &str) -> String {
     let lines: Vec<_> = out.lines().filter(|l| l.contains("tunnel:")).collect();
@@ -29,25 +17,8 @@ fn tunnel_line(out: &str) -> String {
 fn doctor_reaches_a_live_tunnel_server() {
     let h = Home::new();
     h.init_vault("1234");
-    let mut ts = h
-        .cmd()
-        .args([
-            "tunnel-server",
-            "--listen",
-            "127.0.0.1:0",
-            "--routing-id",
-            "a1b2c3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = String::new();
-    BufReader::new(ts.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let _ts = Killed(ts);
-    let o = h.run(&["doctor", "--tunnel-url", url.trim()]);
+    let (_ts, url) = start_tunnel_server_with(&h, &["--routing-id", "a1b2c3"]);
+    let o = h.run(&["doctor", "--tunnel-url", &url]);
     let out = text(&o.stdout);
     let line = tunnel_line(&out);
     assert!(line.starts_with("ok   tunnel:"), "{out}");

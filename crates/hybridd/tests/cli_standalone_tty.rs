@@ -8,27 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{text, Home};
+use common::{start_tunnel_server, text, Home, Killed};
 use hybrid_ctap::types::UserEntity;
 use hybrid_ctap::RelyingParty;
 use hybrid_initiator::{AdvertSource, Desktop, Resolver};
 use hybrid_qr::RequestType;
 use hybrid_tunnel::client::ClientOptions;
 use rand_core::OsRng;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Shell-quotes one argument for `script -c`.
 fn q(s: &str) -> String {
@@ -63,19 +54,7 @@ async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
     h.init_vault(PIN);
     let advert_file = h.path().join("adverts");
 
-    let mut ts = h
-        .cmd()
-        .args(["tunnel-server", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(ts.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ts = Killed(ts);
-    let url = line.trim().to_owned();
+    let (_ts, url) = start_tunnel_server(&h);
 
     let desktop = Desktop::new(&mut OsRng)
         .unwrap()

@@ -316,7 +316,10 @@ async fn desktop_never_connects() {
     assert!(!radio.is_advertising(), "and was stopped");
     // No desktop message: the QR did not reach a handshake (replay policy).
     assert_eq!(report.phases.desktop_message, None);
-    assert!(t.elapsed() >= Duration::from_secs(1) && t.elapsed() < Duration::from_secs(5));
+    // The configured wait was honoured (a lower bound only: an upper bound
+    // would be a timing assertion on a shared, noisy machine; the sans-IO
+    // session tests pin the exact deadline without sleeping).
+    assert!(t.elapsed() >= Duration::from_secs(1));
     assert_eq!(setup.metric("hybrid_tunnel_tunnels_created_total"), 1);
     // The tunnel was closed by the phone.
     for _ in 0..100 {

@@ -93,10 +93,16 @@ impl Drop for Killed {
 
 /// `hybridd tunnel-server` on loopback; returns it and its `ws://` base URL.
 pub fn start_tunnel_server(h: &Home) -> (Killed, String) {
+    start_tunnel_server_with(h, &[])
+}
+
+/// [`start_tunnel_server`] with extra flags (e.g. `--routing-id`).
+pub fn start_tunnel_server_with(h: &Home, extra: &[&str]) -> (Killed, String) {
     use std::io::BufRead;
     let mut ts = h
         .cmd()
         .args(["tunnel-server", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
