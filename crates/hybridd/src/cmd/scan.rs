@@ -114,8 +114,8 @@ pub fn describe_prompt(v: &Value) -> String {
 
 fn event_text(e: &str) -> &str {
     match e {
-        "tunnel_open" => "tunnel open, advertising to the computer…",
-        "advertising" => "advertising over Bluetooth…",
+        "tunnel_open" => "tunnel open",
+        "advertising" => "advert out (Bluetooth, or the file radio); waiting for the computer…",
         "desktop_connected" => "the computer connected",
         "request" => "request received",
         other => other,
