@@ -9,7 +9,10 @@
 //! It is also the scanner's side: while some client runs discovery
 //! (`StartDiscovery`, as Chromium does) and an advert is registered, the
 //! newest advert's service data is shown as `org.bluez.Device1.ServiceData`
-//! of [`FAKE_DEVICE_PATH`] (`InterfacesAdded`, then `PropertiesChanged`).
+//! of [`FAKE_DEVICE_PATH`]: `InterfacesAdded`, at once followed by a
+//! `PropertiesChanged` with the same `ServiceData` (as bluetoothd reports a
+//! repeated advert under `DuplicateData`), then `PropertiesChanged` for
+//! each newer advert.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
@@ -702,6 +705,15 @@ async fn refresh_device(conn: &Connection, state: &Shared) -> zbus::Result<()> {
         (Some(data), None) => {
             // ObjectManager at / sends InterfacesAdded with all properties.
             server.at(FAKE_DEVICE_PATH, Device { data }).await?;
+            // Then the next received advert, as bluetoothd reports it under
+            // DuplicateData: PropertiesChanged with ServiceData and RSSI.
+            // Clients that only read service data from PropertiesChanged
+            // (btleplug/bluez-async) need this.
+            let iface = server.interface::<_, Device>(FAKE_DEVICE_PATH).await?;
+            let emitter = iface.signal_emitter();
+            let dev = iface.get().await;
+            dev.service_data_changed(emitter).await?;
+            dev.r_s_s_i_changed(emitter).await?;
         }
         (Some(data), Some(_)) => {
             let iface = server.interface::<_, Device>(FAKE_DEVICE_PATH).await?;

@@ -466,3 +466,63 @@ async fn works_through_the_hybrid_ble_advertiser_trait() {
     let e: AdvertiserError = BluezError::NoBluetoothd { detail: "x".into() }.into();
     assert_eq!(e.fix(), "sudo systemctl start bluetooth");
 }
+
+/// Like bluetoothd under `DuplicateData`, the fake follows the device's
+/// `InterfacesAdded` with a `PropertiesChanged` carrying the same
+/// `ServiceData`: btleplug (bluez-async) reads service data only from
+/// `PropertiesChanged` (webauthn-rs's caBLE initiator scans with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_advert_also_arrives_as_properties_changed() {
+    use futures_util::StreamExt;
+    use std::collections::HashMap;
+    use zbus::zvariant::OwnedValue;
+
+    let Some((bus, _fake, mut adv)) = setup("props_changed", FakeOptions::default()).await else {
+        return;
+    };
+    let scanner = bus_at(bus.address()).await.unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.freedesktop.DBus.Properties")
+        .unwrap()
+        .member("PropertiesChanged")
+        .unwrap()
+        .path(hybrid_bluez::fake::FAKE_DEVICE_PATH)
+        .unwrap()
+        .build();
+    let mut signals = zbus::MessageStream::for_match_rule(rule, &scanner, Some(64))
+        .await
+        .unwrap();
+    scanner
+        .call_method(
+            Some("org.bluez"),
+            hybrid_bluez::fake::FAKE_ADAPTER_PATH,
+            Some("org.bluez.Adapter1"),
+            "StartDiscovery",
+            &(),
+        )
+        .await
+        .unwrap();
+    adv.start_advert(&ADVERT).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(msg)) = signals.next().await {
+            let Ok((iface, props, _)) =
+                msg.body()
+                    .deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
+            else {
+                continue;
+            };
+            if iface != "org.bluez.Device1" {
+                continue;
+            }
+            if let Some(sd) = props.get("ServiceData") {
+                return scan::service_data_bytes(sd, FIDO_SERVICE_UUID);
+            }
+        }
+        None
+    })
+    .await
+    .expect("no PropertiesChanged with ServiceData within 5 s");
+    assert_eq!(got.as_deref(), Some(&ADVERT[..]));
+    adv.stop_advert().await.unwrap();
+}
