@@ -27,7 +27,8 @@ pub struct SessionConfig {
     pub command_timeout: Duration,
     /// How many CTAP requests are answered; 1 like phones do (§8.3). A
     /// further request closes the session ([`crate::FailReason::SecondCommand`]).
-    /// 0 is treated as 1.
+    /// 0 is treated as 1. The getNextAssertion follow-ups a getAssertion reply
+    /// announces with `numberOfCredentials` do not count (CTAP 2.1 §6.3).
     pub max_commands: usize,
     /// After the last reply, how long to wait for the desktop's shutdown or
     /// close before closing ourselves (§6.3: the phone never sends `00`).

@@ -7,7 +7,8 @@
 //! tunnel → advertise → handshake → post-handshake message → CTAP request(s)
 //! → close), every wait (tunnel open, desktop's msg1, idle before a request,
 //! grace after the reply), what ends the session and how ([`Outcome`],
-//! [`FailReason`]), the one-command rule (§8.3), and that the phone never
+//! [`FailReason`]), the one-command rule (§8.3) and the getNextAssertion
+//! follow-ups a discoverable getAssertion announces (CTAP 2.1 §6.3), and that the phone never
 //! sends a shutdown frame nor a linking map. Keys (QR secret, EID key, PSK,
 //! Crypter) live only inside the session and are dropped — zeroized — when
 //! it finishes.

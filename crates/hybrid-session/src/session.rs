@@ -17,6 +17,34 @@ use zeroize::Zeroizing;
 use crate::config::SessionConfig;
 use crate::outcome::{FailReason, Outcome};
 
+/// `authenticatorGetAssertion` (CTAP 2.1 §6.2).
+const CTAP_GET_ASSERTION: u8 = 0x02;
+/// `authenticatorGetNextAssertion` (CTAP 2.1 §6.3).
+const CTAP_GET_NEXT_ASSERTION: u8 = 0x08;
+/// `numberOfCredentials` in a getAssertion response (CTAP 2.1 §6.2.2).
+const KEY_NUMBER_OF_CREDENTIALS: i64 = 0x05;
+
+/// How many getNextAssertion follow-ups a getAssertion reply announces:
+/// `numberOfCredentials` − 1 for a success whose CBOR map carries it, else
+/// 0. The reply comes from our own CTAP handler, so this reads it
+/// tolerantly and treats anything unexpected as "none".
+pub(crate) fn announced_follow_ups(response: &[u8]) -> usize {
+    let Some((&0, body)) = response.split_first() else {
+        return 0;
+    };
+    let Ok(hybrid_cbor::Value::Map(entries)) =
+        hybrid_cbor::decode(body, hybrid_cbor::Mode::Tolerant)
+    else {
+        return 0;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.as_integer() == Some(KEY_NUMBER_OF_CREDENTIALS.into()))
+        .and_then(|(_, v)| v.as_integer())
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(0, |n| n.saturating_sub(1))
+}
+
 /// What the session asks its driver to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -92,12 +120,18 @@ enum State {
     /// Handshake done; the ready loop (§6.3, §10 step 8).
     Ready {
         crypter: Crypter,
-        /// Requests received so far.
+        /// Requests received so far that count toward
+        /// [`SessionConfig::max_commands`] (follow-ups do not).
         received: usize,
-        /// Requests answered so far.
+        /// Requests answered so far, follow-ups included.
         answered: usize,
         /// Whether a request is with the CTAP handler.
         outstanding: bool,
+        /// The command byte of the request last handed out.
+        last_command: u8,
+        /// How many `authenticatorGetNextAssertion` follow-ups the last
+        /// getAssertion announced and the desktop has not asked for yet.
+        follow_ups: usize,
         /// The command timeout (none while a request is outstanding) or,
         /// once every allowed command is answered, the shutdown grace.
         deadline: Option<Instant>,
@@ -343,10 +377,11 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         match &self.state {
             State::Done => {}
             State::Ready {
+                received,
                 answered,
                 outstanding: false,
                 ..
-            } if *answered >= self.max_commands() => {
+            } if *received >= self.max_commands() => {
                 let answered = *answered;
                 self.complete(now, answered);
             }
@@ -380,21 +415,39 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// of commands is answered, the session waits `shutdown_grace` for the
     /// desktop's shutdown or close, then closes; otherwise it waits
     /// `command_timeout` for the next request.
+    ///
+    /// A successful getAssertion reply that announces
+    /// `numberOfCredentials` = n > 1 (CTAP 2.1 §6.2.2 step 13) lets the
+    /// desktop fetch the other n − 1 assertions with
+    /// `authenticatorGetNextAssertion` (§6.3) in the same session, within
+    /// the same shutdown grace, without counting toward
+    /// [`SessionConfig::max_commands`]: the assertions belong to the one
+    /// ceremony the user approved. Chromium's `GetAssertionTask`
+    /// (`device/fido/get_assertion_task.cc`) and libwebauthn both fetch them.
     pub fn on_ctap_response(&mut self, response: Vec<u8>, now: Instant) {
         let max = self.max_commands();
         let (command_timeout, grace) = (self.config.command_timeout, self.config.shutdown_grace);
         let State::Ready {
             crypter,
+            received,
             answered,
             outstanding,
+            last_command,
+            follow_ups,
             deadline,
-            ..
         } = &mut self.state
         else {
             return;
         };
         if !*outstanding {
             return;
+        }
+        match *last_command {
+            CTAP_GET_ASSERTION => *follow_ups = announced_follow_ups(&response),
+            // The remaining count was taken when the request arrived; an
+            // error ends the list (§6.3: NOT_ALLOWED once it is exhausted).
+            CTAP_GET_NEXT_ASSERTION if response.first() != Some(&0) => *follow_ups = 0,
+            _ => {}
         }
         let mut frame = Zeroizing::new(Vec::with_capacity(response.len() + 1));
         frame.push(MessageType::Ctap as u8);
@@ -404,7 +457,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             Ok(wire) => {
                 *outstanding = false;
                 *answered += 1;
-                *deadline = Some(if *answered >= max {
+                *deadline = Some(if *received >= max {
                     now + grace
                 } else {
                     now + command_timeout
@@ -505,6 +558,8 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             received: 0,
             answered: 0,
             outstanding: false,
+            last_command: 0,
+            follow_ups: 0,
             deadline: Some(now + self.config.command_timeout),
         };
     }
@@ -516,6 +571,8 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             received,
             answered,
             outstanding,
+            last_command,
+            follow_ups,
             deadline,
         } = &mut self.state
         else {
@@ -539,10 +596,16 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                         ),
                     );
                 }
-                if *received >= max {
+                let command = request.first().copied().unwrap_or(0);
+                if command == CTAP_GET_NEXT_ASSERTION && *follow_ups > 0 {
+                    *follow_ups -= 1;
+                } else if *received >= max {
                     return self.fail(now, FailReason::SecondCommand);
+                } else {
+                    *received += 1;
+                    *follow_ups = 0;
                 }
-                *received += 1;
+                *last_command = command;
                 *outstanding = true;
                 *deadline = None;
                 self.phases.first_command.get_or_insert(now);

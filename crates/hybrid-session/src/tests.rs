@@ -462,6 +462,140 @@ fn two_commands_allowed() {
     ends_with(&h.finished(), Outcome::Completed { commands: 2 });
 }
 
+/// `00 || {1: {...}, 5: n}`: a getAssertion success announcing `n`
+/// credentials (CTAP 2.1 §6.2.2 step 13).
+fn assertion_reply(n: Option<i64>) -> Vec<u8> {
+    use hybrid_cbor::Value;
+    let mut entries = vec![(
+        Value::Integer(1.into()),
+        Value::Map(vec![(
+            Value::Text("id".into()),
+            Value::Bytes(vec![1, 2, 3]),
+        )]),
+    )];
+    if let Some(n) = n {
+        entries.push((Value::Integer(5.into()), Value::Integer(n.into())));
+    }
+    let mut out = vec![0x00];
+    out.extend(hybrid_cbor::to_canonical_vec(&Value::Map(entries)));
+    out
+}
+
+/// Sends one CTAP request at `t` and answers it at `t + 1`; the reply must
+/// go out and the grace deadline follow.
+fn serve(h: &mut Harness, desktop: &mut Crypter, request: &[u8], reply: Vec<u8>, t: u64) {
+    let mut frame = vec![0x01];
+    frame.extend_from_slice(request);
+    h.session
+        .on_message(&desktop.encrypt(&frame).unwrap(), h.at(t));
+    let actions = drain(&mut h.session);
+    assert_eq!(
+        actions,
+        vec![Action::Ctap {
+            request: request.to_vec()
+        }]
+    );
+    h.session.on_ctap_response(reply, h.at(t + 1));
+    let actions = drain(&mut h.session);
+    assert!(matches!(&actions[..], [Action::Send(_)]), "{actions:?}");
+    assert_eq!(h.session.poll_timeout(), Some(h.at(t + 6)));
+}
+
+#[test]
+fn get_next_assertion_follow_ups_are_served() {
+    let mut h = Harness::new(config());
+    let mut desktop = h.handshake();
+    serve(
+        &mut h,
+        &mut desktop,
+        &[0x02, 0xa0],
+        assertion_reply(Some(3)),
+        3,
+    );
+    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 5);
+    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 7);
+    // All three announced assertions were fetched: a fourth is refused.
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(9));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+}
+
+#[test]
+fn follow_ups_complete_on_close_and_need_the_announcement() {
+    // The desktop may take fewer than announced and close: still Completed.
+    let mut h = Harness::new(config());
+    let mut desktop = h.handshake();
+    serve(
+        &mut h,
+        &mut desktop,
+        &[0x02, 0xa0],
+        assertion_reply(Some(2)),
+        3,
+    );
+    h.session.on_tunnel_closed(h.at(5));
+    ends_with(&h.finished(), Outcome::Completed { commands: 1 });
+
+    // Without numberOfCredentials, getNextAssertion is a second command.
+    let mut h = Harness::new(config());
+    let mut desktop = h.handshake();
+    serve(
+        &mut h,
+        &mut desktop,
+        &[0x02, 0xa0],
+        assertion_reply(None),
+        3,
+    );
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(5));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+
+    // Only a getAssertion reply announces follow-ups, and only getNextAssertion
+    // may use them.
+    for (request, next) in [([0x01, 0xa0], 0x08), ([0x02, 0xa0], 0x02)] {
+        let mut h = Harness::new(config());
+        let mut desktop = h.handshake();
+        serve(&mut h, &mut desktop, &request, assertion_reply(Some(2)), 3);
+        h.session
+            .on_message(&desktop.encrypt(&[0x01, next]).unwrap(), h.at(5));
+        ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+    }
+}
+
+#[test]
+fn a_failed_follow_up_ends_the_list() {
+    let mut h = Harness::new(config());
+    let mut desktop = h.handshake();
+    serve(
+        &mut h,
+        &mut desktop,
+        &[0x02, 0xa0],
+        assertion_reply(Some(5)),
+        3,
+    );
+    // CTAP2_ERR_NOT_ALLOWED (e.g. the 30 s window passed).
+    serve(&mut h, &mut desktop, &[0x08], vec![0x30], 5);
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(7));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+}
+
+#[test]
+fn announced_follow_ups_read_tolerantly() {
+    use crate::session::announced_follow_ups as f;
+    assert_eq!(f(&assertion_reply(Some(3))), 2);
+    assert_eq!(f(&assertion_reply(Some(1))), 0);
+    assert_eq!(f(&assertion_reply(Some(0))), 0);
+    assert_eq!(f(&assertion_reply(Some(-4))), 0);
+    assert_eq!(f(&assertion_reply(None)), 0);
+    let mut error = assertion_reply(Some(3));
+    error[0] = 0x2e;
+    assert_eq!(f(&error), 0, "an error status announces nothing");
+    assert_eq!(f(&[]), 0);
+    assert_eq!(f(&[0x00]), 0);
+    assert_eq!(f(&[0x00, 0xa1, 0x05]), 0, "truncated");
+    assert_eq!(f(&[0x00, 0x82, 0x05, 0x03]), 0, "not a map");
+}
+
 #[test]
 fn peer_close_while_processing() {
     let mut h = Harness::new(config());

@@ -317,10 +317,3 @@ pub fn short_wait(world: &World) -> PhoneOptions {
     o.session.wait_for_desktop = Duration::from_secs(1);
     o
 }
-
-/// The world's phone options answering up to `n` commands per session.
-pub fn multi_command(world: &World, n: usize) -> PhoneOptions {
-    let mut o = world.phone.clone();
-    o.session.max_commands = n;
-    o
-}
