@@ -11,7 +11,8 @@
 //! client → {"scan": "FIDO:/…"}                 start a session
 //! client → {"ping": true}                      daemon → {"pong": {"version": …, "busy": bool}}
 //! daemon → {"event": "tunnel_open"}            progress events (also "advertising",
-//!                                              "desktop_connected", "request")
+//!                                              "desktop_connected", "request",
+//!                                              "next_account": a getNextAssertion)
 //! daemon → {"event": "prompt", "action": "sign in", "rp_id": …, "user_name": …,
 //!           "needs_pin": true, "qr_age_secs": 4, "notice": null, …}
 //! client → {"approve": true, "pin": "…"} | {"approve": false}

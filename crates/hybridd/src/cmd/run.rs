@@ -299,6 +299,9 @@ pub fn event_name(e: &SessionEvent) -> Option<&'static str> {
         SessionEvent::TunnelOpen { .. } => Some("tunnel_open"),
         SessionEvent::AdvertStarted { .. } => Some("advertising"),
         SessionEvent::HandshakeDone { .. } => Some("desktop_connected"),
+        // authenticatorGetNextAssertion (CTAP 2.1 §6.3): the computer
+        // collects another account of the sign-in already approved.
+        SessionEvent::CommandReceived { command: 0x08, .. } => Some("next_account"),
         SessionEvent::CommandReceived { .. } => Some("request"),
         _ => None,
     }
@@ -392,4 +395,19 @@ async fn drive(
         done_from_report(&report, user_error),
         report.phases.desktop_message.is_some(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn get_next_assertion_has_its_own_event_name() {
+        let at = Instant::now();
+        let name = |command| event_name(&SessionEvent::CommandReceived { command, at });
+        assert_eq!(name(0x02), Some("request"));
+        assert_eq!(name(0x01), Some("request"));
+        assert_eq!(name(0x08), Some("next_account"));
+    }
 }

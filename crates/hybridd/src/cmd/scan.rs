@@ -118,6 +118,7 @@ fn event_text(e: &str) -> &str {
         "advertising" => "advert out (Bluetooth, or the file radio); waiting for the computer…",
         "desktop_connected" => "the computer connected",
         "request" => "request received",
+        "next_account" => "the computer collected another account of this sign-in",
         other => other,
     }
 }
