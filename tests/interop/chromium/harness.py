@@ -347,7 +347,7 @@ class World:
 
     # -------------------------------------------------------- one scenario
     def scenario(self, mode: str, name: str, steps: list[Step], *, trusted: bool = True,
-                 expect: str = "pass", timeout: float = 120) -> Result:
+                 expect: str = "pass", timeout: float = 120, chromium_logs: tuple[str, ...] = ()) -> Result:
         """Runs one Chromium session over `steps`.
 
         expect = "pass": every step verified by the RP and every scan exit 0.
@@ -355,6 +355,7 @@ class World:
         untrusted and the scan fails with desktop_never_connected.
         expect = "no-adapter": Chromium offers no hybrid (no QR) and a scan of a
         QR from a desktop that never connects fails cleanly.
+        chromium_logs: strings Chromium's log must contain for a pass.
         """
         self.scenario_no += 1
         tag = f"{self.scenario_no:02d}-{mode}-{name}"
@@ -382,6 +383,7 @@ class World:
         shot = self.path("shots", f"{tag}.png")
         deadline = time.time() + timeout
         minted: Optional[Scan] = None
+        chooser_handled = 0
         try:
             while True:
                 if self.rp.done.is_set():
@@ -413,6 +415,11 @@ class World:
                         threads.append(th)
                     if minted is not None and minted.rc is not None:
                         break
+                if expect == "pass":
+                    n_choosers = len(re.findall(r"UI step: kSelectAccount", text))
+                    if n_choosers > chooser_handled:
+                        chooser_handled = n_choosers
+                        self.choose_account(tag, chooser_handled, clog)
                 u = self.grab_qr(shot)
                 if u and u != last_url:
                     last_url = u
@@ -428,7 +435,26 @@ class World:
             for th in threads:
                 th.join(timeout=self.args.wait_for_desktop + 15)
         text = read(clog)
-        return self.judge(mode, name, expect, reason, steps, scans, minted, text, t_start)
+        return self.judge(mode, name, expect, reason, steps, scans, minted, text, t_start, chromium_logs)
+
+    def choose_account(self, tag: str, n: int, clog: str) -> None:
+        """Chromium's account chooser (several discoverable credentials came
+        back): pick an account as a user would, with the keyboard."""
+        time.sleep(0.5)
+        shot = self.path("shots", f"{tag}-chooser{n}.png")
+        subprocess.run(["import", "-display", self.env["DISPLAY"], "-window", "root", shot],
+                       capture_output=True)
+        before = read(clog).count("UI step:")
+        for keys in (["Return"], ["Tab", "Return"], ["Down", "Return"]):
+            r = subprocess.run(["xdotool", "key", "--delay", "100", *keys], capture_output=True, text=True,
+                               env=self.env)
+            log(f"{tag}: account chooser: xdotool key {' '.join(keys)} -> {r.returncode} {r.stderr.strip()}")
+            t = time.time() + 3
+            while time.time() < t:
+                if read(clog).count("UI step:") > before or self.rp.done.is_set():
+                    log(f"{tag}: account chosen with {' '.join(keys)}")
+                    return
+                time.sleep(0.1)
 
     def mint_qr(self) -> str:
         return self.sh([os.path.join(self.bin, "interop-mint-qr")], "interop-mint-qr").strip()
@@ -451,7 +477,8 @@ class World:
 
     # -------------------------------------------------------- verdict
     def judge(self, mode: str, name: str, expect: str, reason: str, steps: list[Step],
-              scans: list[Scan], minted: Optional[Scan], text: str, t_start: float) -> Result:
+              scans: list[Scan], minted: Optional[Scan], text: str, t_start: float,
+              chromium_logs: tuple[str, ...] = ()) -> Result:
         lines: list[str] = []
         timings: list[dict] = []
         qr_shown = [t for t in (chromium_time(line) for line in text.splitlines()
@@ -463,6 +490,7 @@ class World:
         problems: list[str] = []
         if expect == "pass":
             problems += self.rp.failures()
+            problems += [f"Chromium's log lacks {want!r}" for want in chromium_logs if want not in text]
             if reason:
                 problems.insert(0, reason)
             if len(scans) != len(steps):
@@ -575,6 +603,16 @@ def plan_discoverable() -> list[Step]:
     return [Step("create", "d1", resident_key=True), Step("get", "d1", allow="empty")]
 
 
+def plan_discoverable_pick() -> list[Step]:
+    """Two more discoverable credentials for the RP, then a get with an empty
+    allowCredentials: hybridd answers with numberOfCredentials and Chromium
+    fetches the rest with getNextAssertion, then shows its account chooser,
+    where the harness picks an account (any of them is a pass)."""
+    labels = ["d1", "k1", "k2"]  # d1 exists if the discoverable scenario ran
+    return [Step("create", "k1", resident_key=True), Step("create", "k2", resident_key=True),
+            Step("get", "k2", allow="empty", accept=labels)]
+
+
 def plan_prf() -> list[Step]:
     s1, s2 = b"hybridd interop salt one", b"hybridd interop salt two"
     return [
@@ -629,6 +667,10 @@ def main() -> int:
             if mode == "bluez":
                 if want("discoverable"):
                     results.append(w.scenario(mode, "discoverable", plan_discoverable()))
+                if want("discoverable-pick"):
+                    results.append(w.scenario(
+                        mode, "discoverable-pick", plan_discoverable_pick(),
+                        chromium_logs=("kAuthenticatorGetNextAssertion", "UI step: kSelectAccount")))
                 if want("prf"):
                     results.append(w.scenario(mode, "prf", plan_prf()))
                 if want("rounds"):

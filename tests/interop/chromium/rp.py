@@ -59,6 +59,9 @@ class Step:
     prf_differs_from: list[int] = field(default_factory=list)
     attestation: str = "none"
     timeout_ms: int = 60000
+    # get with allow="empty": the labels of every discoverable credential the
+    # browser may pick (default: just `cred`).
+    accept: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -243,11 +246,13 @@ class RelyingParty:
 
     def _check_get(self, s: Step, out: Outcome, cred: dict[str, Any], challenge: bytes) -> None:
         raw_id = b64u_decode(cred.get("rawId", ""))
-        expected = self.creds.get(s.cred)
-        if expected is None:
-            raise ValueError(f"no credential {s.cred} was registered")
-        if raw_id != expected.cred_id:
-            raise ValueError("the assertion is for another credential")
+        labels = s.accept or [s.cred]
+        known = {c.cred_id: (label, c) for label, c in self.creds.items() if label in labels}
+        if not known:
+            raise ValueError(f"none of {labels} was registered")
+        if raw_id not in known:
+            raise ValueError(f"the assertion is for another credential than {labels}")
+        out.cred, expected = known[raw_id]
         v = webauthn.verify_authentication_response(
             credential=cred,
             expected_challenge=challenge,

@@ -5,7 +5,8 @@
 # Usage: tests/interop/chromium/run.sh [harness options]
 #   --modes bluez,file   radio modes to run (default both)
 #   --rounds N           ceremonies of the rounds scenario (default 10)
-#   --only a,b           only these scenarios (uv, discoverable, prf, rounds,
+#   --only a,b           only these scenarios (uv, discoverable,
+#                        discoverable-pick, prf, rounds,
 #                        untrusted, no-adapter)
 #   --wait-for-desktop S hybridd's wait for the desktop (default 10 s)
 # Environment: INTEROP_RUN_DIR (default target/interop-chromium/<stamp>),
@@ -30,6 +31,7 @@ if [ -z "${INTEROP_SKIP_SETUP:-}" ]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v Xvfb >/dev/null || missing+=(xvfb)
   command -v zbarimg >/dev/null || missing+=(zbar-tools)
+  command -v xdotool >/dev/null || missing+=(xdotool)
   command -v certutil >/dev/null || missing+=(libnss3-tools)
   command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
   command -v openssl >/dev/null || missing+=(openssl)
