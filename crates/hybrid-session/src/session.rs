@@ -6,6 +6,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hybrid_ble::{EidKey, EidPlaintext, Psk, ADVERT_LEN};
+use hybrid_ctap::command::{CMD_GET_ASSERTION, CMD_GET_NEXT_ASSERTION};
+use hybrid_ctap::response::split_response;
+use hybrid_ctap::GetAssertionResponse;
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{Crypter, Ephemeral, Frame, MessageType, Responder};
 use hybrid_qr::QrCode;
@@ -17,30 +20,15 @@ use zeroize::Zeroizing;
 use crate::config::SessionConfig;
 use crate::outcome::{FailReason, Outcome};
 
-/// `authenticatorGetAssertion` (CTAP 2.1 §6.2).
-const CTAP_GET_ASSERTION: u8 = 0x02;
-/// `authenticatorGetNextAssertion` (CTAP 2.1 §6.3).
-const CTAP_GET_NEXT_ASSERTION: u8 = 0x08;
-/// `numberOfCredentials` in a getAssertion response (CTAP 2.1 §6.2.2).
-const KEY_NUMBER_OF_CREDENTIALS: i64 = 0x05;
-
-/// How many getNextAssertion follow-ups a getAssertion reply announces:
-/// `numberOfCredentials` − 1 for a success whose CBOR map carries it, else
-/// 0. The reply comes from our own CTAP handler, so this reads it
-/// tolerantly and treats anything unexpected as "none".
+/// How many getNextAssertion follow-ups a getAssertion reply
+/// (`status || CBOR`) announces: `numberOfCredentials` − 1 for a success
+/// that carries it (CTAP 2.1 §6.2.2 step 13), else 0. Read with
+/// hybrid-ctap's own response parser; anything it refuses announces none.
 pub(crate) fn announced_follow_ups(response: &[u8]) -> usize {
-    let Some((&0, body)) = response.split_first() else {
-        return 0;
-    };
-    let Ok(hybrid_cbor::Value::Map(entries)) =
-        hybrid_cbor::decode(body, hybrid_cbor::Mode::Tolerant)
-    else {
-        return 0;
-    };
-    entries
-        .iter()
-        .find(|(k, _)| k.as_integer() == Some(KEY_NUMBER_OF_CREDENTIALS.into()))
-        .and_then(|(_, v)| v.as_integer())
+    split_response(response)
+        .ok()
+        .and_then(|cbor| GetAssertionResponse::from_cbor(cbor).ok())
+        .and_then(|r| r.number_of_credentials)
         .and_then(|n| usize::try_from(n).ok())
         .map_or(0, |n| n.saturating_sub(1))
 }
@@ -443,10 +431,10 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             return;
         }
         match *last_command {
-            CTAP_GET_ASSERTION => *follow_ups = announced_follow_ups(&response),
+            CMD_GET_ASSERTION => *follow_ups = announced_follow_ups(&response),
             // The remaining count was taken when the request arrived; an
             // error ends the list (§6.3: NOT_ALLOWED once it is exhausted).
-            CTAP_GET_NEXT_ASSERTION if response.first() != Some(&0) => *follow_ups = 0,
+            CMD_GET_NEXT_ASSERTION if response.first() != Some(&0) => *follow_ups = 0,
             _ => {}
         }
         let mut frame = Zeroizing::new(Vec::with_capacity(response.len() + 1));
@@ -597,7 +585,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                     );
                 }
                 let command = request.first().copied().unwrap_or(0);
-                if command == CTAP_GET_NEXT_ASSERTION && *follow_ups > 0 {
+                if command == CMD_GET_NEXT_ASSERTION && *follow_ups > 0 {
                     *follow_ups -= 1;
                 } else if *received >= max {
                     return self.fail(now, FailReason::SecondCommand);

@@ -462,19 +462,25 @@ fn two_commands_allowed() {
     ends_with(&h.finished(), Outcome::Completed { commands: 2 });
 }
 
-/// `00 || {1: {...}, 5: n}`: a getAssertion success announcing `n`
-/// credentials (CTAP 2.1 §6.2.2 step 13).
+/// `00 || {1: credential, 2: authData, 3: signature, 5: n}`: a
+/// getAssertion success announcing `n` credentials (CTAP 2.1 §6.2.2 step
+/// 13). Raw CBOR so that a negative `n` can be written too.
 fn assertion_reply(n: Option<i64>) -> Vec<u8> {
     use hybrid_cbor::Value;
-    let mut entries = vec![(
-        Value::Integer(1.into()),
-        Value::Map(vec![(
-            Value::Text("id".into()),
-            Value::Bytes(vec![1, 2, 3]),
-        )]),
-    )];
+    let int = |k: i64| Value::Integer(k.into());
+    let mut entries = vec![
+        (
+            int(1),
+            Value::Map(vec![
+                (Value::Text("id".into()), Value::Bytes(vec![1, 2, 3])),
+                (Value::Text("type".into()), Value::Text("public-key".into())),
+            ]),
+        ),
+        (int(2), Value::Bytes(vec![0; 37])),
+        (int(3), Value::Bytes(vec![0x30, 0x00])),
+    ];
     if let Some(n) = n {
-        entries.push((Value::Integer(5.into()), Value::Integer(n.into())));
+        entries.push((int(5), int(n)));
     }
     let mut out = vec![0x00];
     out.extend(hybrid_cbor::to_canonical_vec(&Value::Map(entries)));
@@ -501,53 +507,42 @@ fn serve(h: &mut Harness, desktop: &mut Crypter, request: &[u8], reply: Vec<u8>,
     assert_eq!(h.session.poll_timeout(), Some(h.at(t + 6)));
 }
 
-#[test]
-fn get_next_assertion_follow_ups_are_served() {
+/// A session past the handshake whose first request, a getAssertion, was
+/// answered with `reply` at t0+4.
+fn after_get_assertion(reply: Vec<u8>) -> (Harness, Crypter) {
     let mut h = Harness::new(config());
     let mut desktop = h.handshake();
-    serve(
-        &mut h,
-        &mut desktop,
-        &[0x02, 0xa0],
-        assertion_reply(Some(3)),
-        3,
-    );
+    serve(&mut h, &mut desktop, &[0x02, 0xa0], reply, 3);
+    (h, desktop)
+}
+
+/// Sends the one-byte CTAP request `command` at `t`; the session must end
+/// with `SecondCommand`.
+fn refused_as_second_command(h: &mut Harness, desktop: &mut Crypter, command: u8, t: u64) {
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, command]).unwrap(), h.at(t));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+}
+
+#[test]
+fn get_next_assertion_follow_ups_are_served() {
+    let (mut h, mut desktop) = after_get_assertion(assertion_reply(Some(3)));
     serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 5);
     serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 7);
     // All three announced assertions were fetched: a fourth is refused.
-    h.session
-        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(9));
-    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+    refused_as_second_command(&mut h, &mut desktop, 0x08, 9);
 }
 
 #[test]
 fn follow_ups_complete_on_close_and_need_the_announcement() {
     // The desktop may take fewer than announced and close: still Completed.
-    let mut h = Harness::new(config());
-    let mut desktop = h.handshake();
-    serve(
-        &mut h,
-        &mut desktop,
-        &[0x02, 0xa0],
-        assertion_reply(Some(2)),
-        3,
-    );
+    let (mut h, _) = after_get_assertion(assertion_reply(Some(2)));
     h.session.on_tunnel_closed(h.at(5));
     ends_with(&h.finished(), Outcome::Completed { commands: 1 });
 
     // Without numberOfCredentials, getNextAssertion is a second command.
-    let mut h = Harness::new(config());
-    let mut desktop = h.handshake();
-    serve(
-        &mut h,
-        &mut desktop,
-        &[0x02, 0xa0],
-        assertion_reply(None),
-        3,
-    );
-    h.session
-        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(5));
-    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+    let (mut h, mut desktop) = after_get_assertion(assertion_reply(None));
+    refused_as_second_command(&mut h, &mut desktop, 0x08, 5);
 
     // Only a getAssertion reply announces follow-ups, and only getNextAssertion
     // may use them.
@@ -555,28 +550,16 @@ fn follow_ups_complete_on_close_and_need_the_announcement() {
         let mut h = Harness::new(config());
         let mut desktop = h.handshake();
         serve(&mut h, &mut desktop, &request, assertion_reply(Some(2)), 3);
-        h.session
-            .on_message(&desktop.encrypt(&[0x01, next]).unwrap(), h.at(5));
-        ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+        refused_as_second_command(&mut h, &mut desktop, next, 5);
     }
 }
 
 #[test]
 fn a_failed_follow_up_ends_the_list() {
-    let mut h = Harness::new(config());
-    let mut desktop = h.handshake();
-    serve(
-        &mut h,
-        &mut desktop,
-        &[0x02, 0xa0],
-        assertion_reply(Some(5)),
-        3,
-    );
+    let (mut h, mut desktop) = after_get_assertion(assertion_reply(Some(5)));
     // CTAP2_ERR_NOT_ALLOWED (e.g. the 30 s window passed).
     serve(&mut h, &mut desktop, &[0x08], vec![0x30], 5);
-    h.session
-        .on_message(&desktop.encrypt(&[0x01, 0x08]).unwrap(), h.at(7));
-    ends_with(&h.finished(), Outcome::Failed(FailReason::SecondCommand));
+    refused_as_second_command(&mut h, &mut desktop, 0x08, 7);
 }
 
 #[test]

@@ -441,9 +441,7 @@ class World:
         """Chromium's account chooser (several discoverable credentials came
         back): pick an account as a user would, with the keyboard."""
         time.sleep(0.5)
-        shot = self.path("shots", f"{tag}-chooser{n}.png")
-        subprocess.run(["import", "-display", self.env["DISPLAY"], "-window", "root", shot],
-                       capture_output=True)
+        self.screenshot(self.path("shots", f"{tag}-chooser{n}.png"))
         before = read(clog).count("UI step:")
         for keys in (["Return"], ["Tab", "Return"], ["Down", "Return"]):
             r = subprocess.run(["xdotool", "key", "--delay", "100", *keys], capture_output=True, text=True,
@@ -459,11 +457,15 @@ class World:
     def mint_qr(self) -> str:
         return self.sh([os.path.join(self.bin, "interop-mint-qr")], "interop-mint-qr").strip()
 
+    def screenshot(self, path: str) -> bool:
+        """The whole Xvfb screen as a PNG at `path`; whether it worked."""
+        r = subprocess.run(["import", "-display", self.env["DISPLAY"], "-window", "root", path],
+                           capture_output=True)
+        return r.returncode == 0
+
     def grab_qr(self, shot: str) -> str:
         tmp = shot + ".tmp.png"
-        r = subprocess.run(["import", "-display", self.env["DISPLAY"], "-window", "root", tmp],
-                           capture_output=True)
-        if r.returncode != 0:
+        if not self.screenshot(tmp):
             return ""
         os.replace(tmp, shot)
         env = dict(self.env)

@@ -301,7 +301,10 @@ pub fn event_name(e: &SessionEvent) -> Option<&'static str> {
         SessionEvent::HandshakeDone { .. } => Some("desktop_connected"),
         // authenticatorGetNextAssertion (CTAP 2.1 §6.3): the computer
         // collects another account of the sign-in already approved.
-        SessionEvent::CommandReceived { command: 0x08, .. } => Some("next_account"),
+        SessionEvent::CommandReceived {
+            command: hybrid_ctap::command::CMD_GET_NEXT_ASSERTION,
+            ..
+        } => Some("next_account"),
         SessionEvent::CommandReceived { .. } => Some("request"),
         _ => None,
     }
