@@ -89,6 +89,20 @@ class Procs:
                 except ProcessLookupError:
                     pass
                 p.wait()
+        # The leader is gone; its helpers (Chromium's renderers, GPU and
+        # zygote processes) may not be yet. Let none outlive it into the next
+        # scenario.
+        for sig_at_end in (signal.SIGKILL, None):
+            deadline = time.time() + grace
+            while group_alive(p.pid) and time.time() < deadline:
+                time.sleep(0.02)
+            if not group_alive(p.pid) or sig_at_end is None:
+                break
+            log(f"process group {p.pid} outlived its leader by {grace:.0f} s: SIGKILL")
+            try:
+                os.killpg(p.pid, sig_at_end)
+            except ProcessLookupError:
+                pass
         if p in self.children:
             self.children.remove(p)
         return p.returncode
@@ -96,6 +110,23 @@ class Procs:
     def stop_all(self) -> None:
         for p in reversed(list(self.children)):
             self.stop(p, grace=2.0)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is left in process group `pgid` (Linux /proc)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
@@ -269,7 +300,7 @@ class World:
     def xvfb(self) -> None:
         r, w = os.pipe()
         p = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x900x24",
-                              "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
+                              "-nolisten", "tcp", "-noreset"], pass_fds=(w,), stdout=subprocess.DEVNULL,
                              stderr=open(self.path("logs/xvfb.log"), "ab"), start_new_session=True)
         self.procs.children.append(p)
         os.close(w)
@@ -360,22 +391,12 @@ class World:
         self.scenario_no += 1
         tag = f"{self.scenario_no:02d}-{mode}-{name}"
         log(f"scenario {tag}: {len(steps)} step(s), expect {expect}")
-        self.rp.load(steps)
-        profile = self.path("profiles", tag)
-        clog = self.path("logs", f"chromium-{tag}.log")
+        self.rp.load(steps, await_hybrid=expect != "no-adapter")
         home = self.path("home-trusted" if trusted else "home-untrusted")
-        env = dict(self.env, HOME=home)
-        argv = ["chromium", f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
-                "--password-store=basic", "--disable-gpu", "--window-size=1280,900",
-                "--window-position=0,0", f"--host-resolver-rules=MAP cable.ua5v.com 127.0.0.1:{self.tls_port}",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-pings", "--disable-quic", "--enable-logging=stderr", "--v=0",
-                "--vmodule=device_event_log*=1"]
-        if os.getuid() == 0:
-            argv.append("--no-sandbox")
-        argv.append(f"http://localhost:{self.rp_port}/")
         t_start = time.time()
-        chrome = self.procs.start(argv, clog, env=env)
+        chrome, clog = self.launch_chromium(tag, home)
+        loads_before = self.rp.page_loads
+        notes: list[str] = []
         scans: list[Scan] = []
         threads: list[threading.Thread] = []
         last_url = ""
@@ -392,7 +413,18 @@ class World:
                     reason = f"timeout after {timeout:.0f} s"
                     break
                 if chrome.poll() is not None:
+                    # A browser that dies before it has even loaded the RP's
+                    # page never reached hybrid: start it once more, and say so.
+                    early = f"chromium exited ({chrome.returncode}) before loading the page"
+                    if self.rp.page_loads == loads_before and not scans and not notes:
+                        notes.append(f"{early}; started again. Its log ends: {log_tail(clog)}")
+                        log(f"{tag}: {notes[-1]}")
+                        chrome, clog = self.launch_chromium(f"{tag}-again", home)
+                        continue
                     reason = f"chromium exited ({chrome.returncode})"
+                    if self.rp.page_loads == loads_before:
+                        reason = early
+                    log(f"{tag}: {reason}. Its log ends: {log_tail(clog)}")
                     break
                 text = read(clog)
                 if expect == "pass":
@@ -435,7 +467,24 @@ class World:
             for th in threads:
                 th.join(timeout=self.args.wait_for_desktop + 15)
         text = read(clog)
+        for note in notes:
+            print(f"  (note: {note})", flush=True)
         return self.judge(mode, name, expect, reason, steps, scans, minted, text, t_start, chromium_logs)
+
+    def launch_chromium(self, tag: str, home: str) -> tuple[subprocess.Popen, str]:
+        """Starts Chromium on the RP's page with a fresh profile; returns it and its log."""
+        profile = self.path("profiles", tag)
+        clog = self.path("logs", f"chromium-{tag}.log")
+        argv = ["chromium", f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
+                "--password-store=basic", "--disable-gpu", "--window-size=1280,900",
+                "--window-position=0,0", f"--host-resolver-rules=MAP cable.ua5v.com 127.0.0.1:{self.tls_port}",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-pings", "--disable-quic", "--enable-logging=stderr", "--v=0",
+                "--vmodule=device_event_log*=1"]
+        if os.getuid() == 0:
+            argv.append("--no-sandbox")
+        argv.append(f"http://localhost:{self.rp_port}/")
+        return self.procs.start(argv, clog, env=dict(self.env, HOME=home)), clog
 
     def choose_account(self, tag: str, n: int, clog: str) -> None:
         """Chromium's account chooser (several discoverable credentials came
@@ -550,6 +599,13 @@ class World:
                 lines.append(f"NEGATIVE {mode}/{name}: Chromium UI {','.join(dict.fromkeys(steps_seen))}, "
                              f"no QR; hybridd scan of a minted QR exit {minted.rc}: "
                              f"{last_line(minted.output)} after {minted.t_end - minted.t_scan:.1f} s")
+        hybrid, waited = self.rp.hybrid_transport, self.rp.hybrid_wait_ms
+        if expect in ("pass", "untrusted") and hybrid is False:
+            problems.append(f"Chromium's getClientCapabilities() reported no hybridTransport for {waited} ms")
+        if expect == "no-adapter" and hybrid is True:
+            problems.append("Chromium's getClientCapabilities() reported hybridTransport without an adapter")
+        if hybrid and waited >= 100:
+            lines.append(f"  (the page waited {waited} ms for Chromium to report hybridTransport)")
         ok = not problems
         if self.daemon is not None and self.daemon.poll() is not None:
             ok = False
@@ -570,6 +626,14 @@ def read(path: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def log_tail(path: str, n: int = 6) -> str:
+    """The last `n` lines of a Chromium log that are not its usual D-Bus noise."""
+    noise = ("dbus/", "Failed to connect to the bus", "unexpected operator")
+    lines = [line.strip() for line in read(path).splitlines()
+             if line.strip() and not any(x in line for x in noise)]
+    return " | ".join(lines[-n:])[-1200:] or "(empty)"
 
 
 def nth(xs: list[float], i: int) -> Optional[float]:

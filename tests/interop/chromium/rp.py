@@ -37,6 +37,8 @@ from webauthn.helpers.structs import (
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RP_ID = "localhost"
+# How long the page waits for Chromium to report hybridTransport.
+HYBRID_WAIT_MS = 10_000
 
 
 def b64u_decode(s: str) -> bytes:
@@ -100,11 +102,27 @@ class RelyingParty:
         self.creds: dict[str, Cred] = {}
         self.next_index = 0
         self.done = threading.Event()
+        self.page_loads = 0
+        self.await_hybrid = True
+        # What the page's getClientCapabilities() said, and how long it polled.
+        self.hybrid_transport: Optional[bool] = None
+        self.hybrid_wait_ms = 0
         self.page = open(os.path.join(HERE, "page.html"), "rb").read()
 
     # ------------------------------------------------------------ plans
-    def load(self, steps: list[Step]) -> None:
+    def load(self, steps: list[Step], await_hybrid: bool = True) -> None:
+        """Hands `steps` to the next page load.
+
+        await_hybrid: the page first polls `getClientCapabilities()` until
+        Chromium reports `hybridTransport` (up to HYBRID_WAIT_MS), as an RP
+        would before it offers "use a phone". Chromium learns of the BlueZ
+        adapter asynchronously after start-up; a request made before that
+        gets no hybrid option at all.
+        """
         with self.lock:
+            self.await_hybrid = await_hybrid
+            self.hybrid_transport = None
+            self.hybrid_wait_ms = 0
             self.steps = steps
             self.outcomes = [Outcome(step=i + 1, op=s.op, cred=s.cred) for i, s in enumerate(steps)]
             self.pending = {}
@@ -290,6 +308,8 @@ class RelyingParty:
 
             def do_GET(self) -> None:
                 if self.path.split("?")[0] in ("/", "/index.html"):
+                    with rp.lock:
+                        rp.page_loads += 1
                     self._send(200, rp.page, "text/html; charset=utf-8")
                 else:
                     self._send(404, b"not found", "text/plain")
@@ -307,6 +327,14 @@ class RelyingParty:
                     reply = rp._next()
                 elif path == "/result":
                     rp._result(body)
+                elif path == "/hello":
+                    with rp.lock:
+                        reply = {"await_hybrid": rp.await_hybrid, "max_ms": HYBRID_WAIT_MS}
+                elif path == "/caps":
+                    with rp.lock:
+                        ht = body.get("hybridTransport")
+                        rp.hybrid_transport = ht if isinstance(ht, bool) else None
+                        rp.hybrid_wait_ms = int(body.get("waited_ms") or 0)
                 elif path == "/done":
                     rp.done.set()
                 else:
