@@ -687,13 +687,26 @@ impl Device {
 
 /// Shows, updates or hides the device so that it reflects the newest live
 /// advert while anyone is discovering.
+///
+/// Once shown, the device stays while discovery runs, with its last service
+/// data, even when no advert is live for a moment (a phone between sessions,
+/// or an advertiser swapping one advert for the next). bluetoothd on the
+/// scanning machine does the same: a found device is not removed when its
+/// adverts pause, so a scanner's `GetAll` on it never meets `UnknownObject`
+/// there. (libwebauthn 0.10 gives up the ceremony on that error; the
+/// interop peers suite met it in file radio mode.) The device goes when the
+/// last discovery client stops.
 async fn refresh_device(conn: &Connection, state: &Shared) -> zbus::Result<()> {
     let (want, shown) = {
         let st = lock(state);
         let want = if st.discovery_clients.is_empty() {
             None
         } else {
-            st.active.iter().rev().find_map(|(_, _, d)| d.clone())
+            st.active
+                .iter()
+                .rev()
+                .find_map(|(_, _, d)| d.clone())
+                .or_else(|| st.shown.clone())
         };
         (want, st.shown.clone())
     };

@@ -526,3 +526,68 @@ async fn the_first_advert_also_arrives_as_properties_changed() {
     assert_eq!(got.as_deref(), Some(&ADVERT[..]));
     adv.stop_advert().await.unwrap();
 }
+
+/// As on a real scanning machine, a found device stays while discovery runs
+/// even when the phone's advert stops or is swapped for the next one (its
+/// `Device1` keeps the last service data); it goes when discovery stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_stays_while_discovering_when_adverts_pause() {
+    use std::collections::HashMap;
+    use zbus::zvariant::OwnedValue;
+
+    let Some((bus, _fake, mut adv)) = setup("device_stays", FakeOptions::default()).await else {
+        return;
+    };
+    let scanner = bus_at(bus.address()).await.unwrap();
+    let adapter_call = |method: &'static str| {
+        let scanner = scanner.clone();
+        async move {
+            scanner
+                .call_method(
+                    Some("org.bluez"),
+                    hybrid_bluez::fake::FAKE_ADAPTER_PATH,
+                    Some("org.bluez.Adapter1"),
+                    method,
+                    &(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // The device's service data under 0xFFF9, or None when it is not exported.
+    let device_data = || {
+        let scanner = scanner.clone();
+        async move {
+            let reply = scanner
+                .call_method(
+                    Some("org.bluez"),
+                    hybrid_bluez::fake::FAKE_DEVICE_PATH,
+                    Some("org.freedesktop.DBus.Properties"),
+                    "GetAll",
+                    &("org.bluez.Device1",),
+                )
+                .await
+                .ok()?;
+            let props: HashMap<String, OwnedValue> = reply.body().deserialize().unwrap();
+            scan::service_data_bytes(props.get("ServiceData")?, FIDO_SERVICE_UUID)
+        }
+    };
+    let mut second = ADVERT;
+    second[0] = 0x99;
+
+    adapter_call("StartDiscovery").await;
+    assert_eq!(device_data().await, None, "no advert yet");
+    adv.start_advert(&ADVERT).await.unwrap();
+    assert_eq!(device_data().await.as_deref(), Some(&ADVERT[..]));
+    adv.stop_advert().await.unwrap();
+    assert_eq!(
+        device_data().await.as_deref(),
+        Some(&ADVERT[..]),
+        "the device must stay, with its last data, while discovery runs"
+    );
+    adv.start_advert(&second).await.unwrap();
+    assert_eq!(device_data().await.as_deref(), Some(&second[..]));
+    adapter_call("StopDiscovery").await;
+    assert_eq!(device_data().await, None, "gone once discovery stopped");
+    adv.stop_advert().await.unwrap();
+}
