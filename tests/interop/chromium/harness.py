@@ -148,16 +148,8 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- the world
 
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>system</type><listen>unix:path={sock}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow user="*"/><allow own="*"/>
-<allow send_type="method_call"/><allow send_type="signal"/>
-<allow send_type="method_return"/><allow send_type="error"/>
-<allow receive_type="method_call"/><allow receive_type="signal"/>
-<allow receive_type="method_return"/><allow receive_type="error"/>
-</policy></busconfig>
-"""
+# Shared with tests/interop/peers/run.sh.
+COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common")
 
 CHROMIUM_TS = re.compile(r"^\[\d+:\d+:(\d{4})/(\d{6}\.\d{6}):")
 
@@ -252,24 +244,7 @@ class World:
     def pki(self) -> None:
         """A throwaway CA, a leaf for cable.ua5v.com, and an NSS db trusting the CA."""
         pki = self.path("pki")
-        ossl = ["openssl"]
-        self.sh(ossl + ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", f"{pki}/ca.key", "-out", f"{pki}/ca.pem", "-days", "2",
-                        "-subj", "/CN=hybridd interop throwaway CA",
-                        "-addext", "basicConstraints=critical,CA:TRUE",
-                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"], "openssl CA")
-        self.sh(ossl + ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-keyout", f"{pki}/server.key", "-out", f"{pki}/server.csr",
-                        "-subj", "/CN=cable.ua5v.com"], "openssl leaf key")
-        with open(f"{pki}/ext.cnf", "w") as f:
-            f.write("subjectAltName=DNS:cable.ua5v.com,DNS:localhost,IP:127.0.0.1\n"
-                    "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                    "keyUsage=critical,digitalSignature\n")
-        self.sh(ossl + ["x509", "-req", "-in", f"{pki}/server.csr", "-CA", f"{pki}/ca.pem",
-                        "-CAkey", f"{pki}/ca.key", "-CAcreateserial", "-days", "2",
-                        "-extfile", f"{pki}/ext.cnf", "-out", f"{pki}/leaf.pem"], "openssl leaf")
-        with open(f"{pki}/chain.pem", "w") as f:
-            f.write(open(f"{pki}/leaf.pem").read() + open(f"{pki}/ca.pem").read())
+        self.sh(["bash", os.path.join(COMMON, "pki.sh"), pki], "pki.sh (openssl)")
         for home in ("home-trusted", "home-untrusted"):
             self.sh(["certutil", "-d", f"sql:{self.path(home, '.pki/nssdb')}", "-N", "--empty-password"],
                     "certutil -N")
@@ -278,8 +253,10 @@ class World:
 
     def bus(self) -> None:
         sock = self.path("system_bus_socket")
+        with open(os.path.join(COMMON, "system-bus.conf")) as f:
+            conf = f.read().replace("@SOCKET@", sock)
         with open(self.path("bus.conf"), "w") as f:
-            f.write(BUS_CONF.format(sock=sock))
+            f.write(conf)
         self.procs.start(["dbus-daemon", f"--config-file={self.path('bus.conf')}", "--nofork",
                           "--nopidfile"], self.path("logs/dbus.log"))
         wait_for(lambda: os.path.exists(sock), 10, "the private dbus-daemon")
