@@ -4,16 +4,20 @@
 # crates.io, each on its normal tunnel path (wss://cable.ua5v.com derived
 # from the advert), judged by webauthn-rs-core (and p256 for libwebauthn).
 #
-# Usage: tests/interop/peers/run.sh [--radios bluez,file] PEER [PHASE...]
-#   PEER   webauthn-rs | libwebauthn
+# Usage: tests/interop/peers/run.sh [--radios bluez,file] PEER[@RELEASE] [PHASE...]
+#   PEER   webauthn-rs (RELEASE 0.6 = 0.6.2, the default, or 0.5 = 0.5.5)
+#          libwebauthn (RELEASE 0.11 = 0.11.0, the default, or 0.10 = 0.10.0)
 #   PHASE  uv:N        N create+get runs, userVerification required
 #          uvdirect:N  the same with attestation "direct" (webauthn-rs)
 #          rk:N        N discoverable create + empty-allow-list get runs
 #                      (libwebauthn; webauthn-rs cannot express them)
+#          local:N     uv:N with QRs that also offer the BLE L2CAP data
+#                      channel (CTAP 2.3 key 6 = [0, 1]; libwebauthn):
+#                      hybridd must take the tunnel
 #          tlsfail     the desktop does not trust the tunnel's CA: it must
 #                      fail, and `hybridd scan` must end desktop_never_connected
 #   Default phases: webauthn-rs  uv:3 uvdirect:1 tlsfail uv:1
-#                   libwebauthn  uv:3 rk:3 tlsfail uv:1
+#                   libwebauthn  uv:3 rk:3 local:1 tlsfail uv:1
 #   Each radio mode gets a fresh daemon and vault; the phases run in order
 #   against one `hybridd run`, so a phase after tlsfail shows that the daemon
 #   serves the next scan.
@@ -34,17 +38,25 @@ die() { echo "PEER-INTEROP RESULT: FAIL (setup: $*)"; exit 2; }
 
 RADIOS=bluez,file
 if [ "${1:-}" = --radios ]; then RADIOS=${2:?--radios needs a value}; shift 2; fi
-PEER=${1:-}; [ $# -gt 0 ] && shift
+SPEC=${1:-}; [ $# -gt 0 ] && shift
+PEER=${SPEC%@*}
+case $SPEC in
+  webauthn-rs|webauthn-rs@0.6) RELEASE=0.6 FEATURE=v0_6 ;;
+  webauthn-rs@0.5) RELEASE=0.5 FEATURE=v0_5 ;;
+  libwebauthn|libwebauthn@0.11) RELEASE=0.11 FEATURE=v0_11 ;;
+  libwebauthn@0.10) RELEASE=0.10 FEATURE=v0_10 ;;
+  *) echo "usage: $0 [--radios bluez,file] webauthn-rs[@0.6|@0.5]|libwebauthn[@0.11|@0.10] [PHASE...]" >&2; exit 2 ;;
+esac
 case $PEER in
   webauthn-rs) DEFAULT_PHASES=(uv:3 uvdirect:1 tlsfail uv:1) ;;
-  libwebauthn) DEFAULT_PHASES=(uv:3 rk:3 tlsfail uv:1) ;;
-  *) echo "usage: $0 [--radios bluez,file] webauthn-rs|libwebauthn [PHASE...]" >&2; exit 2 ;;
+  libwebauthn) DEFAULT_PHASES=(uv:3 rk:3 local:1 tlsfail uv:1) ;;
 esac
 PHASES=("$@"); [ ${#PHASES[@]} -gt 0 ] || PHASES=("${DEFAULT_PHASES[@]}")
 for ph in "${PHASES[@]}"; do
   case $ph in
     uv:[1-9]*|rk:[1-9]*|tlsfail) ;;
     uvdirect:[1-9]*) [ "$PEER" = webauthn-rs ] || die "uvdirect is a webauthn-rs phase" ;;
+    local:[1-9]*) [ "$PEER" = libwebauthn ] || die "local is a libwebauthn phase" ;;
     *) die "unknown phase $ph" ;;
   esac
 done
@@ -61,14 +73,19 @@ if [ -z "${HN_PEERS_INNER:-}" ]; then
   cd "$ROOT"
   say "building hybridd and the fake org.bluez"
   cargo build -q -p hybridd -p hybrid-interop-chromium || die "cargo build (hybridd)"
-  say "building the $PEER initiator (crates.io, Cargo.lock pinned)"
+  say "building the $PEER $RELEASE initiator (crates.io, Cargo.lock pinned)"
   CARGO_TARGET_DIR=$TARGET/interop-peers/build cargo build -q --locked \
-    --manifest-path "$HERE/$PEER/Cargo.toml" || die "cargo build ($PEER; needs pkg-config libdbus-1-dev libssl-dev)"
+    --manifest-path "$HERE/$PEER/Cargo.toml" --no-default-features --features "$FEATURE" \
+    || die "cargo build ($PEER $RELEASE; needs pkg-config libdbus-1-dev libssl-dev)"
+  # One binary per release: the next build with other features overwrites it.
+  DRIVER=$TARGET/interop-peers/bin/hybridd-peer-$PEER-$RELEASE
+  mkdir -p "$TARGET/interop-peers/bin"
+  cp "$TARGET/interop-peers/build/debug/hybridd-peer-$PEER" "$DRIVER"
   mkdir -p "$RUN_DIR"
   say "run directory $RUN_DIR"
   set +e
-  HN_PEERS_INNER=1 HN_BIN=$TARGET/debug HN_DRIVER=$TARGET/interop-peers/build/debug/hybridd-peer-$PEER \
-    HN_RUN_DIR=$RUN_DIR unshare -n bash "$HERE/run.sh" --radios "$RADIOS" "$PEER" "${PHASES[@]}"
+  HN_PEERS_INNER=1 HN_BIN=$TARGET/debug HN_DRIVER=$DRIVER \
+    HN_RUN_DIR=$RUN_DIR unshare -n bash "$HERE/run.sh" --radios "$RADIOS" "$SPEC" "${PHASES[@]}"
   rc=$?
   set -e
   if [ $rc -eq 0 ] && [ -z "${PEERS_KEEP:-}" ]; then rm -rf "$RUN_DIR"; else say "logs kept in $RUN_DIR"; fi
@@ -134,16 +151,17 @@ run_radio() { # $1 = bluez | file
   local rk_base=0 n=0
   for ph in "${PHASES[@]}"; do
     n=$((n + 1))
-    local label="$n-${ph/:/-}" runs=${ph#*:} scen att=none ca=$P/ca.pem
+    local label="$n-${ph/:/-}" runs=${ph#*:} scen att=none ca=$P/ca.pem transports=only
     case $ph in
       uv:*) scen=uv ;;
+      local:*) scen=uv transports=local ;;
       uvdirect:*) scen=uv att=direct ;;
       rk:*) scen=rk ;;
       tlsfail) scen=tls-fail runs=1 ca=$SYSTEM_CA ;;
     esac
     local scanlog=$W/logs/scan-$label.log
     set +e
-    env DRIVER_QR_FILE="$W/qr.txt" DRIVER_SCENARIO=$scen DRIVER_RUNS="$runs" DRIVER_ATTESTATION=$att \
+    env DRIVER_QR_FILE="$W/qr.txt" DRIVER_SCENARIO=$scen DRIVER_RUNS="$runs" DRIVER_ATTESTATION=$att DRIVER_TRANSPORTS=$transports \
       DRIVER_RK_BASE=$rk_base SSL_CERT_FILE="$ca" RUST_LOG="${DRIVER_LOG:-warn}" \
       DRIVER_SCAN_CMD="'$H/hybridd' scan \"\$(cat '$W/qr.txt')\" >>'$scanlog' 2>&1; echo \"scan exit \$?\" >>'$scanlog'" \
       unshare -m sh -c "mount --bind '$HOSTS' /etc/hosts && exec '$D'" \
@@ -171,7 +189,7 @@ IFS=, read -r -a radio_list <<<"$RADIOS"
 for radio in "${radio_list[@]}"; do
   case $radio in bluez|file) run_radio "$radio" ;; *) die "unknown radio $radio" ;; esac
 done
-summary="$PEER, radios $RADIOS, phases ${PHASES[*]}, $TOTAL_OK of $TOTAL_CEREMONIES ceremonies verified"
+summary="$PEER $RELEASE, radios $RADIOS, phases ${PHASES[*]}, $TOTAL_OK of $TOTAL_CEREMONIES ceremonies verified"
 if [ ${#FAILED[@]} -eq 0 ] && [ "$TOTAL_OK" -eq "$TOTAL_CEREMONIES" ]; then
   echo "PEER-INTEROP RESULT: PASS ($summary)"
 else

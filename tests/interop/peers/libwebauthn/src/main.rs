@@ -17,19 +17,50 @@
 //!   previous `hybridd scan` exited, as a person would; `0` does not wait;
 //! * DRIVER_TRANSPORTS: `only` | `local` (CloudAssistedOnly |
 //!   CloudAssistedOrLocal).
+#[cfg(all(feature = "v0_10", not(feature = "v0_11")))]
+extern crate libwebauthn_0_10 as libwebauthn;
+#[cfg(feature = "v0_11")]
+extern crate libwebauthn_0_11 as libwebauthn;
+#[cfg(all(feature = "v0_10", feature = "v0_11"))]
+compile_error!(
+    "pick one libwebauthn release: --no-default-features --features v0_10, or the default v0_11"
+);
+#[cfg(not(any(feature = "v0_10", feature = "v0_11")))]
+compile_error!("pick a libwebauthn release: feature v0_10 or v0_11");
+
+#[path = "../../common/driver.rs"]
+mod common;
+
+/// The hybrid initiator's names in each release (0.11 moved it from
+/// `transport::cable` to `transport::hybrid`, re-exported from `pxp`).
+mod hybrid {
+    #[cfg(all(feature = "v0_10", not(feature = "v0_11")))]
+    pub use libwebauthn::transport::cable::{
+        channel::{CableChannel as HybridChannel, CableUxUpdate as UxUpdate},
+        qr_code_device::{
+            CableQrCodeDevice as QrDevice, CableTransports as Transports, QrCodeOperationHint,
+        },
+    };
+    #[cfg(feature = "v0_11")]
+    pub use libwebauthn::transport::hybrid::{
+        channel::{HybridChannel, HybridUxUpdate as UxUpdate},
+        qr_code_device::{
+            PxpQrCodeDevice as QrDevice, PxpTransports as Transports, QrCodeOperationHint,
+        },
+    };
+}
+
 use std::future::Future;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use common::env;
+use hybrid::{HybridChannel, QrCodeOperationHint, QrDevice, Transports, UxUpdate};
 use libwebauthn::ops::webauthn::{
     GetAssertionRequest, JsonFormat, MakeCredentialRequest, OriginValidation, RelatedOrigins,
     RequestOrigin, RequestSettings, SystemPublicSuffixList, WebAuthnIDLResponse as _,
-};
-use libwebauthn::transport::cable::channel::{CableChannel, CableUxUpdate};
-use libwebauthn::transport::cable::qr_code_device::{
-    CableQrCodeDevice, CableTransports, QrCodeOperationHint,
 };
 use libwebauthn::transport::{Channel as _, ChannelSettings, Device as _};
 use libwebauthn::webauthn::WebAuthn as _;
@@ -37,10 +68,6 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::DecodePublicKey as _;
 use sha2::Digest as _;
 use webauthn_rs_core::WebauthnCore;
-#[path = "../../common/driver.rs"]
-mod common;
-use common::env;
-
 use webauthn_rs_proto::{
     AttestationConveyancePreference, PublicKeyCredential, RegisterPublicKeyCredential,
     UserVerificationPolicy,
@@ -56,7 +83,7 @@ fn wait_scan(h: &mut Option<JoinHandle<()>>) {
     }
 }
 
-fn log_updates(mut rx: tokio::sync::broadcast::Receiver<CableUxUpdate>, tag: String) {
+fn log_updates(mut rx: tokio::sync::broadcast::Receiver<UxUpdate>, tag: String) {
     tokio::spawn(async move {
         while let Ok(u) = rx.recv().await {
             eprintln!("driver: {tag}: ux update {u:?}");
@@ -69,7 +96,7 @@ fn log_updates(mut rx: tokio::sync::broadcast::Receiver<CableUxUpdate>, tag: Str
 struct Desktop {
     qr_file: String,
     scan_cmd: String,
-    transports: CableTransports,
+    transports: Transports,
     prev_scan: Option<JoinHandle<()>>,
 }
 
@@ -84,9 +111,9 @@ impl Desktop {
         tag: String,
         limit: Duration,
         what: &str,
-        op: impl FnOnce(CableChannel) -> Fut,
+        op: impl FnOnce(HybridChannel) -> Fut,
     ) -> Result<(T, Duration, Duration), String> {
-        let mut device = CableQrCodeDevice::new_transient(hint, self.transports).unwrap();
+        let mut device = QrDevice::new_transient(hint, self.transports).unwrap();
         wait_scan(&mut self.prev_scan);
         let t0 = Instant::now();
         self.prev_scan =
@@ -146,8 +173,8 @@ async fn main() {
     };
     let rk_base: usize = env("DRIVER_RK_BASE", "0").parse().unwrap();
     let transports = match env("DRIVER_TRANSPORTS", "only").as_str() {
-        "local" => CableTransports::CloudAssistedOrLocal,
-        _ => CableTransports::CloudAssistedOnly,
+        "local" => Transports::CloudAssistedOrLocal,
+        _ => Transports::CloudAssistedOnly,
     };
 
     let origin_url = url::Url::parse("https://example.org").unwrap();

@@ -16,6 +16,32 @@
 //! * DRIVER_RUNS: create+get runs (default 1);
 //! * DRIVER_ATTESTATION: `none` (default) | `direct`;
 //! * DRIVER_CONNECT_TIMEOUT_SECS: limit for finding the phone (default 60).
+// Byte fields are `Base64UrlSafeData` in 0.5 and `Vec<u8>` in 0.6; the
+// `.into()`s serve both.
+#![allow(clippy::useless_conversion)]
+
+#[cfg(all(feature = "v0_5", not(feature = "v0_6")))]
+extern crate wa_authenticator_0_5 as webauthn_authenticator_rs;
+#[cfg(feature = "v0_6")]
+extern crate wa_authenticator_0_6 as webauthn_authenticator_rs;
+#[cfg(all(feature = "v0_5", not(feature = "v0_6")))]
+extern crate wa_core_0_5 as webauthn_rs_core;
+#[cfg(feature = "v0_6")]
+extern crate wa_core_0_6 as webauthn_rs_core;
+#[cfg(all(feature = "v0_5", not(feature = "v0_6")))]
+extern crate wa_proto_0_5 as webauthn_rs_proto;
+#[cfg(feature = "v0_6")]
+extern crate wa_proto_0_6 as webauthn_rs_proto;
+#[cfg(all(feature = "v0_5", feature = "v0_6"))]
+compile_error!(
+    "pick one webauthn-rs release: --no-default-features --features v0_5, or the default v0_6"
+);
+#[cfg(not(any(feature = "v0_5", feature = "v0_6")))]
+compile_error!("pick a webauthn-rs release: feature v0_5 or v0_6");
+
+#[path = "../../common/driver.rs"]
+mod common;
+
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,10 +54,8 @@ use webauthn_authenticator_rs::ui::UiCallback;
 use webauthn_authenticator_rs::AuthenticatorBackend;
 use webauthn_rs_core::proto::{Credential, ParsedAttestationData};
 use webauthn_rs_core::WebauthnCore;
-#[path = "../../common/driver.rs"]
-mod common;
-use common::env;
 
+use common::env;
 use webauthn_rs_proto::{
     AttestationConveyancePreference, RegisterPublicKeyCredential, UserVerificationPolicy,
 };
