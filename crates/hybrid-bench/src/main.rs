@@ -1,0 +1,195 @@
+//! `hybrid-bench`: see the crate documentation (src/lib.rs) and
+//! docs/performance.md.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hybrid_bench::report::{machine, table, Column};
+use hybrid_bench::server::{Server, ServerSpec};
+use hybrid_bench::tunnel::{self, Target, TunnelOptions};
+use hybrid_bench::{raise_nofile_limit, BenchError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hybrid-bench",
+    about = "Load generators for hybridd's components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load caBLE tunnel servers on loopback and print their numbers side by
+    /// side (docs/performance.md).
+    Tunnel(TunnelArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TunnelArgs {
+    /// A server to measure, as NAME=COMMAND (repeat for a side-by-side
+    /// table; ratios are against the last one). `{port}` in COMMAND becomes
+    /// a free port on 127.0.0.1; without it the first `ws://HOST:PORT` the
+    /// command prints is used. Runs under `sh -c 'exec env COMMAND'`.
+    #[arg(long = "server", value_name = "NAME=COMMAND", required = true)]
+    servers: Vec<ServerSpec>,
+    /// Runs per server (servers alternate); the table shows medians.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Tunnels held open in the memory phase (0 skips it).
+    #[arg(long, default_value_t = 9_950)]
+    tunnels: usize,
+    /// Tunnels opened per second at most.
+    #[arg(long, default_value_t = 2_000)]
+    open_rate: u32,
+    /// Tunnel openings in flight at most.
+    #[arg(long, default_value_t = 64)]
+    open_concurrency: usize,
+    /// Tunnels carrying the relay phase (0 skips it).
+    #[arg(long, default_value_t = 1_000)]
+    relay_tunnels: usize,
+    /// Round trips per second, open loop.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Seconds of the relay phase.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Relay message size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Workers of the pairs phase (0 skips it).
+    #[arg(long, default_value_t = 32)]
+    pair_workers: usize,
+    /// Seconds of the pairs phase.
+    #[arg(long, default_value_t = 5.0)]
+    pair_duration: f64,
+    /// Source addresses 127.0.0.1 to 127.0.0.N.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
+    sources: u8,
+    /// Seconds to wait before each memory reading.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Seconds to wait after all tunnels closed before the last memory reading.
+    #[arg(long, default_value_t = 5.0)]
+    after_close: f64,
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration, BenchError> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| *d <= Duration::from_secs(3600))
+        .ok_or_else(|| BenchError::Options(format!("{what} must be 0..=3600 seconds")))
+}
+
+impl TunnelArgs {
+    fn options(&self) -> Result<TunnelOptions, BenchError> {
+        Ok(TunnelOptions {
+            tunnels: self.tunnels,
+            open_rate: self.open_rate,
+            open_concurrency: self.open_concurrency,
+            relay_tunnels: self.relay_tunnels,
+            rate: self.rate,
+            duration: secs(self.duration, "--duration")?,
+            size: self.size,
+            pair_workers: self.pair_workers,
+            pair_duration: secs(self.pair_duration, "--pair-duration")?,
+            sources: self.sources,
+            settle: secs(self.settle, "--settle")?,
+            after_close: secs(self.after_close, "--after-close")?,
+            ..TunnelOptions::default()
+        })
+    }
+}
+
+async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
+    let opts = args.options()?;
+    let nofile = raise_nofile_limit();
+    let needed = 2 * opts.tunnels.max(opts.relay_tunnels) as u64 + 64;
+    if nofile < needed {
+        return Err(BenchError::Options(format!(
+            "{} tunnels need {needed} open files here (and as many in the server); \
+             the limit is {nofile}: lower --tunnels or raise `ulimit -n`",
+            opts.tunnels.max(opts.relay_tunnels)
+        )));
+    }
+    let mut columns: Vec<Column> = args
+        .servers
+        .iter()
+        .map(|s| Column {
+            name: s.name.clone(),
+            runs: Vec::new(),
+        })
+        .collect();
+    for run in 0..args.runs.max(1) {
+        for (spec, column) in args.servers.iter().zip(columns.iter_mut()) {
+            eprintln!(
+                "[bench] run {}/{}: {}",
+                run + 1,
+                args.runs.max(1),
+                spec.name
+            );
+            let server = Server::start(spec).await?;
+            let target = Target {
+                addr: server.addr,
+                pid: server.pid,
+            };
+            let result = tunnel::run(target, &opts).await;
+            server.stop().await;
+            let result = result?;
+            eprintln!(
+                "[bench]   {}",
+                result
+                    .metrics
+                    .iter()
+                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            column.runs.push(result);
+        }
+    }
+    println!("Machine: {}", machine());
+    println!(
+        "Load: {} tunnels held; relay {} B echo, {} tunnels, {} round trips/s for {:?}; \
+         pairs with {} workers for {:?}; sources 127.0.0.1-{}\n",
+        opts.tunnels,
+        opts.size,
+        opts.relay_tunnels,
+        opts.rate,
+        opts.duration,
+        opts.pair_workers,
+        opts.pair_duration,
+        opts.sources
+    );
+    print!("{}", table(&columns));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One thread: the generator's own cost stays on one core, the same for
+    // every server measured.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hybrid-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Tunnel(args) => rt.block_on(run_tunnel(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hybrid-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
