@@ -51,15 +51,3 @@ pub enum BenchError {
     #[error("{0}")]
     Options(String),
 }
-
-/// Raises this process's soft `RLIMIT_NOFILE` to the hard limit and returns
-/// the soft limit now in force.
-pub fn raise_nofile_limit() -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current != lim.maximum {
-        lim.current = lim.maximum;
-        let _ = setrlimit(Resource::Nofile, lim);
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}

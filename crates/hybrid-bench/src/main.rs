@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use hybrid_bench::report::{machine, table, Column};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, Target, TunnelOptions};
-use hybrid_bench::{raise_nofile_limit, BenchError};
+use hybrid_bench::BenchError;
+use hybrid_tunnel::server::raise_descriptor_limit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,7 +107,7 @@ impl TunnelArgs {
 
 async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
     let opts = args.options()?;
-    let nofile = raise_nofile_limit();
+    let nofile = raise_descriptor_limit().unwrap_or(u64::MAX);
     let needed = 2 * opts.tunnels.max(opts.relay_tunnels) as u64 + 64;
     if nofile < needed {
         return Err(BenchError::Options(format!(

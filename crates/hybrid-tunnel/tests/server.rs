@@ -431,7 +431,7 @@ async fn shutdown_closes_tunnels() {
 #[tokio::test]
 async fn connection_limit() {
     let config = ServerConfig {
-        max_connections: 2,
+        max_connections: Some(2),
         ..loopback_config()
     };
     let server = start(config).await;
@@ -441,7 +441,7 @@ async fn connection_limit() {
     let e = within(connect_new(&b, &tid(16), &opts()))
         .await
         .unwrap_err();
-    assert!(matches!(e, ClientError::ClosedEarly), "{e:?}");
+    assert_eq!(e.http_status(), Some(503), "{e:?}");
     let m = server.metrics_text();
     assert_eq!(
         metric(

@@ -2,6 +2,7 @@
 //! routing (§4.2 paths), the upgrade checks and the hand-written answers.
 
 use std::io;
+use std::net::IpAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -99,6 +100,21 @@ pub(super) async fn read_head(
             return Ok((head, rest));
         }
     }
+}
+
+/// The client address a trusted reverse proxy appended to
+/// `X-Forwarded-For`: the last entry of the last such header (earlier ones
+/// came from the client and prove nothing). `None` when absent or not an
+/// IP address.
+pub(super) fn forwarded_for(head: &RequestHead) -> Option<IpAddr> {
+    let last = head.header("X-Forwarded-For").last()?;
+    let entry = last.rsplit(',').next()?.trim();
+    // A bracketed IPv6 address, possibly with a port, or a bare address.
+    let bare = entry
+        .strip_prefix('[')
+        .and_then(|v6| v6.split(']').next())
+        .unwrap_or(entry);
+    bare.parse().ok()
 }
 
 /// Where a request path leads.
@@ -204,10 +220,21 @@ pub(super) fn status_text(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
     }
+}
+
+/// A complete, bodiless response for a refusal answered without reading the
+/// request (at accept).
+pub(super) fn fixed_response(r: Reject) -> String {
+    let status = r.status();
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        status_text(status)
+    )
 }
 
 /// Writes a plain (non-upgrade) response and closes our sending side.
@@ -339,6 +366,32 @@ mod tests {
             check_upgrade(&head(&upper), None),
             Err(Reject::NoSubprotocol)
         );
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_proxys_entry() {
+        let h = |v: &[&str]| {
+            head(
+                &v.iter()
+                    .map(|v| ("X-Forwarded-For", *v))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(forwarded_for(&h(&[])), None);
+        assert_eq!(
+            forwarded_for(&h(&["10.9.9.9, 192.0.2.7"])),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_for(&h(&["203.0.113.1", " 2001:db8::5 "])),
+            Some("2001:db8::5".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_for(&h(&["[2001:db8::6]:443"])),
+            Some("2001:db8::6".parse().unwrap())
+        );
+        assert_eq!(forwarded_for(&h(&["192.0.2.1, unknown"])), None);
+        assert!(fixed_response(Reject::TooManyFromSource).starts_with("HTTP/1.1 429 "));
     }
 
     #[test]

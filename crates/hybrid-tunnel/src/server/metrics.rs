@@ -10,6 +10,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reject {
     TooManyConnections,
+    TooManyFromSource,
+    TooManyWaitingFromSource,
     TlsHandshake,
     Timeout,
     BadRequest,
@@ -27,8 +29,10 @@ pub(super) enum Reject {
 }
 
 impl Reject {
-    pub(super) const ALL: [Reject; 15] = [
+    pub(super) const ALL: [Reject; 17] = [
         Reject::TooManyConnections,
+        Reject::TooManyFromSource,
+        Reject::TooManyWaitingFromSource,
         Reject::TlsHandshake,
         Reject::Timeout,
         Reject::BadRequest,
@@ -48,6 +52,8 @@ impl Reject {
     pub(super) fn label(self) -> &'static str {
         match self {
             Reject::TooManyConnections => "too_many_connections",
+            Reject::TooManyFromSource => "too_many_from_source",
+            Reject::TooManyWaitingFromSource => "too_many_waiting_from_source",
             Reject::TlsHandshake => "tls_handshake",
             Reject::Timeout => "timeout",
             Reject::BadRequest => "bad_request",
@@ -77,6 +83,7 @@ impl Reject {
             Reject::Method => 405,
             Reject::DuplicateTunnel | Reject::AlreadyPaired => 409,
             Reject::HeadTooLarge => 431,
+            Reject::TooManyFromSource | Reject::TooManyWaitingFromSource => 429,
             Reject::TooManyConnections => 503,
             Reject::TlsHandshake | Reject::Timeout => 408,
         }
@@ -93,12 +100,15 @@ pub(super) enum End {
     Oversize,
     TooManyMessages,
     ProtocolError,
+    QueueFull,
+    SlowFrame,
+    WaitExpired,
     Ttl,
     Shutdown,
 }
 
 impl End {
-    pub(super) const ALL: [End; 9] = [
+    pub(super) const ALL: [End; 12] = [
         End::PhoneClosed,
         End::DesktopClosed,
         End::DesktopFailed,
@@ -106,6 +116,9 @@ impl End {
         End::Oversize,
         End::TooManyMessages,
         End::ProtocolError,
+        End::QueueFull,
+        End::SlowFrame,
+        End::WaitExpired,
         End::Ttl,
         End::Shutdown,
     ];
@@ -119,6 +132,9 @@ impl End {
             End::Oversize => "oversize",
             End::TooManyMessages => "too_many_messages",
             End::ProtocolError => "protocol_error",
+            End::QueueFull => "queue_full",
+            End::SlowFrame => "slow_frame",
+            End::WaitExpired => "wait_expired",
             End::Ttl => "ttl",
             End::Shutdown => "shutdown",
         }
@@ -133,6 +149,12 @@ impl End {
             End::Oversize => (CloseCode::Size, "message too large"),
             End::TooManyMessages => (CloseCode::Policy, "too many messages"),
             End::ProtocolError => (CloseCode::Protocol, "WebSocket protocol error"),
+            End::QueueFull => (
+                CloseCode::Policy,
+                "too much data before the desktop connected",
+            ),
+            End::SlowFrame => (CloseCode::Policy, "frame not received in time"),
+            End::WaitExpired => (CloseCode::Policy, "no desktop connected in time"),
             End::Ttl => (CloseCode::Policy, "tunnel lifetime exceeded"),
             End::Shutdown => (CloseCode::Away, "server shutting down"),
         };
@@ -143,9 +165,43 @@ impl End {
     }
 }
 
+/// Why `accept` failed (the `reason` label of `hybrid_tunnel_accept_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AcceptError {
+    /// EMFILE/ENFILE: the process or the system ran out of file descriptors.
+    Descriptors,
+    /// Anything else (ENOBUFS, ENOMEM, a connection aborted before accept, …).
+    Other,
+}
+
+impl AcceptError {
+    pub(super) const ALL: [AcceptError; 2] = [AcceptError::Descriptors, AcceptError::Other];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            AcceptError::Descriptors => "descriptors",
+            AcceptError::Other => "other",
+        }
+    }
+
+    pub(super) fn of(e: &std::io::Error) -> Self {
+        use rustix::io::Errno;
+        // io::ErrorKind has no stable kind for EMFILE/ENFILE.
+        match e.raw_os_error() {
+            Some(n) if n == Errno::MFILE.raw_os_error() || n == Errno::NFILE.raw_os_error() => {
+                AcceptError::Descriptors
+            }
+            _ => AcceptError::Other,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Metrics {
     pub(super) connections_total: AtomicU64,
+    pub(super) connections_open: AtomicI64,
+    pub(super) connection_limit: AtomicU64,
+    pub(super) accept_errors: [AtomicU64; AcceptError::ALL.len()],
     pub(super) tunnels_open: AtomicI64,
     pub(super) tunnels_created: AtomicU64,
     pub(super) tunnels_paired: AtomicU64,
@@ -158,6 +214,12 @@ pub(super) struct Metrics {
 impl Metrics {
     pub(super) fn reject(&self, r: Reject) {
         if let Some(c) = self.rejections.get(r as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn accept_failed(&self, e: AcceptError) {
+        if let Some(c) = self.accept_errors.get(e as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -198,6 +260,18 @@ impl Metrics {
             get(&self.connections_total),
         );
         metric(
+            "hybrid_tunnel_connections_open",
+            "gauge",
+            "Connections open now (HTTP, waiting or paired).",
+            self.connections_open.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "hybrid_tunnel_connection_limit",
+            "gauge",
+            "Simultaneous connections allowed (max_connections, by default from the descriptor limit).",
+            get(&self.connection_limit),
+        );
+        metric(
             "hybrid_tunnel_tunnels_created_total",
             "counter",
             "Tunnels opened by a phone (/cable/new/).",
@@ -236,6 +310,19 @@ impl Metrics {
         }
         let _ = write!(
             out,
+            "# HELP hybrid_tunnel_accept_errors_total accept() failures, by reason (each one backs off).\n\
+             # TYPE hybrid_tunnel_accept_errors_total counter\n"
+        );
+        for (e, c) in AcceptError::ALL.iter().zip(&self.accept_errors) {
+            let _ = writeln!(
+                out,
+                "hybrid_tunnel_accept_errors_total{{reason=\"{}\"}} {}",
+                e.label(),
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = write!(
+            out,
             "# HELP hybrid_tunnel_tunnels_ended_total Tunnels ended, by reason.\n\
              # TYPE hybrid_tunnel_tunnels_ended_total counter\n"
         );
@@ -261,7 +348,10 @@ mod tests {
         m.reject(Reject::NoSubprotocol);
         m.ended(End::Ttl);
         m.relayed(10);
+        m.accept_failed(AcceptError::of(&std::io::Error::from_raw_os_error(24)));
         let text = m.render();
+        assert!(text.contains("hybrid_tunnel_accept_errors_total{reason=\"descriptors\"} 1\n"));
+        assert!(text.contains("hybrid_tunnel_accept_errors_total{reason=\"other\"} 0\n"));
         assert!(text.contains("hybrid_tunnel_rejections_total{reason=\"no_subprotocol\"} 1\n"));
         assert!(text.contains("hybrid_tunnel_tunnels_ended_total{reason=\"ttl\"} 1\n"));
         assert!(text.contains("hybrid_tunnel_bytes_relayed_total 10\n"));

@@ -21,12 +21,24 @@
 //! phone's `new`) closes both sides; so does one side closing.
 //!
 //! The HTTP request head is read and answered here (bounded size and time);
-//! the upgraded stream is handed to tokio-tungstenite.
+//! the upgraded stream is handed to tokio-tungstenite with small, sized
+//! buffers ([`READ_BUFFER`]), behind a guard that bounds the time each
+//! frame may take to arrive ([`ServerConfig::frame_timeout_secs`]).
+//!
+//! Admission, for a server on a public address: a connection limit derived
+//! from the descriptor limit ([`default_max_connections`]), per-source
+//! limits on open connections and on tunnels waiting for a desktop (an IPv4
+//! address or an IPv6 /64; behind a proxy listed in
+//! [`ServerConfig::trusted_proxies`], the client address it appends to
+//! `X-Forwarded-For`), a shorter wait for an unpaired phone
+//! ([`ServerConfig::wait_secs`]) than the tunnel's lifetime, and a backoff
+//! when `accept` fails (descriptors exhausted). Every refusal is counted in
+//! `/metrics`. docs/tunnel-server.md has the operator's view.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -40,14 +52,20 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::stream::{ring_provider, MaybeTls};
+use crate::stream::ring_provider;
 use crate::{RoutingId, TunnelId};
 
+mod frame;
 mod http;
+mod limits;
 mod metrics;
 mod relay;
 
-use metrics::{Metrics, Reject};
+pub use frame::FrameTracker;
+pub use limits::{default_max_connections, raise_descriptor_limit, RESERVED_DESCRIPTORS};
+
+use limits::{SourceGuard, SourceKey, Sources};
+use metrics::{AcceptError, Metrics, Reject};
 use relay::handle_connection;
 
 /// Largest HTTP request head accepted (request line + headers).
@@ -58,6 +76,23 @@ const MAX_HEADERS: usize = 32;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Bound on waiting for tunnels to wind down after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Read buffer of each WebSocket (tungstenite's default is 128 KiB, eagerly
+/// allocated and zero-filled on every read: 256 KiB and a 128 KiB memset per
+/// message for every tunnel, measured with heaptrack and perf, see
+/// docs/performance.md). Hybrid messages are a few hundred bytes to a few
+/// KiB; a larger frame grows the buffer to its size.
+pub const READ_BUFFER: usize = 2 * 1024;
+/// Largest value any `*_secs` setting may have (one day): a larger one is a
+/// configuration error, never an overflow.
+pub const MAX_CONFIG_SECS: u64 = 24 * 3600;
+/// Bytes a phone may send before its desktop arrives (the queue it fills).
+/// The phone is the Noise responder (§5.3) and normally sends nothing
+/// before the desktop's first message.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024;
+/// How often the server checks whether to give freed memory back.
+const TRIM_CHECK: Duration = Duration::from_secs(2);
+/// First and last pause after a failed `accept` (doubling in between).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Certificate and key files for serving `wss://` directly.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -83,19 +118,44 @@ pub struct ServerConfig {
     #[serde(deserialize_with = "de_routing_id")]
     pub routing_id: Option<RoutingId>,
     /// Lifetime of a tunnel in seconds, counted from the phone's `new`;
-    /// both sides are closed when it ends. Default 120.
+    /// both sides are closed when it ends. Default 120. At most
+    /// [`MAX_CONFIG_SECS`], like every `*_secs` setting.
     pub ttl_secs: u64,
+    /// How long a phone may wait for its desktop, in seconds from `new`
+    /// (capped by `ttl_secs`); an unpaired tunnel is closed with 1008 after
+    /// it. Default 60: a desktop that saw the advert connects within
+    /// seconds, and a waiting tunnel is what an attacker holds cheaply.
+    pub wait_secs: u64,
     /// Largest message relayed, in bytes; a larger one ends the tunnel.
     /// Default 16 KiB (hybrid messages are small; Chromium's own cap is 1 MiB).
     pub max_message_bytes: usize,
     /// Most messages one side may send over the tunnel's life (queued ones
-    /// count); one more ends the tunnel. Default 16.
+    /// count); one more ends the tunnel. Default 1024: a ceremony takes
+    /// about 4 per side plus one per getNextAssertion and update message
+    /// (§6.3), so even an account list of a thousand fits.
     pub max_messages_per_side: u32,
     /// Most simultaneous connections (waiting, paired or still in their HTTP
-    /// handshake); more are dropped at accept. Default 1024.
-    pub max_connections: usize,
+    /// handshake); more are refused at accept. Default: the soft
+    /// descriptor limit at `bind` minus [`RESERVED_DESCRIPTORS`]
+    /// ([`default_max_connections`]; `hybridd tunnel-server` raises the
+    /// soft limit to the hard one first).
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one source (an IPv4 address or an
+    /// IPv6 /64). Default 128.
+    pub max_connections_per_source: u32,
+    /// Most tunnels from one source waiting for a desktop at once; more
+    /// `new` requests get 429. Default 32.
+    pub max_waiting_per_source: u32,
     /// Bound in seconds on TLS accept + reading the request head + answering it. Default 10.
     pub handshake_timeout_secs: u64,
+    /// Bound in seconds on receiving one WebSocket frame, from its first
+    /// byte to its last; a slower one ends the tunnel (1008). Default 10.
+    pub frame_timeout_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a connection
+    /// from one of these addresses counts against the source limits of the
+    /// last address in that header (the one the proxy appended) instead of
+    /// the proxy's. Default: none.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Serve `wss://` with this certificate; without it the server speaks
     /// plain `ws://` (for loopback tests or behind a TLS-terminating proxy).
     pub tls: Option<TlsFiles>,
@@ -118,14 +178,57 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             routing_id: None,
             ttl_secs: 120,
+            wait_secs: 60,
             max_message_bytes: 16 * 1024,
-            max_messages_per_side: 16,
-            max_connections: 1024,
+            max_messages_per_side: 1024,
+            max_connections: None,
+            max_connections_per_source: 128,
+            max_waiting_per_source: 32,
             handshake_timeout_secs: 10,
+            frame_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
             tls: None,
             plain_listen: None,
             origin_host: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every value a server cannot work with; [`TunnelServer::bind`]
+    /// calls it.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        for (name, secs) in [
+            ("ttl_secs", self.ttl_secs),
+            ("wait_secs", self.wait_secs),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("frame_timeout_secs", self.frame_timeout_secs),
+        ] {
+            if secs == 0 || secs > MAX_CONFIG_SECS {
+                return Err(ServerError::Duration {
+                    name,
+                    secs,
+                    max: MAX_CONFIG_SECS,
+                });
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(ServerError::Config("max_connections must be at least 1"));
+        }
+        if self.max_connections_per_source == 0 {
+            return Err(ServerError::Config(
+                "max_connections_per_source must be at least 1",
+            ));
+        }
+        if self.max_waiting_per_source == 0 {
+            return Err(ServerError::Config(
+                "max_waiting_per_source must be at least 1",
+            ));
+        }
+        if self.max_message_bytes == 0 {
+            return Err(ServerError::Config("max_message_bytes must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -159,19 +262,49 @@ pub enum ServerError {
     /// A configuration value is unusable.
     #[error("invalid tunnel server configuration: {0}")]
     Config(&'static str),
+    /// A `*_secs` setting is 0 or larger than [`MAX_CONFIG_SECS`].
+    #[error(
+        "invalid tunnel server configuration: {name} = {secs} must be between 1 and {max} seconds"
+    )]
+    Duration {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        secs: u64,
+        /// The largest accepted.
+        max: u64,
+    },
 }
 
-type Ws = WebSocketStream<MaybeTls>;
+type Ws = WebSocketStream<frame::Guarded>;
 
-/// A desktop handed to the phone's task; the permit keeps its connection counted.
-struct Joined {
-    ws: Ws,
+/// What keeps a connection counted (globally and for its source) while it
+/// is open: dropped together with the connection.
+struct Admission {
     _permit: OwnedSemaphorePermit,
+    /// `None` only until a trusted proxy's request head names the client.
+    source: Option<SourceGuard>,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.inner
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One side's WebSocket and its admission, dropped together.
+struct Leg {
+    ws: Ws,
+    _admission: Admission,
 }
 
 /// A tunnel in the table: the sender is taken by the (one) desktop.
 struct Slot {
-    desktop_tx: Option<oneshot::Sender<Joined>>,
+    desktop_tx: Option<oneshot::Sender<Leg>>,
 }
 
 struct Inner {
@@ -181,19 +314,61 @@ struct Inner {
     tunnels: Mutex<HashMap<TunnelId, Slot>>,
     metrics: Metrics,
     connections: Arc<Semaphore>,
+    sources: Arc<Sources>,
+    /// Most connections open at once since memory was last given back.
+    connections_peak: std::sync::atomic::AtomicI64,
 }
 
 impl Inner {
     fn ws_config(&self) -> WebSocketConfig {
         let max = self.config.max_message_bytes;
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            // Every send is flushed at once (one message at a time each way),
+            // so nothing needs to wait in a write buffer; its bound leaves room
+            // for one message and a close frame.
+            .write_buffer_size(0)
+            .max_write_buffer_size(max.saturating_mul(2).saturating_add(1024))
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
-            .max_write_buffer_size(max.saturating_mul(4).max(256 * 1024))
     }
 
     fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.config.handshake_timeout_secs)
+    }
+
+    fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.frame_timeout_secs)
+    }
+
+    /// After a burst has closed, hands the freed memory back to the kernel
+    /// (the allocator would keep it: docs/performance.md).
+    fn maybe_release_memory(&self) {
+        let open = self.metrics.connections_open.load(Ordering::Relaxed);
+        let peak = self.connections_peak.load(Ordering::Relaxed);
+        if should_release(peak, open) {
+            self.connections_peak.store(open, Ordering::Relaxed);
+            // Inline, not on a blocking thread: a new thread would start an
+            // allocator arena of its own. It takes about a millisecond per
+            // 10 MB of heap, once after a burst.
+            let started = std::time::Instant::now();
+            let released = hybrid_trim::release_free_memory();
+            tracing::debug!(
+                released,
+                took = ?started.elapsed(),
+                peak,
+                open,
+                "gave freed memory back after connections closed"
+            );
+        }
+    }
+
+    fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.config
+            .trusted_proxies
+            .iter()
+            .any(|p| p.to_canonical() == ip)
     }
 
     fn tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<TunnelId, Slot>> {
@@ -211,7 +386,14 @@ struct SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.inner.tunnels().remove(&self.id);
+        let mut tunnels = self.inner.tunnels();
+        tunnels.remove(&self.id);
+        // Give memory back after a burst (a map never shrinks by itself).
+        if tunnels.capacity() > 1024 && tunnels.len() < tunnels.capacity() / 4 {
+            let keep = tunnels.len() * 2;
+            tunnels.shrink_to(keep);
+        }
+        drop(tunnels);
         self.inner
             .metrics
             .tunnels_open
@@ -255,14 +437,10 @@ impl core::fmt::Debug for Inner {
 }
 
 impl TunnelServer {
-    /// Binds the listen address and loads the TLS certificate, if any.
+    /// Checks the configuration, binds the listen address and loads the TLS
+    /// certificate, if any.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        if config.max_connections == 0 {
-            return Err(ServerError::Config("max_connections must be at least 1"));
-        }
-        if config.max_message_bytes == 0 {
-            return Err(ServerError::Config("max_message_bytes must be at least 1"));
-        }
+        config.validate()?;
         let tls = match &config.tls {
             Some(files) => Some(tokio_rustls::TlsAcceptor::from(server_tls_config(files)?)),
             None => None,
@@ -283,7 +461,28 @@ impl TunnelServer {
             None => None,
         };
         let routing_id = config.routing_id.unwrap_or_else(random_routing_id);
-        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(default_max_connections)
+            .min(Semaphore::MAX_PERMITS);
+        let descriptors = default_max_connections();
+        if max_connections > descriptors {
+            tracing::warn!(
+                max_connections,
+                descriptors,
+                "max_connections exceeds the open-file limit (minus {RESERVED_DESCRIPTORS} reserved): \
+                 accept will fail with EMFILE before the limit is reached; raise `ulimit -n` \
+                 (LimitNOFILE= under systemd) or lower max_connections"
+            );
+        }
+        let metrics = Metrics::default();
+        metrics
+            .connection_limit
+            .store(max_connections as u64, Ordering::Relaxed);
+        let sources = Arc::new(Sources::new(
+            config.max_connections_per_source,
+            config.max_waiting_per_source,
+        ));
         Ok(Self {
             listener,
             plain_listener,
@@ -292,10 +491,17 @@ impl TunnelServer {
                 routing_id,
                 tls,
                 tunnels: Mutex::new(HashMap::new()),
-                metrics: Metrics::default(),
-                connections,
+                metrics,
+                connections: Arc::new(Semaphore::new(max_connections)),
+                sources,
+                connections_peak: std::sync::atomic::AtomicI64::new(0),
             }),
         })
+    }
+
+    /// The connection limit in force (configured, or derived from the descriptor limit).
+    pub fn max_connections(&self) -> usize {
+        self.inner.metrics.connection_limit.load(Ordering::Relaxed) as usize
     }
 
     /// The address actually bound (useful with port 0).
@@ -324,29 +530,39 @@ impl TunnelServer {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let mut backoff = ACCEPT_BACKOFF.0;
+        let mut trim_check = tokio::time::interval(TRIM_CHECK);
+        trim_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = trim_check.tick() => self.inner.maybe_release_memory(),
                 accepted = accept_either(&self.listener, self.plain_listener.as_ref()) => match accepted {
                     Ok((tcp, peer, plain)) => {
-                        self.inner.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-                        match self.inner.connections.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                tasks.spawn(handle_connection(self.inner.clone(), tcp, peer, permit, stop_rx.clone(), plain));
-                            }
-                            Err(_) => {
-                                self.inner.metrics.reject(Reject::TooManyConnections);
-                                tracing::warn!(%peer, "connection limit reached; dropping connection");
-                                drop(tcp);
-                            }
+                        backoff = ACCEPT_BACKOFF.0;
+                        if let Some(admission) = self.admit(&tcp, peer, plain) {
+                            tasks.spawn(handle_connection(self.inner.clone(), tcp, peer, admission, stop_rx.clone(), plain));
                         }
                     }
                     Err(e) => {
-                        // E.g. EMFILE: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // EMFILE/ENFILE leave the connection in the backlog:
+                        // accepting again at once would spin. Pause (doubling,
+                        // bounded), still serving shutdown and finished tasks.
+                        let reason = AcceptError::of(&e);
+                        self.inner.metrics.accept_failed(reason);
+                        tracing::warn!(pause = ?backoff, "accept failed ({}): {e}", reason.label());
+                        let pause = tokio::time::sleep(backoff);
+                        tokio::pin!(pause);
+                        loop {
+                            tokio::select! {
+                                () = &mut pause => break,
+                                () = &mut shutdown => break,
+                                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                            }
+                        }
+                        backoff = backoff.saturating_mul(2).min(ACCEPT_BACKOFF.1);
                     }
                 },
             }
@@ -361,6 +577,56 @@ impl TunnelServer {
         if drained.is_err() {
             tasks.abort_all();
         }
+    }
+
+    /// Counts a fresh connection in, or refuses it (global limit, then its
+    /// source's, unless it comes from a trusted proxy: those are counted
+    /// once the head names the client).
+    fn admit(
+        &self,
+        tcp: &tokio::net::TcpStream,
+        peer: SocketAddr,
+        plain: bool,
+    ) -> Option<Admission> {
+        let inner = &self.inner;
+        inner
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = inner.connections.clone().try_acquire_owned() else {
+            inner.metrics.reject(Reject::TooManyConnections);
+            tracing::warn!(%peer, "connection limit reached; refusing connection");
+            refuse_now(
+                tcp,
+                plain || inner.tls.is_none(),
+                Reject::TooManyConnections,
+            );
+            return None;
+        };
+        let source = if inner.is_trusted_proxy(peer.ip()) {
+            None
+        } else {
+            match inner.sources.admit_connection(SourceKey::of(peer.ip())) {
+                Some(g) => Some(g),
+                None => {
+                    inner.metrics.reject(Reject::TooManyFromSource);
+                    tracing::debug!(%peer, "per-source connection limit reached; refusing connection");
+                    refuse_now(tcp, plain || inner.tls.is_none(), Reject::TooManyFromSource);
+                    return None;
+                }
+            }
+        };
+        let open = inner
+            .metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        inner.connections_peak.fetch_max(open, Ordering::Relaxed);
+        Some(Admission {
+            _permit: permit,
+            source,
+            inner: inner.clone(),
+        })
     }
 
     /// Runs the server on a new task; [`ServerHandle::shutdown`] stops it.
@@ -445,6 +711,26 @@ async fn accept_either(
     }
 }
 
+/// Whether to give memory back: at least [`RELEASE_AFTER`] connections
+/// have closed since the peak, and at least half of them.
+fn should_release(peak: i64, open: i64) -> bool {
+    let closed = peak.saturating_sub(open);
+    closed >= RELEASE_AFTER && closed.saturating_mul(2) >= peak
+}
+
+/// Connections that must have closed since the peak before memory is given
+/// back (each held about 6 KiB; fewer are not worth walking the heap for).
+const RELEASE_AFTER: i64 = 512;
+
+/// Answers a refused plain-HTTP connection without waiting: one
+/// non-blocking write of a fixed response (lost if the socket is not
+/// writable), then the caller drops the socket.
+fn refuse_now(tcp: &tokio::net::TcpStream, plain_http: bool, r: Reject) {
+    if plain_http {
+        let _ = tcp.try_write(http::fixed_response(r).as_bytes());
+    }
+}
+
 fn random_routing_id() -> RoutingId {
     use rand_core::RngCore;
     let mut id = [0u8; 3];
@@ -483,13 +769,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_is_given_back_after_a_large_drop_only() {
+        assert!(!should_release(0, 0));
+        assert!(!should_release(100, 0), "too few to matter");
+        assert!(should_release(20_000, 0));
+        assert!(should_release(20_000, 10_000));
+        assert!(!should_release(20_000, 10_001), "less than half closed");
+        assert!(!should_release(20_000, 20_000));
+    }
+
+    #[test]
     fn config_from_json() {
         let c: ServerConfig =
             serde_json::from_str(r#"{"listen":"127.0.0.1:0","routing_id":"0a0b0c","ttl_secs":5}"#)
                 .unwrap();
         assert_eq!(c.routing_id, Some(RoutingId([10, 11, 12])));
         assert_eq!(c.ttl_secs, 5);
-        assert_eq!(c.max_messages_per_side, 16);
+        assert_eq!(c.max_messages_per_side, 1024);
+        assert_eq!(c.max_connections, None);
         assert!(serde_json::from_str::<ServerConfig>(r#"{"routing_id":"0a0b"}"#).is_err());
         assert!(serde_json::from_str::<ServerConfig>(r#"{"bogus":1}"#).is_err());
     }

@@ -11,21 +11,24 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::stream::MaybeTls;
 use crate::TunnelId;
 
+use super::frame::{far_future, Guarded};
 use super::http::{
-    check_upgrade, read_head, refuse, respond, route, switch_protocols, RequestHead, Route,
+    check_upgrade, forwarded_for, read_head, refuse, respond, route, switch_protocols, RequestHead,
+    Route,
 };
+use super::limits::SourceKey;
 use super::metrics::{End, Reject};
-use super::{Inner, Joined, Slot, SlotGuard, Ws, CLOSE_WAIT};
+use super::{Admission, Inner, Leg, Slot, SlotGuard, CLOSE_WAIT, MAX_QUEUED_BYTES};
 
 /// What the HTTP phase of a connection decided.
 pub(super) enum Next {
@@ -33,54 +36,102 @@ pub(super) enum Next {
     Desktop(TunnelId, String),
 }
 
+/// The HTTP phase's outcome: the stream, bytes read past the head, the
+/// route, and the source the connection counts against.
+struct Routed {
+    stream: MaybeTls,
+    rest: Vec<u8>,
+    next: Next,
+    source: SourceKey,
+}
+
 pub(super) async fn handle_connection(
     inner: Arc<Inner>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    mut admission: Admission,
     stop: watch::Receiver<bool>,
     plain: bool,
 ) {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(%peer, "could not set TCP_NODELAY: {e}");
     }
-    let timeout = inner.handshake_timeout();
-    let http = async {
-        let tls = if plain { None } else { inner.tls.as_ref() };
-        let mut stream = match tls {
-            None => MaybeTls::Plain(tcp),
-            Some(acceptor) => match acceptor.accept(tcp).await {
-                Ok(s) => MaybeTls::Server(Box::new(s)),
-                Err(e) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    inner.metrics.reject(Reject::TlsHandshake);
-                    return None;
-                }
-            },
-        };
-        let (head, rest) = match read_head(&mut stream).await {
-            Ok(x) => x,
-            Err(Some(r)) => {
-                refuse(&inner, &mut stream, r).await;
-                return None;
-            }
-            Err(None) => return None,
-        };
-        let next = answer(&inner, &mut stream, &head).await?;
-        Some((stream, rest, next))
-    };
-    let (stream, rest, next) = match tokio::time::timeout(timeout, http).await {
-        Ok(Some(x)) => x,
+    // Boxed: the TLS handshake's state is large and only needed until the
+    // answer; it must not stay in every tunnel's task for its whole life.
+    let http = Box::pin(tokio::time::timeout(
+        inner.handshake_timeout(),
+        http_phase(&inner, tcp, peer, &mut admission, plain),
+    ));
+    let routed = match http.await {
+        Ok(Some(r)) => r,
         Ok(None) => return,
         Err(_) => {
             inner.metrics.reject(Reject::Timeout);
             return;
         }
     };
+    let Routed {
+        stream,
+        rest,
+        next,
+        source,
+    } = routed;
     match next {
-        Next::Phone(id, accept) => phone(inner, stream, rest, id, accept, permit, stop).await,
-        Next::Desktop(id, accept) => desktop(inner, stream, rest, id, accept, permit).await,
+        Next::Phone(id, accept) => {
+            phone(inner, stream, rest, id, accept, admission, source, stop).await;
+        }
+        Next::Desktop(id, accept) => desktop(inner, stream, rest, id, accept, admission).await,
     }
+}
+
+/// TLS accept, the request head, the source behind a trusted proxy, and the answer.
+async fn http_phase(
+    inner: &Inner,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    admission: &mut Admission,
+    plain: bool,
+) -> Option<Routed> {
+    let tls = if plain { None } else { inner.tls.as_ref() };
+    let mut stream = match tls {
+        None => MaybeTls::Plain(tcp),
+        Some(acceptor) => match acceptor.accept(tcp).await {
+            Ok(s) => MaybeTls::Server(Box::new(s)),
+            Err(e) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                inner.metrics.reject(Reject::TlsHandshake);
+                return None;
+            }
+        },
+    };
+    let (head, rest) = match read_head(&mut stream).await {
+        Ok(x) => x,
+        Err(Some(r)) => {
+            refuse(inner, &mut stream, r).await;
+            return None;
+        }
+        Err(None) => return None,
+    };
+    let mut client = peer.ip();
+    if admission.source.is_none() {
+        // From a trusted proxy: count the client it names (or the proxy
+        // itself when it names none).
+        client = forwarded_for(&head).unwrap_or(client);
+        match inner.sources.admit_connection(SourceKey::of(client)) {
+            Some(g) => admission.source = Some(g),
+            None => {
+                refuse(inner, &mut stream, Reject::TooManyFromSource).await;
+                return None;
+            }
+        }
+    }
+    let next = answer(inner, &mut stream, &head).await?;
+    Some(Routed {
+        stream,
+        rest,
+        next,
+        source: SourceKey::of(client),
+    })
 }
 
 /// Answers `/healthz`, `/metrics` and refusals; passes tunnel requests on.
@@ -138,17 +189,38 @@ pub(super) async fn answer(
     }
 }
 
+/// The upgraded stream as a WebSocket whose frames must arrive in time.
+async fn websocket(inner: &Inner, stream: MaybeTls, rest: Vec<u8>) -> super::Ws {
+    let guarded = Guarded::new(stream, &rest, inner.frame_timeout());
+    WebSocketStream::from_partially_read(guarded, rest, Role::Server, Some(inner.ws_config())).await
+}
+
 /// `/cable/new/<id>`: registers the tunnel, answers 101, then owns the tunnel.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn phone(
     inner: Arc<Inner>,
     mut stream: MaybeTls,
     rest: Vec<u8>,
     id: TunnelId,
     accept: String,
-    _permit: OwnedSemaphorePermit,
+    admission: Admission,
+    source: SourceKey,
     mut stop: watch::Receiver<bool>,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(inner.config.ttl_secs);
+    // Durations are validated at bind (at most a day), so these cannot
+    // overflow; if they did, the tunnel would simply never expire by time.
+    let now = Instant::now();
+    let ttl_deadline = now
+        .checked_add(Duration::from_secs(inner.config.ttl_secs))
+        .unwrap_or_else(far_future);
+    let wait_deadline = now
+        .checked_add(Duration::from_secs(inner.config.wait_secs))
+        .unwrap_or_else(far_future)
+        .min(ttl_deadline);
+    let Some(waiting) = inner.sources.admit_waiting(source) else {
+        refuse(&inner, &mut stream, Reject::TooManyWaitingFromSource).await;
+        return;
+    };
     let (tx, rx) = oneshot::channel();
     let inserted = {
         let mut tunnels = inner.tunnels();
@@ -178,6 +250,7 @@ pub(super) async fn phone(
         switch_protocols(&mut stream, &accept, Some(inner.routing_id)),
     )
     .await;
+    drop(accept);
     if !matches!(wrote, Ok(Ok(()))) {
         return;
     }
@@ -186,25 +259,35 @@ pub(super) async fn phone(
         .tunnels_created
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(tunnel = ?id, "phone connected");
-    let mut phone =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(inner.ws_config()))
-            .await;
+    let mut phone = Leg {
+        ws: websocket(&inner, stream, rest).await,
+        _admission: admission,
+    };
 
     let limits = Limits {
         max_bytes: inner.config.max_message_bytes,
         max_count: inner.config.max_messages_per_side,
     };
     let mut phone_count = 0u32;
-    let mut queued: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut queued: VecDeque<Bytes> = VecDeque::new();
 
     // Phase 1: wait for the desktop, queueing what the phone sends.
-    let waiting = async {
+    let waiting_phase = async {
         let mut rx = rx;
+        let mut queued_bytes = 0usize;
         loop {
             tokio::select! {
                 joined = &mut rx => return joined.map_err(|_| End::DesktopFailed),
-                m = phone.next() => match classify(m, &limits, &mut phone_count) {
-                    Event::Message(data) => queued.push_back(data),
+                m = phone.ws.next() => match classify(m, &limits, &mut phone_count) {
+                    Event::Message(data) => {
+                        queued_bytes = queued_bytes.saturating_add(data.len());
+                        if queued_bytes > MAX_QUEUED_BYTES {
+                            return Err(End::QueueFull);
+                        }
+                        // A copy of exactly its size: the received bytes share
+                        // the (larger) read buffer.
+                        queued.push_back(Bytes::copy_from_slice(&data));
+                    }
                     Event::Ignore => {}
                     Event::Closed => return Err(End::PhoneClosed),
                     Event::Violation(end) => return Err(end),
@@ -212,34 +295,41 @@ pub(super) async fn phone(
             }
         }
     };
-    let joined = match bounded(deadline, &mut stop, waiting).await {
-        Ok(j) => j,
+    let expired = if wait_deadline < ttl_deadline {
+        End::WaitExpired
+    } else {
+        End::Ttl
+    };
+    let joined = bounded(wait_deadline, expired, &mut stop, waiting_phase).await;
+    drop(waiting);
+    let mut desktop = match joined {
+        Ok(leg) => leg,
         Err(end) => {
             drop(guard);
-            finish(&inner, id, end, Some(&mut phone), None).await;
+            finish(&inner, id, end, Some(phone), None).await;
             return;
         }
     };
     inner.metrics.tunnels_paired.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(tunnel = ?id, "desktop connected");
-    let mut desktop = joined.ws;
 
     // Phase 2: deliver the queue, then relay both ways.
     let relaying = async {
         while let Some(data) = queued.pop_front() {
             let len = data.len();
-            if desktop.send(Message::Binary(data.into())).await.is_err() {
+            if desktop.ws.send(Message::Binary(data)).await.is_err() {
                 return End::DesktopClosed;
             }
             inner.metrics.relayed(len);
         }
+        queued.shrink_to_fit();
         let mut desktop_count = 0u32;
         loop {
             tokio::select! {
-                m = phone.next() => match classify(m, &limits, &mut phone_count) {
+                m = phone.ws.next() => match classify(m, &limits, &mut phone_count) {
                     Event::Message(data) => {
                         let len = data.len();
-                        if desktop.send(Message::Binary(data.into())).await.is_err() {
+                        if desktop.ws.send(Message::Binary(data)).await.is_err() {
                             return End::DesktopClosed;
                         }
                         inner.metrics.relayed(len);
@@ -248,10 +338,10 @@ pub(super) async fn phone(
                     Event::Closed => return End::PhoneClosed,
                     Event::Violation(end) => return end,
                 },
-                m = desktop.next() => match classify(m, &limits, &mut desktop_count) {
+                m = desktop.ws.next() => match classify(m, &limits, &mut desktop_count) {
                     Event::Message(data) => {
                         let len = data.len();
-                        if phone.send(Message::Binary(data.into())).await.is_err() {
+                        if phone.ws.send(Message::Binary(data)).await.is_err() {
                             return End::PhoneClosed;
                         }
                         inner.metrics.relayed(len);
@@ -263,11 +353,13 @@ pub(super) async fn phone(
             }
         }
     };
-    let end = bounded(deadline, &mut stop, async { Ok::<_, End>(relaying.await) })
-        .await
-        .unwrap_or_else(|e| e);
+    let end = bounded(ttl_deadline, End::Ttl, &mut stop, async {
+        Ok::<_, End>(relaying.await)
+    })
+    .await
+    .unwrap_or_else(|e| e);
     drop(guard);
-    finish(&inner, id, end, Some(&mut phone), Some(&mut desktop)).await;
+    finish(&inner, id, end, Some(phone), Some(desktop)).await;
 }
 
 /// `/cable/connect/<routing id>/<id>`: claims the waiting tunnel, answers
@@ -278,7 +370,7 @@ pub(super) async fn desktop(
     rest: Vec<u8>,
     id: TunnelId,
     accept: String,
-    permit: OwnedSemaphorePermit,
+    admission: Admission,
 ) {
     let claimed = {
         let mut tunnels = inner.tunnels();
@@ -303,57 +395,56 @@ pub(super) async fn desktop(
     if !matches!(wrote, Ok(Ok(()))) {
         return;
     }
-    let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(inner.ws_config()))
-            .await;
-    if let Err(mut joined) = tx.send(Joined {
-        ws,
-        _permit: permit,
-    }) {
+    let leg = Leg {
+        ws: websocket(&inner, stream, rest).await,
+        _admission: admission,
+    };
+    if let Err(mut leg) = tx.send(leg) {
         // The phone left in between.
-        close_ws(&mut joined.ws, End::PhoneClosed.close_frame()).await;
+        close_ws(&mut leg.ws, End::PhoneClosed.close_frame()).await;
     }
 }
 
-/// Runs `fut` until it finishes, the tunnel's deadline passes or the server stops.
+/// Runs `fut` until it finishes, `deadline` passes (ending with `expired`)
+/// or the server stops.
 pub(super) async fn bounded<T>(
     deadline: Instant,
+    expired: End,
     stop: &mut watch::Receiver<bool>,
     fut: impl Future<Output = Result<T, End>>,
 ) -> Result<T, End> {
     tokio::select! {
         r = fut => r,
-        () = tokio::time::sleep_until(deadline) => Err(End::Ttl),
+        () = tokio::time::sleep_until(deadline) => Err(expired),
         _ = stop.wait_for(|s| *s) => Err(End::Shutdown),
     }
 }
 
-/// Ends a tunnel: counts it and closes whichever sides are connected.
+/// Ends a tunnel: counts it and closes whichever sides are connected. Each
+/// side is closed on its own and its connection dropped as soon as its own
+/// closing handshake is done (or timed out): one side that is slow to
+/// answer never holds the other's connection open.
 pub(super) async fn finish(
     inner: &Inner,
     id: TunnelId,
     end: End,
-    phone: Option<&mut Ws>,
-    desktop: Option<&mut Ws>,
+    phone: Option<Leg>,
+    desktop: Option<Leg>,
 ) {
     tracing::debug!(tunnel = ?id, reason = end.label(), "tunnel ended");
     inner.metrics.ended(end);
     let frame = end.close_frame();
-    let close_phone = async {
-        if let Some(ws) = phone {
-            close_ws(ws, frame.clone()).await;
-        }
-    };
-    let close_desktop = async {
-        if let Some(ws) = desktop {
-            close_ws(ws, frame.clone()).await;
-        }
-    };
-    tokio::join!(close_phone, close_desktop);
+    tokio::join!(close_leg(phone, frame.clone()), close_leg(desktop, frame));
+}
+
+async fn close_leg(leg: Option<Leg>, frame: CloseFrame) {
+    if let Some(mut leg) = leg {
+        close_ws(&mut leg.ws, frame).await;
+    }
 }
 
 /// Sends a close frame and waits briefly for the peer's reply; bounded.
-pub(super) async fn close_ws(ws: &mut Ws, frame: CloseFrame) {
+pub(super) async fn close_ws(ws: &mut super::Ws, frame: CloseFrame) {
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await;
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         while let Some(Ok(_)) = ws.next().await {}
@@ -369,7 +460,7 @@ pub(super) struct Limits {
 /// One incoming WebSocket event, judged against the limits.
 #[derive(Debug)]
 pub(super) enum Event {
-    Message(Vec<u8>),
+    Message(Bytes),
     Ignore,
     Closed,
     Violation(End),
@@ -390,11 +481,14 @@ pub(super) fn classify(
             if *count > limits.max_count {
                 return Event::Violation(End::TooManyMessages);
             }
-            Event::Message(data.to_vec())
+            Event::Message(data)
         }
         Some(Ok(Message::Text(_))) => Event::Violation(End::TextFrame),
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Event::Ignore,
         Some(Err(WsError::Capacity(_))) => Event::Violation(End::Oversize),
+        Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Event::Violation(End::SlowFrame)
+        }
         Some(Err(
             WsError::ConnectionClosed
             | WsError::AlreadyClosed
@@ -417,6 +511,11 @@ mod tests {
         };
         let mut n = 0;
         let bin = |b: &[u8]| Some(Ok(Message::Binary(b.to_vec().into())));
+        let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert!(matches!(
+            classify(Some(Err(WsError::Io(slow))), &limits, &mut n),
+            Event::Violation(End::SlowFrame)
+        ));
         assert!(matches!(
             classify(bin(b"abcd"), &limits, &mut n),
             Event::Message(_)

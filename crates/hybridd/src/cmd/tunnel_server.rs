@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hybrid_tunnel::server::{ServerConfig, TlsFiles, TunnelServer};
+use hybrid_tunnel::server::{raise_descriptor_limit, ServerConfig, TlsFiles, TunnelServer};
 use hybrid_tunnel::RoutingId;
 
 /// Arguments of `hybridd tunnel-server`.
@@ -43,6 +43,25 @@ pub struct Args {
     /// TOML file with the server settings.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Threads serving connections (default 1: relaying is cheap and one
+    /// thread avoids waking a second one for every message; run more
+    /// instances behind a balancer to use more cores, docs/tunnel-server.md).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+}
+
+/// The runtime of the server: one thread, or `threads` workers.
+fn server_runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(threads))
+            .enable_all()
+            .build()
+    }
 }
 
 /// Builds the server configuration from the file and the flags.
@@ -95,13 +114,16 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match crate::cmd::runtime() {
+    let rt = match server_runtime(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hybridd tunnel-server: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // Every connection is a descriptor: lift the soft limit (often 1 024)
+    // to the hard one; the default connection limit follows from it.
+    let descriptors = raise_descriptor_limit();
     rt.block_on(async move {
         let tls = config.tls.is_some();
         let server = match TunnelServer::bind(config).await {
@@ -132,7 +154,13 @@ pub fn run(args: Args) -> ExitCode {
             None => {}
         }
         let _ = std::io::stdout().flush();
-        tracing::info!(%addr, routing_id = %server.routing_id().to_hex(), "tunnel server listening");
+        tracing::info!(
+            %addr,
+            routing_id = %server.routing_id().to_hex(),
+            max_connections = server.max_connections(),
+            open_file_limit = ?descriptors,
+            "tunnel server listening"
+        );
         server.run(crate::cmd::terminate_signal()).await;
         tracing::info!("tunnel server stopped");
         ExitCode::SUCCESS
