@@ -153,22 +153,31 @@ async fn routing_id_header_rules() {
 }
 
 #[tokio::test]
-async fn closed_early_and_timeout() {
+async fn closed_early() {
     let b = fake_server(|_| None).await;
     let e = connect_new(&b, &tid(1), &opts()).await.unwrap_err();
     assert!(matches!(e, ClientError::ClosedEarly), "{e:?}");
+}
 
-    // Accepts TCP but never answers.
+/// Under a paused clock: the client's own timeout is the only timer, so
+/// virtual time moves straight to it.
+#[tokio::test(start_paused = true)]
+async fn timeout_when_the_server_never_answers() {
+    // Accepts TCP (the kernel does) but never answers.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let b = TunnelBase::url(&format!("ws://{}", listener.local_addr().unwrap()), 0).unwrap();
     let opts = ClientOptions {
         connect_timeout: Duration::from_millis(300),
         ..ClientOptions::default()
     };
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let e = connect_new(&b, &tid(1), &opts).await.unwrap_err();
-    assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(e, ClientError::Timeout(d) if d == Duration::from_millis(300)),
+        "{e:?}"
+    );
+    // Virtual time: exactly the configured bound passed, no more.
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
     drop(listener);
 }
 

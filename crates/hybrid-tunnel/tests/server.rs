@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use hybrid_tunnel::client::{connect_desktop, connect_new, ClientError};
 use hybrid_tunnel::server::ServerConfig;
 use hybrid_tunnel::RoutingId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -330,6 +329,8 @@ async fn too_many_messages_ends_both() {
     server.shutdown().await;
 }
 
+/// The lifetime (1 s here) ends waiting and paired tunnels alike; the close
+/// reasons, not a stopwatch, show which deadline ended them.
 #[tokio::test]
 async fn ttl_ends_waiting_and_paired_tunnels() {
     let config = ServerConfig {
@@ -338,7 +339,6 @@ async fn ttl_ends_waiting_and_paired_tunnels() {
     };
     let server = start(config).await;
     let b = base(&server);
-    let started = Instant::now();
     let (mut waiting, _) = within(connect_new(&b, &tid(9), &opts())).await.unwrap();
     let (mut phone, rid) = within(connect_new(&b, &tid(10), &opts())).await.unwrap();
     let mut desktop = within(connect_desktop(&b, &rid, &tid(10), &opts()))
@@ -347,11 +347,13 @@ async fn ttl_ends_waiting_and_paired_tunnels() {
     assert_eq!(within(waiting.recv()).await.unwrap(), None);
     assert_eq!(within(phone.recv()).await.unwrap(), None);
     assert_eq!(within(desktop.recv()).await.unwrap(), None);
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
     assert_eq!(
         desktop.close_reason(),
+        Some((1008, "tunnel lifetime exceeded"))
+    );
+    // The waiting phone's wait (60 s by default) is capped by the lifetime.
+    assert_eq!(
+        waiting.close_reason(),
         Some((1008, "tunnel lifetime exceeded"))
     );
     let m = server.metrics_text();
@@ -392,13 +394,10 @@ async fn healthz_and_metrics() {
 
     within(p1.close()).await.unwrap();
     assert_eq!(within(d1.recv()).await.unwrap(), None);
-    // The phone's task has ended once the desktop saw the close.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&server.metrics_text(), "hybrid_tunnel_tunnels_open") != 1 {
-        assert!(Instant::now() < deadline, "tunnel not released");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The tunnel leaves the table before its sides are sent their close
+    // frames, so the desktop seeing the close means the gauge is down.
     let m = server.metrics_text();
+    assert_eq!(metric(&m, "hybrid_tunnel_tunnels_open"), 1);
     assert_eq!(
         metric(
             &m,
@@ -409,6 +408,9 @@ async fn healthz_and_metrics() {
     server.shutdown().await;
 }
 
+/// Shutdown closes every tunnel with 1001 and stops listening; neither
+/// client answers the close frames while it runs, so its bounded waits are
+/// what end it (`within` only guards against a hang).
 #[tokio::test]
 async fn shutdown_closes_tunnels() {
     let server = start(loopback_config()).await;
@@ -418,9 +420,7 @@ async fn shutdown_closes_tunnels() {
         .await
         .unwrap();
     let addr = server.local_addr();
-    let started = Instant::now();
     within(server.shutdown()).await;
-    assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(within(phone.recv()).await.unwrap(), None);
     assert_eq!(phone.close_reason().map(|r| r.0), Some(1001));
     assert_eq!(within(desktop.recv()).await.unwrap(), None);
@@ -474,36 +474,315 @@ async fn origin_check() {
     server.shutdown().await;
 }
 
-/// Rough loopback numbers (debug build): `cargo test -p hybrid-tunnel --test
-/// server -- --ignored --nocapture`. Not a pass/fail check.
+// ---------------------------------------------------------------------------
+// A tunnel server on a public address (issue 16), operator defaults (issue 13).
+
+fn ended(m: &str, reason: &str) -> u64 {
+    metric(
+        m,
+        &format!("hybrid_tunnel_tunnels_ended_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+fn rejected(m: &str, reason: &str) -> u64 {
+    metric(
+        m,
+        &format!("hybrid_tunnel_rejections_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// Default settings: 128 open connections per source address. The 129th
+/// from the same address is refused (429) and counted; another address is
+/// still served.
 #[tokio::test]
-#[ignore = "measurement, run by hand"]
-async fn measure_loopback_latency() {
+async fn per_source_limit_on_open_connections() {
+    let server = start(loopback_config()).await;
+    let mut held = Vec::new();
+    for _ in 0..128 {
+        held.push(tcp_from(&server, [127, 0, 0, 1]).await);
+    }
+    let r = raw_http_from(&server, [127, 0, 0, 1], HEALTHZ).await;
+    assert!(r.starts_with("HTTP/1.1 429 "), "{r}");
+    let r = raw_http_from(&server, [127, 0, 0, 2], HEALTHZ).await;
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    let m = server.metrics_text();
+    assert_eq!(rejected(&m, "too_many_from_source"), 1);
+    drop(held);
+    server.shutdown().await;
+}
+
+/// Default settings: 32 tunnels per source address may wait for a desktop;
+/// the 33rd `new` is refused (429) and counted, a desktop joining one frees
+/// a place, and another address is not affected.
+#[tokio::test]
+async fn per_source_limit_on_waiting_tunnels() {
+    let server = start(loopback_config()).await;
+    let b = base(&server);
+    let mut phones = Vec::new();
+    for n in 0..32u8 {
+        phones.push(
+            within(connect_new(&b, &tid(100 + n), &opts()))
+                .await
+                .unwrap(),
+        );
+    }
+    let new = |n: u8| upgrade_request(&format!("/cable/new/{}", hex_id(n)), Some("fido.cable"));
+    let r = raw_http_from(&server, [127, 0, 0, 1], &new(200)).await;
+    assert!(r.starts_with("HTTP/1.1 429 "), "{r}");
+    let r = raw_http_from(&server, [127, 0, 0, 3], &new(201)).await;
+    assert!(r.starts_with("HTTP/1.1 101 "), "{r}");
+
+    // Pair the first: once a message went through, it no longer waits.
+    let (phone, rid) = &mut phones[0];
+    let mut desktop = within(connect_desktop(&b, rid, &tid(100), &opts()))
+        .await
+        .unwrap();
+    phone.send(b"paired".to_vec()).await.unwrap();
+    assert_eq!(
+        within(desktop.recv()).await.unwrap(),
+        Some(b"paired".to_vec())
+    );
+    let r = raw_http_from(&server, [127, 0, 0, 1], &new(202)).await;
+    assert!(r.starts_with("HTTP/1.1 101 "), "{r}");
+    let m = server.metrics_text();
+    assert_eq!(rejected(&m, "too_many_waiting_from_source"), 1);
+    server.shutdown().await;
+}
+
+/// Settings that `main` lacked are given as JSON, so this file compiles
+/// against older servers and fails there at run time instead.
+fn json_config(extra: &str) -> ServerConfig {
+    serde_json::from_str(&format!(r#"{{"listen":"127.0.0.1:0",{extra}}}"#))
+        .expect("a setting this server does not know")
+}
+
+/// A phone nobody joins is closed after `wait_secs` with its own reason,
+/// while a paired tunnel opened at the same time carries on until its
+/// lifetime (`ttl_secs`) ends. (Defaults: 60 s and 120 s, see the config
+/// unit test.) The close reasons tell which deadline ended each.
+#[tokio::test]
+async fn unpaired_phone_waits_less_than_a_paired_tunnel() {
+    let server = start(json_config(r#""wait_secs":1,"ttl_secs":3"#)).await;
+    let b = base(&server);
+    let (mut waiting, _) = within(connect_new(&b, &tid(20), &opts())).await.unwrap();
+    let (mut phone, rid) = within(connect_new(&b, &tid(21), &opts())).await.unwrap();
+    let mut desktop = within(connect_desktop(&b, &rid, &tid(21), &opts()))
+        .await
+        .unwrap();
+
+    assert_eq!(within(waiting.recv()).await.unwrap(), None);
+    assert_eq!(
+        waiting.close_reason(),
+        Some((1008, "no desktop connected in time"))
+    );
+    // The paired tunnel outlives the unpaired one's wait.
+    phone.send(b"still open".to_vec()).await.unwrap();
+    assert_eq!(
+        within(desktop.recv()).await.unwrap(),
+        Some(b"still open".to_vec())
+    );
+    assert_eq!(within(desktop.recv()).await.unwrap(), None);
+    assert_eq!(
+        desktop.close_reason(),
+        Some((1008, "tunnel lifetime exceeded"))
+    );
+    let m = server.metrics_text();
+    assert_eq!(ended(&m, "wait_expired"), 1);
+    assert_eq!(ended(&m, "ttl"), 1);
+    server.shutdown().await;
+}
+
+/// A client that sends part of its request head and stops is cut off
+/// (`handshake_timeout_secs`); a side that sends part of a WebSocket frame
+/// and stops ends the tunnel for both with 1008 (`frame_timeout_secs`,
+/// counted from the frame's first byte: that clock itself is tested in
+/// memory under a paused clock in `server::frame`). Each is counted.
+#[tokio::test]
+async fn slow_client_protection_head_and_frames() {
+    let server = start(json_config(
+        r#""handshake_timeout_secs":1,"frame_timeout_secs":1,"ttl_secs":60"#,
+    ))
+    .await;
+
+    // The request head.
+    let mut slow = tcp_from(&server, [127, 0, 0, 1]).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 1")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = within(slow.read(&mut buf)).await.unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert_eq!(rejected(&server.metrics_text(), "timeout"), 1);
+
+    // A frame: a header announcing 100 bytes, 10 of them sent.
+    let b = base(&server);
+    let (mut phone, rid) = within(connect_new(&b, &tid(22), &opts())).await.unwrap();
+    let mut desktop = within(raw_ws(&b.connect_url(&rid, &tid(22)).unwrap())).await;
+    let mut partial = vec![0x82, 0x80 | 100, 1, 2, 3, 4];
+    partial.extend_from_slice(&[0; 10]);
+    desktop.get_mut().write_all(&partial).await.unwrap();
+    assert_eq!(within(phone.recv()).await.unwrap(), None);
+    assert_eq!(
+        phone.close_reason(),
+        Some((1008, "frame not received in time"))
+    );
+    assert_eq!(ended(&server.metrics_text(), "slow_frame"), 1);
+    server.shutdown().await;
+}
+
+/// A configured duration too large for the clock is refused at start with
+/// the setting's name (it used to be accepted, then panic the tunnel's task
+/// at the first `new` when the deadline overflowed).
+#[tokio::test]
+async fn huge_configured_duration_is_a_config_error() {
+    for config in [
+        ServerConfig {
+            ttl_secs: u64::MAX,
+            ..loopback_config()
+        },
+        ServerConfig {
+            handshake_timeout_secs: u64::MAX,
+            ..loopback_config()
+        },
+        ServerConfig {
+            ttl_secs: 0,
+            ..loopback_config()
+        },
+    ] {
+        let e = hybrid_tunnel::server::TunnelServer::bind(config.clone())
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let name = if config.handshake_timeout_secs == u64::MAX {
+            "handshake_timeout_secs"
+        } else {
+            "ttl_secs"
+        };
+        assert!(e.contains(name), "{e}");
+    }
+}
+
+/// A ceremony never hits the default message limit: here 300 messages each
+/// way (a discoverable getAssertion with hundreds of getNextAssertion
+/// follow-ups would need about one per account).
+#[tokio::test]
+async fn default_message_limit_fits_a_long_ceremony() {
+    let server = start(loopback_config()).await;
+    let b = base(&server);
+    let (mut phone, rid) = within(connect_new(&b, &tid(24), &opts())).await.unwrap();
+    let mut desktop = within(connect_desktop(&b, &rid, &tid(24), &opts()))
+        .await
+        .unwrap();
+    for i in 0..300u16 {
+        desktop.send(i.to_be_bytes().to_vec()).await.unwrap();
+        assert_eq!(
+            within(phone.recv()).await.unwrap(),
+            Some(i.to_be_bytes().to_vec())
+        );
+        phone.send(i.to_le_bytes().to_vec()).await.unwrap();
+        assert_eq!(
+            within(desktop.recv()).await.unwrap(),
+            Some(i.to_le_bytes().to_vec())
+        );
+    }
+    assert_eq!(ended(&server.metrics_text(), "too_many_messages"), 0);
+    server.shutdown().await;
+}
+
+/// The phone closing is answered and its connection dropped while the
+/// server still waits for the desktop's closing handshake (a desktop that
+/// does not read yet): one side never holds the other's connection open.
+/// (Both used to be held until the desktop answered or the 1 s close wait
+/// ran out: 32 pairs per second in the benchmark.)
+#[tokio::test]
+async fn one_side_closing_does_not_wait_for_the_other() {
+    let server = start(loopback_config()).await;
+    let b = base(&server);
+    let (phone, rid) = within(connect_new(&b, &tid(25), &opts())).await.unwrap();
+    let mut desktop = within(raw_ws(&b.connect_url(&rid, &tid(25)).unwrap())).await;
+    within(phone.close()).await.unwrap();
+    // The phone saw its connection end; the desktop's is still open: its
+    // close frame is there, the end of the stream is not.
+    let tcp = desktop.get_mut();
+    within(tcp.readable()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tcp.try_read(&mut buf).unwrap();
+    assert!(
+        n > 0 && buf[0] == 0x88,
+        "a close frame first: {:?}",
+        &buf[..n]
+    );
+    assert_eq!(
+        tcp.try_read(&mut buf).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the server closed the desktop together with the phone"
+    );
+    server.shutdown().await;
+}
+
+/// Without a configured limit, the connection limit is the soft descriptor
+/// limit minus a reserve (it used to be a fixed 1 024).
+#[tokio::test]
+async fn default_connection_limit_follows_the_descriptor_limit() {
+    let server = start(loopback_config()).await;
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1_000_064);
+    let m = server.metrics_text();
+    assert_eq!(
+        metric(&m, "hybrid_tunnel_connection_limit"),
+        soft.saturating_sub(64).max(1)
+    );
+    server.shutdown().await;
+}
+
+/// Behind a proxy listed in `trusted_proxies`, the per-source limits count
+/// the client it names in `X-Forwarded-For`, not the proxy.
+#[tokio::test]
+async fn per_source_limits_count_the_client_behind_a_trusted_proxy() {
     let config = ServerConfig {
-        max_messages_per_side: 10_000,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        max_waiting_per_source: 1,
         ..loopback_config()
     };
     let server = start(config).await;
-    let b = base(&server);
-    let started = Instant::now();
-    let (mut phone, rid) = within(connect_new(&b, &tid(1), &opts())).await.unwrap();
-    let new_time = started.elapsed();
-    let started = Instant::now();
-    let mut desktop = within(connect_desktop(&b, &rid, &tid(1), &opts()))
-        .await
-        .unwrap();
-    let connect_time = started.elapsed();
-    let rounds = 1000u32;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        desktop.send(vec![1; 81]).await.unwrap();
-        let m = phone.recv().await.unwrap().unwrap();
-        phone.send(m).await.unwrap();
-        desktop.recv().await.unwrap().unwrap();
+    let via_proxy = |n: u8, client: &str| {
+        upgrade_request(&format!("/cable/new/{}", hex_id(n)), Some("fido.cable")).replace(
+            "\r\n\r\n",
+            &format!("\r\nX-Forwarded-For: {client}\r\n\r\n"),
+        )
+    };
+    let mut open = Vec::new();
+    for (n, client, status) in [
+        (30, "192.0.2.1", "101"),
+        (31, "192.0.2.1", "429"),
+        (32, "203.0.113.9, 192.0.2.2", "101"),
+        (33, "192.0.2.2", "429"),
+    ] {
+        let mut s = tcp_from(&server, [127, 0, 0, 1]).await;
+        s.write_all(via_proxy(n, client).as_bytes()).await.unwrap();
+        let mut buf = [0u8; 12];
+        within(s.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf[9..12], status.as_bytes(), "{client}");
+        open.push(s);
     }
-    let rtt = started.elapsed() / rounds;
-    eprintln!(
-        "new: {new_time:?}, connect: {connect_time:?}, relay round trip (81 B each way): {rtt:?}"
-    );
+    // Not trusted: its own address counts, the header is ignored.
+    let untrusted = ServerConfig {
+        max_waiting_per_source: 1,
+        ..loopback_config()
+    };
+    let server2 = start(untrusted).await;
+    for (n, client, status) in [(40, "192.0.2.7", "101"), (41, "192.0.2.8", "429")] {
+        let mut s = tcp_from(&server2, [127, 0, 0, 5]).await;
+        s.write_all(via_proxy(n, client).as_bytes()).await.unwrap();
+        let mut buf = [0u8; 12];
+        within(s.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(&buf[9..12], status.as_bytes(), "{client}");
+        open.push(s);
+    }
     server.shutdown().await;
+    server2.shutdown().await;
 }

@@ -135,18 +135,18 @@ impl FrameTracker {
 
 /// A server-side connection whose every frame must arrive in bounded time.
 #[derive(Debug)]
-pub(super) struct Guarded {
-    inner: MaybeTls,
+pub(super) struct Guarded<S = MaybeTls> {
+    inner: S,
     tracker: FrameTracker,
     timeout: Duration,
     /// Armed (allocated) only while a frame is incomplete.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl Guarded {
+impl<S> Guarded<S> {
     /// Wraps `inner`; `already_read` are the bytes read past the HTTP head,
     /// which count as received now.
-    pub(super) fn new(inner: MaybeTls, already_read: &[u8], timeout: Duration) -> Self {
+    pub(super) fn new(inner: S, already_read: &[u8], timeout: Duration) -> Self {
         let mut g = Self {
             inner,
             tracker: FrameTracker::new(),
@@ -181,7 +181,7 @@ pub(super) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -208,7 +208,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -229,6 +229,44 @@ impl AsyncWrite for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// In memory under a paused clock: each frame gets the whole bound
+    /// from its own first byte; one that is still incomplete at its
+    /// deadline fails the read.
+    #[tokio::test(start_paused = true)]
+    async fn each_frame_gets_the_bound_from_its_first_byte() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut g = Guarded::new(server, &[], Duration::from_secs(10));
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        // Whole frames far apart: never late.
+        for _ in 0..3 {
+            client.write_all(&frame(3)).await.unwrap();
+            assert_eq!(g.read(&mut buf).await.unwrap(), 9);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        // The end of one frame and the start of the next in one read, then
+        // the rest of the second 8 s later: its clock started with its
+        // first byte, not with the first frame's.
+        let two = [frame(4), frame(4)].concat();
+        client.write_all(&two[..7]).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 7);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        client.write_all(&two[7..14]).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 7);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        client.write_all(&two[14..]).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 6);
+        // A frame that stops half way: the read fails at its deadline.
+        client.write_all(&frame(100)[..20]).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 20);
+        let stalled = Instant::now();
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(stalled.elapsed(), Duration::from_secs(10));
+        assert!(started.elapsed() >= Duration::from_secs(106));
+    }
 
     /// A masked client frame with `n` payload bytes.
     fn frame(n: usize) -> Vec<u8> {

@@ -711,6 +711,43 @@ async fn accept_either(
     }
 }
 
+/// Entry points for the fuzz target `fuzz/fuzz_targets/tunnel_server.rs`:
+/// everything a client's bytes reach before a tunnel exists, and the frame
+/// tracker that follows them after. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::frame::FrameTracker;
+    use super::http::{check_upgrade, forwarded_for, parse_head, route};
+
+    /// Parses a request head as the server does, then routes it, checks the
+    /// upgrade and reads `X-Forwarded-For`. Must never panic.
+    pub fn request(bytes: &[u8]) {
+        if let Ok(Some((head, len))) = parse_head(bytes) {
+            assert!(len <= bytes.len());
+            let _ = route(&head.path);
+            let _ = check_upgrade(&head, Some("cable.example"));
+            let _ = check_upgrade(&head, None);
+            let _ = forwarded_for(&head);
+        }
+    }
+
+    /// Feeds `bytes` to a frame tracker whole and cut at `cuts`: both must
+    /// end in the same state.
+    pub fn frames(bytes: &[u8], cuts: &[usize]) {
+        let mut whole = FrameTracker::new();
+        whole.feed(bytes);
+        let mut pieces = FrameTracker::new();
+        let mut rest = bytes;
+        for &cut in cuts {
+            let (a, b) = rest.split_at(cut.min(rest.len()));
+            pieces.feed(a);
+            rest = b;
+        }
+        pieces.feed(rest);
+        assert_eq!(whole, pieces);
+    }
+}
+
 /// Whether to give memory back: at least [`RELEASE_AFTER`] connections
 /// have closed since the peak, and at least half of them.
 fn should_release(peak: i64, open: i64) -> bool {
@@ -787,6 +824,10 @@ mod tests {
         assert_eq!(c.ttl_secs, 5);
         assert_eq!(c.max_messages_per_side, 1024);
         assert_eq!(c.max_connections, None);
+        // An unpaired phone waits less than a paired tunnel lives (issue 16).
+        let d = ServerConfig::default();
+        assert!(d.wait_secs < d.ttl_secs);
+        assert!(d.validate().is_ok());
         assert!(serde_json::from_str::<ServerConfig>(r#"{"routing_id":"0a0b"}"#).is_err());
         assert!(serde_json::from_str::<ServerConfig>(r#"{"bogus":1}"#).is_err());
     }

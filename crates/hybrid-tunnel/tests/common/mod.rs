@@ -30,6 +30,11 @@ pub fn tid(n: u8) -> TunnelId {
     TunnelId([n; 16])
 }
 
+/// `tid(n)` as the hex a URL carries.
+pub fn hex_id(n: u8) -> String {
+    tid(n).to_hex()
+}
+
 pub fn opts() -> ClientOptions {
     ClientOptions {
         connect_timeout: Duration::from_secs(5),
@@ -42,22 +47,7 @@ pub fn opts() -> ClientOptions {
 pub async fn raw_http(server: &ServerHandle, request: &str) -> String {
     let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if out.starts_with(b"HTTP/1.1 101") && out.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    read_response(&mut s).await
 }
 
 pub async fn get(server: &ServerHandle, path: &str) -> String {
@@ -110,4 +100,39 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
         .expect("test step timed out")
+}
+
+/// A TCP connection to the server from the loopback address `src`
+/// (127.0.0.0/8 is all local, so any of it is a distinct source).
+pub async fn tcp_from(server: &ServerHandle, src: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((src, 0))).unwrap();
+    socket.connect(server.local_addr()).await.unwrap()
+}
+
+/// [`raw_http`] from the loopback address `src`.
+pub async fn raw_http_from(server: &ServerHandle, src: [u8; 4], request: &str) -> String {
+    let mut s = tcp_from(server, src).await;
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut s).await
+}
+
+/// Reads a response: to EOF, or to the end of a 101 head.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.starts_with(b"HTTP/1.1 101") && out.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
