@@ -76,6 +76,10 @@ struct TunnelArgs {
     /// Seconds to wait after all tunnels closed before the last memory reading.
     #[arg(long, default_value_t = 5.0)]
     after_close: f64,
+    /// Exit with status 1 (after printing the table) when any server had
+    /// more failures than this in a run (e.g. 0 for a smoke test).
+    #[arg(long, value_name = "N")]
+    max_failures: Option<u64>,
 }
 
 fn secs(s: f64, what: &str) -> Result<Duration, BenchError> {
@@ -166,6 +170,18 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
         opts.sources
     );
     print!("{}", table(&columns));
+    if let Some(max) = args.max_failures {
+        let worst = columns
+            .iter()
+            .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
+            .max()
+            .unwrap_or(0);
+        if worst > max {
+            return Err(BenchError::Options(format!(
+                "{worst} failures in a run, more than --max-failures {max}"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -267,6 +267,14 @@ impl Channel {
         closed_within(&mut self.tunnel, timeout).await
     }
 
+    /// The close code and reason the tunnel ended with, once it has: the
+    /// phone's, or the tunnel server's own (e.g. 1001 "server shutting
+    /// down", 1008 "tunnel lifetime exceeded"). `None` while open or when
+    /// the connection just dropped.
+    pub fn close_reason(&self) -> Option<(u16, &str)> {
+        self.tunnel.close_reason()
+    }
+
     /// Sends `01 || request` (request = CTAP command byte + CBOR) and returns
     /// the CTAP reply (status byte + CBOR). Update frames in between are
     /// skipped (§6.4); a shutdown or JSON frame is an error (§6.3). Records
