@@ -11,6 +11,9 @@ use crate::BenchError;
 pub struct Sample {
     /// `VmRSS` in KiB.
     pub rss_kib: u64,
+    /// `RssAnon` in KiB: the heap and stacks, without the program's own
+    /// code pages (`RssFile`), which grow once as code runs for the first time.
+    pub anon_kib: u64,
     /// `utime + stime` in clock ticks.
     pub cpu_ticks: u64,
 }
@@ -21,9 +24,13 @@ pub fn sample(pid: u32) -> Result<Sample, BenchError> {
     let status = read(pid, "status")?;
     let stat = read(pid, "stat")?;
     Ok(Sample {
-        rss_kib: parse_vm_rss(&status).ok_or(BenchError::Proc {
+        rss_kib: parse_kib(&status, "VmRSS:").ok_or(BenchError::Proc {
             pid,
             what: "VmRSS in status",
+        })?,
+        anon_kib: parse_kib(&status, "RssAnon:").ok_or(BenchError::Proc {
+            pid,
+            what: "RssAnon in status",
         })?,
         cpu_ticks: parse_cpu_ticks(&stat).ok_or(BenchError::Proc {
             pid,
@@ -37,11 +44,11 @@ fn read(pid: u32, file: &'static str) -> Result<String, BenchError> {
         .map_err(|_| BenchError::Proc { pid, what: file })
 }
 
-/// `VmRSS:   12345 kB` → 12345.
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
+/// `VmRSS:   12345 kB` → 12345 (for `field` = `"VmRSS:"`).
+pub fn parse_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().strip_suffix("kB"))
         .and_then(|v| v.trim().parse().ok())
 }
@@ -70,9 +77,10 @@ mod tests {
 
     #[test]
     fn parses_status_and_stat() {
-        let status = "Name:\thybridd\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(4321));
-        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        let status = "Name:\thybridd\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nRssAnon:\t  1000 kB\nThreads:\t3\n";
+        assert_eq!(parse_kib(status, "VmRSS:"), Some(4321));
+        assert_eq!(parse_kib(status, "RssAnon:"), Some(1000));
+        assert_eq!(parse_kib("Name: x\n", "VmRSS:"), None);
         // A command name with spaces and a ')' inside.
         let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 99 1000 200";
         assert_eq!(parse_cpu_ticks(stat), Some(12));

@@ -3,7 +3,9 @@
 //!
 //! Phases, each against one server process whose pid is known:
 //!
-//! 1. **memory**: open `tunnels` tunnels (phone `GET /cable/new/<id>`, then
+//! 1. **memory**: after a warm-up (32 tunnels opened and closed, so the
+//!    code that serves them is paged in and counted in the baseline), open
+//!    `tunnels` tunnels (phone `GET /cable/new/<id>`, then
 //!    desktop `GET /cable/connect/<routing id>/<id>`, subprotocol
 //!    `fido.cable`, one small message each way) at a bounded ramp, hold them,
 //!    read the server's resident memory, close them all (phone sends Close,
@@ -96,6 +98,8 @@ impl Default for TunnelOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
     /// Resident memory before anything happened, KiB.
+    ColdRssKib,
+    /// Resident memory after the warm-up, KiB: the baseline of the ratios.
     IdleRssKib,
     /// Tunnels that opened in the memory phase.
     TunnelsOpen,
@@ -107,6 +111,8 @@ pub enum Metric {
     AfterCloseRssKib,
     /// After-close / idle.
     AfterCloseRatio,
+    /// The same for anonymous memory only (`RssAnon`: heap and stacks).
+    AfterCloseAnonRatio,
     /// Server CPU per tunnel opened (both legs, one message each way), µs.
     CpuPerTunnelUs,
     /// Relay round-trip percentiles, µs.
@@ -137,13 +143,15 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 21] = [
+        Metric::ColdRssKib,
         Metric::IdleRssKib,
         Metric::TunnelsOpen,
         Metric::OpenRssKib,
         Metric::KibPerTunnel,
         Metric::AfterCloseRssKib,
         Metric::AfterCloseRatio,
+        Metric::AfterCloseAnonRatio,
         Metric::CpuPerTunnelUs,
         Metric::RelayP50Us,
         Metric::RelayP90Us,
@@ -162,12 +170,14 @@ impl Metric {
     /// Row title.
     pub fn label(self) -> &'static str {
         match self {
-            Metric::IdleRssKib => "memory: idle RSS (KiB)",
+            Metric::ColdRssKib => "memory: RSS at start (KiB)",
+            Metric::IdleRssKib => "memory: idle RSS after a warm-up (KiB)",
             Metric::TunnelsOpen => "memory: tunnels open",
             Metric::OpenRssKib => "memory: RSS with them open (KiB)",
             Metric::KibPerTunnel => "memory: resident per open tunnel (KiB)",
             Metric::AfterCloseRssKib => "memory: RSS after all closed (KiB)",
             Metric::AfterCloseRatio => "memory: after-close RSS / idle RSS",
+            Metric::AfterCloseAnonRatio => "memory: the same, anonymous RSS only (no code pages)",
             Metric::CpuPerTunnelUs => "memory: server CPU per tunnel opened (µs)",
             Metric::RelayP50Us => "relay: round trip p50 (µs)",
             Metric::RelayP90Us => "relay: round trip p90 (µs)",
@@ -188,7 +198,7 @@ impl Metric {
     pub fn decimals(self) -> usize {
         match self {
             Metric::KibPerTunnel | Metric::PairP50Ms | Metric::PairMaxMs => 1,
-            Metric::AfterCloseRatio => 2,
+            Metric::AfterCloseRatio | Metric::AfterCloseAnonRatio => 2,
             _ => 0,
         }
     }
@@ -230,6 +240,9 @@ pub async fn run(target: Target, opts: &TunnelOptions) -> Result<RunResult, Benc
     Ok(out)
 }
 
+/// Tunnels opened and closed before the memory baseline is read.
+const WARM_UP: usize = 32;
+
 fn cpu_us(before: Sample, after: Sample) -> f64 {
     ticks_to_duration(after.cpu_ticks.saturating_sub(before.cpu_ticks)).as_secs_f64() * 1e6
 }
@@ -241,6 +254,10 @@ async fn memory_phase(
     out: &mut RunResult,
 ) -> Result<(), BenchError> {
     tokio::time::sleep(opts.settle).await;
+    let cold = sample(target.pid)?;
+    let warm = open_many(target, opts, WARM_UP, ids, &mut out.failures).await;
+    close_many(warm, opts, &mut out.failures).await;
+    tokio::time::sleep(opts.settle).await;
     let idle = sample(target.pid)?;
     let pairs = open_many(target, opts, opts.tunnels, ids, &mut out.failures).await;
     let opened = sample(target.pid)?;
@@ -251,6 +268,7 @@ async fn memory_phase(
     tokio::time::sleep(opts.after_close).await;
     let after = sample(target.pid)?;
     let m = &mut out.metrics;
+    m.insert(Metric::ColdRssKib, cold.rss_kib as f64);
     m.insert(Metric::IdleRssKib, idle.rss_kib as f64);
     m.insert(Metric::TunnelsOpen, n as f64);
     m.insert(Metric::OpenRssKib, held.rss_kib as f64);
@@ -259,6 +277,12 @@ async fn memory_phase(
         m.insert(
             Metric::AfterCloseRatio,
             after.rss_kib as f64 / idle.rss_kib as f64,
+        );
+    }
+    if idle.anon_kib > 0 {
+        m.insert(
+            Metric::AfterCloseAnonRatio,
+            after.anon_kib as f64 / idle.anon_kib as f64,
         );
     }
     if n > 0 {

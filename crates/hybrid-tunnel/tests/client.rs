@@ -50,7 +50,8 @@ async fn fake_server(answer: fn(&str) -> Option<String>) -> TunnelBase {
             .to_owned();
         if let Some(response) = answer(&derive_accept_key(key.as_bytes())) {
             s.write_all(response.as_bytes()).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // Hold the connection until the client is done with it.
+            let _ = s.read(&mut chunk).await;
         }
     });
     TunnelBase::url(&format!("ws://{addr}"), 0).unwrap()

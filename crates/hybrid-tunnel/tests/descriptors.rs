@@ -3,10 +3,9 @@
 //! failure in `/metrics`, and serves again once descriptors are free.
 //!
 //! Its own test binary (one process, one test): it lowers this process's
-//! RLIMIT_NOFILE. Under a paused clock the backoff's pauses are what moves
-//! time on, so the count of failures over 10 s of virtual time measures the
-//! backoff exactly; a busy loop would never let virtual time pass (this test
-//! would hang rather than pass).
+//! RLIMIT_NOFILE. Under a paused clock moved on in 1 ms steps, the count of
+//! failures over 10 s of virtual time measures the backoff exactly (a busy
+//! loop would starve the test task: it would hang rather than pass).
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -37,13 +36,26 @@ fn open_fds() -> Vec<u64> {
     fds
 }
 
-/// Runs the server (and this test's clients) until `cond` holds; bounded.
+/// Moves the paused clock on by `total` in 1 ms steps, so that every timer
+/// in between fires at its own virtual time (one jump would fire them all
+/// at once).
+async fn pass(total: Duration) {
+    let mut left = total;
+    while !left.is_zero() {
+        let step = left.min(Duration::from_millis(1));
+        tokio::time::advance(step).await;
+        left -= step;
+    }
+}
+
+/// Runs the server (and this test's clients) until `cond` holds; bounded
+/// by 10 s of virtual time.
 async fn until(mut cond: impl FnMut() -> bool) {
     for _ in 0..10_000 {
         if cond() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        pass(Duration::from_millis(1)).await;
     }
     panic!("condition not reached within 10 s of virtual time");
 }
@@ -95,7 +107,7 @@ async fn accept_backs_off_when_descriptors_run_out() {
 
     // 10 s with a connection still waiting in the backlog: pauses of
     // 10 ms doubling to 1 s allow about 16 attempts, a busy loop millions.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    pass(Duration::from_secs(10)).await;
     let failures = accept_errors(&server.metrics_text()) - first;
     assert!(
         (5..=20).contains(&failures),

@@ -86,14 +86,6 @@ fn make_pki(dir: &Path) -> (PathBuf, PathBuf) {
     (ca_path, bundle)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One instance's metric, read from its own /metrics (not through the proxy).
 async fn metric(instance: &str, series: &str) -> u64 {
     let mut s = tokio::net::TcpStream::connect(instance).await.unwrap();
@@ -233,41 +225,42 @@ async fn ceremonies_through_haproxy_reach_every_instance_and_survive_one_stoppin
         servers.push(Some(ts));
     }
 
-    let port = free_port();
+    // The balancer's listening socket is made here and handed to HAProxy
+    // as its stdin (`bind fd@0`): it accepts from the first moment, no
+    // waiting for HAProxy to come up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let cfg = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../dist/haproxy/hybridd-tunnel.cfg"
     );
     let haproxy_log = lab.path().join("haproxy.log");
-    let haproxy = std::process::Command::new("haproxy")
-        .args(["-db", "-f", cfg])
-        .env(
-            "CABLE_BIND",
-            format!(
-                "127.0.0.1:{port} ssl crt {} alpn http/1.1",
-                bundle.display()
-            ),
-        )
-        .env("CABLE_TUNNEL_1", &instances[0])
-        .env("CABLE_TUNNEL_2", &instances[1])
-        .env("CABLE_TUNNEL_3", &instances[2])
+    let haproxy_cmd = |args: &[&str], bind: &str| {
+        let mut c = std::process::Command::new("haproxy");
+        c.args(args)
+            .arg(cfg)
+            .env(
+                "CABLE_BIND",
+                format!("{bind} ssl crt {} alpn http/1.1", bundle.display()),
+            )
+            .env("CABLE_TUNNEL_1", &instances[0])
+            .env("CABLE_TUNNEL_2", &instances[1])
+            .env("CABLE_TUNNEL_3", &instances[2]);
+        c
+    };
+    let check = haproxy_cmd(&["-c", "-f"], "127.0.0.1:443").output().unwrap();
+    assert!(
+        check.status.success(),
+        "the shipped HAProxy configuration does not load: {}",
+        text(&check.stderr)
+    );
+    let haproxy = haproxy_cmd(&["-db", "-f"], "fd@0")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&haproxy_log).unwrap())
         .spawn()
         .unwrap();
-    let mut haproxy = Killed(haproxy);
-    let t0 = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            haproxy.0.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10),
-            "haproxy did not start: {}",
-            std::fs::read_to_string(&haproxy_log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _haproxy = Killed(haproxy);
 
     let base = format!("wss://localhost:{port}");
     let resolver = Resolver::fixed(&base);

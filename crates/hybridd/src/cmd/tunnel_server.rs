@@ -2,12 +2,16 @@
 //! (`hybrid_tunnel::server`, hybrid-protocol.md §4.2) until SIGINT/SIGTERM.
 //!
 //! Settings come from `--config FILE` (TOML, the fields of
-//! [`ServerConfig`]: `listen`, `routing_id`, `ttl_secs`, `max_message_bytes`,
-//! `max_messages_per_side`, `max_connections`, `handshake_timeout_secs`,
-//! `tls = { cert, key }`, `plain_listen`, `origin_host`), then the flags. The
-//! first line on standard output is the base URL (`ws://…` or `wss://…`),
-//! for scripts; with `--plain-listen` the second line is the plain `ws://`
-//! URL.
+//! [`ServerConfig`]: `listen`, `routing_id`, `ttl_secs`, `wait_secs`,
+//! `max_message_bytes`, `max_messages_per_side`, `max_connections`,
+//! `max_connections_per_source`, `max_waiting_per_source`,
+//! `handshake_timeout_secs`, `frame_timeout_secs`, `trusted_proxies`,
+//! `tls = { cert, key }`, `plain_listen`, `origin_host`), then the flags.
+//! The soft open-file limit is raised to the hard one first (the default
+//! connection limit follows from it). The first line on standard output is
+//! the base URL (`ws://…` or `wss://…`), for scripts; with `--plain-listen`
+//! the second line is the plain `ws://` URL. docs/tunnel-server.md has the
+//! operator's guide.
 
 use std::io::Write;
 use std::net::SocketAddr;
