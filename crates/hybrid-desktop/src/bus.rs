@@ -56,3 +56,21 @@ pub async fn bus_at(address: &str, deadline: Instant) -> Result<Connection, Desk
     })?;
     connect(BusKind::Address, deadline, builder.build()).await
 }
+
+/// The unique name that owns `name` now. Signals are then accepted only
+/// from it ([`sent_by`]): on the system bus any other local user may send
+/// us a signal of the same shape (zbus filters on the owner too; this does
+/// not depend on that).
+pub(crate) async fn name_owner(
+    conn: &Connection,
+    name: &'static str,
+) -> zbus::Result<zbus::names::OwnedUniqueName> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let name = zbus::names::BusName::try_from(name)?;
+    Ok(dbus.get_name_owner(name).await?)
+}
+
+/// Whether `message` was sent by `owner`.
+pub(crate) fn sent_by(message: &zbus::Message, owner: &zbus::names::OwnedUniqueName) -> bool {
+    message.header().sender() == Some(&**owner)
+}

@@ -26,8 +26,11 @@ use tokio::time::Instant;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::Connection;
 
-use crate::bus::within;
+use crate::bus::{name_owner, sent_by, within};
 use crate::error::{detail, error_name, is_service_missing, DesktopError};
+
+/// fprintd's bus name.
+const FPRINTD: &str = "net.reactivated.Fprint";
 
 // The proxies are crate-visible: `testing` enrolls fingers through them.
 #[zbus::proxy(
@@ -227,6 +230,11 @@ impl Fprint {
 }
 
 impl FprintDevice {
+    /// The reader's object path (`/net/reactivated/Fprint/Device/N`).
+    pub fn path(&self) -> &str {
+        self.proxy.inner().path().as_str()
+    }
+
     /// The reader's name, e.g. "Synaptics Sensors".
     pub fn name(&self) -> &str {
         &self.name
@@ -317,6 +325,15 @@ async fn drive(
     )
     .await?
     .map_err(|e| call_error("subscribing to VerifyStatus", e))?;
+    // Only fprintd's own VerifyStatus counts: another local user can send
+    // a "verify-match" of the same shape on the system bus.
+    let fprintd = within(
+        deadline,
+        "finding fprintd",
+        name_owner(proxy.inner().connection(), FPRINTD),
+    )
+    .await?
+    .map_err(|e| call_error("finding fprintd", e))?;
     // Calls are never abandoned once sent; they get the time left plus the
     // cleanup allowance, then the deadline is checked.
     let call_limit = deadline + CLEANUP_TIMEOUT;
@@ -331,6 +348,7 @@ async fn drive(
     let result = attempts(
         &mut claim,
         &mut status,
+        &fprintd,
         max,
         deadline,
         &events,
@@ -344,6 +362,7 @@ async fn drive(
 async fn attempts(
     claim: &mut Claim,
     status: &mut VerifyStatusStream,
+    fprintd: &zbus::names::OwnedUniqueName,
     max: u32,
     deadline: Instant,
     events: &mpsc::Sender<VerifyEvent>,
@@ -372,6 +391,10 @@ async fn attempts(
                     detail: "fprintd left the bus during the verification".to_owned(),
                 });
             };
+            if !sent_by(signal.message(), fprintd) {
+                tracing::warn!("ignoring a VerifyStatus signal not sent by fprintd");
+                continue;
+            }
             let Ok(args) = signal.args() else { continue };
             match args.result.as_str() {
                 "verify-match" => break true,

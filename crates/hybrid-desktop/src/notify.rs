@@ -10,8 +10,9 @@
 //! a click on the bubble itself never approves), critical urgency, category
 //! [`CATEGORY`] and `expire_timeout` = the time left to the deadline.
 //! [`PendingConsent::wait`] returns the first of: an action on **our**
-//! notification id (others' are ignored), its closing (dismissed, expired,
-//! closed), or the deadline — after which the notification is closed, since
+//! notification id, sent by the server that showed it (others' signals, and
+//! anyone else's, are ignored), its closing (dismissed, expired, closed),
+//! or the deadline — after which the notification is closed, since
 //! some servers (GNOME Shell) ignore `expire_timeout`. Only
 //! [`Consent::Approved`] is an approval.
 //!
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use zbus::zvariant::Value;
 use zbus::Connection;
 
-use crate::bus::within;
+use crate::bus::{name_owner, sent_by, within};
 use crate::error::{detail, is_service_missing, DesktopError};
 
 /// The action key of the Approve button (never shown; the label is).
@@ -43,6 +44,9 @@ pub const DESKTOP_ENTRY: &str = "hybridd";
 pub const APP_NAME: &str = "hybridd";
 /// `urgency` hint value for "critical" (spec "Urgency Levels").
 const URGENCY_CRITICAL: u8 = 2;
+
+/// The notification server's bus name (and interface).
+const NOTIFICATIONS: &str = "org.freedesktop.Notifications";
 
 #[zbus::proxy(
     interface = "org.freedesktop.Notifications",
@@ -274,6 +278,25 @@ impl Notifier {
         .await?
         .map_err(subscribe_err)?;
 
+        // Whose signals count: the server's unique name, now (a server that
+        // restarts mid-request can no longer answer it).
+        let server = within(
+            deadline,
+            "finding the notification server",
+            name_owner(self.proxy.inner().connection(), NOTIFICATIONS),
+        )
+        .await?
+        .map_err(|e| {
+            if is_service_missing(&e) {
+                DesktopError::NoNotificationServer { detail: detail(&e) }
+            } else {
+                DesktopError::DBus {
+                    what: "finding the notification server",
+                    detail: detail(&e),
+                }
+            }
+        })?;
+
         let mut hints: HashMap<&str, Value<'_>> = HashMap::new();
         hints.insert("urgency", Value::U8(URGENCY_CRITICAL));
         hints.insert("category", Value::from(CATEGORY));
@@ -313,6 +336,7 @@ impl Notifier {
         tracing::debug!(id, "consent notification shown");
         Ok(PendingConsent {
             id,
+            server,
             proxy: self.proxy.clone(),
             actions,
             closed,
@@ -326,6 +350,7 @@ impl Notifier {
 /// unanswered closes the notification (in the background).
 pub struct PendingConsent {
     id: u32,
+    server: zbus::names::OwnedUniqueName,
     proxy: NotificationsProxy<'static>,
     actions: ActionInvokedStream,
     closed: NotificationClosedStream,
@@ -363,6 +388,7 @@ impl PendingConsent {
             tokio::select! {
                 biased;
                 a = self.actions.next() => match a {
+                    Some(signal) if !sent_by(signal.message(), &self.server) => {}
                     Some(signal) => match signal.args() {
                         Ok(args) if args.id == id => match args.action_key.as_str() {
                             ACTION_APPROVE => break Consent::Approved,
@@ -378,6 +404,7 @@ impl PendingConsent {
                     None => break Consent::Closed,
                 },
                 c = self.closed.next() => match c {
+                    Some(signal) if !sent_by(signal.message(), &self.server) => {}
                     Some(signal) => match signal.args() {
                         Ok(args) if args.id == id => {
                             self.open = false;

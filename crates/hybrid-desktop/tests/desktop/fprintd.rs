@@ -19,6 +19,7 @@ const ENROLLED: &str = "alice-right-index";
 const STRANGER: &str = "mallory-thumb";
 
 struct Rig {
+    address: String,
     _bus: PrivateBus,
     polkit: PolkitAllowAll,
     fprintd: Arc<Fprintd>,
@@ -59,6 +60,7 @@ async fn rig(test: &str, options: FprintdOptions, enroll: bool) -> Option<Rig> {
         fprintd.enroll(&conn, FINGER, ENROLLED).await.unwrap();
     }
     Some(Rig {
+        address: bus.address().to_owned(),
         _bus: bus,
         polkit,
         fprintd,
@@ -266,6 +268,49 @@ with_rig!(
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+);
+
+with_rig!(
+    fprintd_forged_verify_status_from_another_client_is_ignored,
+    FprintdOptions::default(),
+    true,
+    |r| {
+        let device = r.device().await;
+        // Another local user's program on the system bus sends "verify-match"
+        // for our reader, broadcast and addressed to us, before the real scan
+        // (a stranger's finger) is reported.
+        let forger = bus_at(&r.address, deadline(10)).await.unwrap();
+        let us = r.conn.unique_name().unwrap().to_string();
+        let path = device.path().to_owned();
+        let fprintd = r.fprintd.clone();
+        let rt = tokio::runtime::Handle::current();
+        let mut cb = move |e: VerifyEvent| {
+            if let VerifyEvent::Ready { .. } = e {
+                tokio::task::block_in_place(|| {
+                    rt.block_on(async {
+                        for destination in [None, Some(us.as_str())] {
+                            forger
+                                .emit_signal(
+                                    destination,
+                                    path.as_str(),
+                                    "net.reactivated.Fprint.Device",
+                                    "VerifyStatus",
+                                    &("verify-match", true),
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    })
+                });
+                fprintd.scan(STRANGER).unwrap();
+            }
+        };
+        let outcome = device
+            .verify(VerifyPolicy { max_attempts: 1 }, deadline(30), &mut cb)
+            .await
+            .unwrap();
+        assert_eq!(outcome, VerifyOutcome::NoMatch { attempts: 1 });
     }
 );
 

@@ -10,6 +10,8 @@ use hybrid_desktop::{bus_at, Consent, ConsentRequest, DesktopError, Notifier, Pe
 use super::{bounded, deadline};
 
 struct Desk {
+    address: String,
+    conn: zbus::Connection,
     _bus: PrivateBus,
     _x: Xvfb,
     dunst: Dunst,
@@ -36,6 +38,8 @@ async fn desk(test: &str, options: DunstOptions) -> Option<Desk> {
     let conn = bus_at(bus.address(), deadline(10)).await.unwrap();
     let notifier = Notifier::connect(&conn, deadline(10)).await.unwrap();
     Some(Desk {
+        address: bus.address().to_owned(),
+        conn,
         _bus: bus,
         _x: x,
         dunst,
@@ -179,6 +183,37 @@ with_dunst!(
         d.dunst.wait_displayed(1).await.unwrap();
         // Our wait saw the other's approval first; it must not count.
         d.dunst.invoke(ours_id, ACTION_DENY).unwrap();
+        assert_eq!(ours.await.unwrap(), Consent::Denied);
+    }
+);
+
+with_dunst!(
+    notification_dunst_forged_signal_from_another_client_is_ignored,
+    DunstOptions::default(),
+    |d| {
+        let p = d.ask(300).await;
+        let id = p.id();
+        let ours = tokio::spawn(p.wait());
+        d.dunst.wait_displayed(1).await.unwrap();
+        // Another client on the bus sends an "Approve" for our id, as if it
+        // were the notification server: broadcast, and addressed to us
+        // (which the bus delivers whatever our match rules say).
+        let forger = bus_at(&d.address, deadline(10)).await.unwrap();
+        let us = d.conn.unique_name().unwrap().to_owned();
+        for destination in [None, Some(us.as_str())] {
+            forger
+                .emit_signal(
+                    destination,
+                    "/org/freedesktop/Notifications",
+                    "org.freedesktop.Notifications",
+                    "ActionInvoked",
+                    &(id, ACTION_APPROVE),
+                )
+                .await
+                .unwrap();
+        }
+        // Only the server's own signals count: the real answer decides.
+        d.dunst.invoke(id, ACTION_DENY).unwrap();
         assert_eq!(ours.await.unwrap(), Consent::Denied);
     }
 );
