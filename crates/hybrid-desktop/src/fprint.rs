@@ -262,7 +262,9 @@ impl FprintDevice {
     }
 
     /// Verifies the calling user's fingerprint under `policy` before
-    /// `deadline`, telling `progress` what happens.
+    /// `deadline`, telling `progress` what happens. `progress` sees
+    /// [`VerifyEvent::Ready`] before each attempt's `VerifyStart` is sent
+    /// (so "touch the reader" is on screen first); keep it quick.
     ///
     /// The reader is driven by a task of its own, so that no call to
     /// fprintd is ever abandoned half-way: if this future is dropped, the
@@ -284,8 +286,11 @@ impl FprintDevice {
             events_tx,
             cancelled,
         ));
-        while let Some(e) = events.recv().await {
+        while let Some((e, shown)) = events.recv().await {
             progress(e);
+            if let Some(shown) = shown {
+                let _ = shown.send(());
+            }
         }
         match task.await {
             Ok(r) => r,
@@ -293,6 +298,17 @@ impl FprintDevice {
                 detail: format!("the verification task ended: {e}"),
             }),
         }
+    }
+}
+
+/// A progress event for the caller, with what to signal once it was shown.
+type Event = (VerifyEvent, Option<oneshot::Sender<()>>);
+
+/// Drops the signals already received (without waiting for more).
+fn drain(status: &mut VerifyStatusStream) {
+    use futures_util::FutureExt;
+    while let Some(Some(stale)) = status.next().now_or_never() {
+        tracing::debug!(result = ?stale.args().map(|a| a.result.clone()).ok(), "dropping a stale VerifyStatus");
     }
 }
 
@@ -314,7 +330,7 @@ async fn drive(
     proxy: DeviceProxy<'static>,
     max: u32,
     deadline: Instant,
-    events: mpsc::Sender<VerifyEvent>,
+    events: mpsc::Sender<Event>,
     mut cancelled: oneshot::Receiver<()>,
 ) -> Result<VerifyOutcome, DesktopError> {
     // Subscribe before anything can be reported.
@@ -345,6 +361,10 @@ async fn drive(
         verifying: false,
         claimed: true,
     };
+    // fprintd sends the Claim reply after every signal of the previous
+    // claimer's verification (a cancelled one ends with "verify-no-match"):
+    // those are already queued, and are not ours.
+    drain(&mut status);
     let result = attempts(
         &mut claim,
         &mut status,
@@ -365,7 +385,7 @@ async fn attempts(
     fprintd: &zbus::names::OwnedUniqueName,
     max: u32,
     deadline: Instant,
-    events: &mpsc::Sender<VerifyEvent>,
+    events: &mpsc::Sender<Event>,
     cancelled: &mut oneshot::Receiver<()>,
 ) -> Result<VerifyOutcome, DesktopError> {
     let call_limit = deadline + CLEANUP_TIMEOUT;
@@ -375,7 +395,19 @@ async fn attempts(
     let stopped = |failed: u32| Ok(VerifyOutcome::TimedOut { failed });
     loop {
         let attempt = failed + 1;
-        if events.send(VerifyEvent::Ready { attempt }).await.is_err() {
+        // Whatever the last attempt's VerifyStop left behind is not about this one.
+        drain(status);
+        // The person is told before the reader starts: the progress
+        // callback has returned when VerifyStart is sent.
+        let (shown, told) = oneshot::channel();
+        if events
+            .send((VerifyEvent::Ready { attempt }, Some(shown)))
+            .await
+            .is_err()
+        {
+            return stopped(failed);
+        }
+        if !matches!(until(told, deadline, cancelled).await, Some(Ok(()))) {
             return stopped(failed);
         }
         within(call_limit, "VerifyStart", claim.proxy.verify_start("any"))
@@ -406,7 +438,7 @@ async fn attempts(
                     let retry = VerifyEvent::Retry {
                         result: args.result.clone(),
                     };
-                    if events.send(retry).await.is_err() {
+                    if events.send((retry, None)).await.is_err() {
                         return stopped(failed);
                     }
                     if args.done {
@@ -442,7 +474,7 @@ async fn attempts(
             attempt,
             left: max - failed,
         };
-        if events.send(no_match).await.is_err() {
+        if events.send((no_match, None)).await.is_err() {
             return stopped(failed);
         }
     }

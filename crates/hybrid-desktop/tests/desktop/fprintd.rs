@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use hybrid_desktop::testing::{
     or_skip, private_bus, Fprintd, FprintdOptions, PolkitAllowAll, PrivateBus, VIRTUAL_DEVICE_NAME,
 };
@@ -24,6 +25,27 @@ struct Rig {
     polkit: PolkitAllowAll,
     fprintd: Arc<Fprintd>,
     conn: Connection,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failing test shows what fprintd and the driver did.
+            let log = std::fs::read_to_string(self.fprintd.log()).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.contains("temperature")
+                        && !l.contains("to call method 'Claim'")
+                })
+                .collect();
+            eprintln!(
+                "--- fprintd log (tail)\n{}",
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
+    }
 }
 
 impl Rig {
@@ -85,7 +107,6 @@ fn person(
                     Step::Scan(id) => fprintd.scan(id).unwrap(),
                     Step::Retry => fprintd.retry().unwrap(),
                     Step::Error => fprintd.error().unwrap(),
-                    Step::Wait => fprintd.sleep(600_000).unwrap(),
                 }
             }
         }
@@ -99,7 +120,6 @@ enum Step {
     Scan(&'static str),
     Retry,
     Error,
-    Wait,
 }
 
 type Touch = Vec<Step>;
@@ -216,8 +236,8 @@ with_rig!(
     true,
     |r| {
         let device = r.device().await;
-        // Nobody touches the reader.
-        let (outcome, _) = r.verify(&device, 3, 2, vec![vec![Step::Wait]]).await;
+        // Nobody touches the reader (the virtual device waits for a command).
+        let (outcome, _) = r.verify(&device, 3, 2, vec![vec![]]).await;
         assert_eq!(outcome.unwrap(), VerifyOutcome::TimedOut { failed: 0 });
         // Stopped and released: a new verification claims it at once.
         let (again, _) = r.verify(&device, 3, 30, ONE_TOUCH(ENROLLED)).await;
@@ -231,23 +251,30 @@ with_rig!(
     true,
     |r| {
         let device = r.device().await;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let mut ready_tx = Some(ready_tx);
-        let fprintd = r.fprintd.clone();
-        let mut cb = move |e: VerifyEvent| {
-            if let VerifyEvent::Ready { .. } = e {
-                fprintd.sleep(600_000).unwrap();
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(());
-                }
-            }
-        };
+        // fprintd says when the reader waits for a finger (the virtual
+        // device waits for a command): then the verification is under way.
+        let props = zbus::fdo::PropertiesProxy::builder(&r.conn)
+            .destination("net.reactivated.Fprint")
+            .unwrap()
+            .path(device.path().to_owned())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let mut changes = props.receive_properties_changed().await.unwrap();
         let d2 = device.clone();
         let task = tokio::spawn(async move {
-            d2.verify(VerifyPolicy::default(), deadline(600), &mut cb)
+            d2.verify(VerifyPolicy::default(), deadline(600), &mut |_| {})
                 .await
         });
-        ready_rx.await.unwrap();
+        loop {
+            let c = changes.next().await.unwrap();
+            let args = c.args().unwrap();
+            let needed = args.changed_properties().get("finger-needed");
+            if needed.and_then(|v| bool::try_from(v).ok()) == Some(true) {
+                break;
+            }
+        }
         // The ceremony ends some other way: the verification is dropped.
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());

@@ -178,15 +178,30 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// Retries `attempt` while the script it runs is "busy": a script just
+/// written can fail to exec (ETXTBSY) while another test's child, forked
+/// before our write closed, still holds the descriptor until its own exec.
+async fn unless_busy<T, F, Fut>(mut attempt: F) -> Result<T, DesktopError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DesktopError>>,
+{
+    for _ in 0..100 {
+        match attempt().await {
+            Err(DesktopError::PinentrySpawn { detail, .. }) if detail.contains("os error 26") => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
 async fn against(body: &str, secs: u64) -> Result<PinOutcome, DesktopError> {
     let dir = tempfile::tempdir().unwrap();
-    let program = script(dir.path(), "pinentry-hostile", body);
-    get_pin(
-        &PinentryConfig::new(program),
-        &request(None),
-        deadline(secs),
-    )
-    .await
+    let config = PinentryConfig::new(script(dir.path(), "pinentry-hostile", body));
+    let request = request(None);
+    unless_busy(|| get_pin(&config, &request, deadline(secs))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +238,8 @@ async fn pinentry_hostile_programs_are_typed_errors() {
         // Greets, then hangs: the deadline kills it.
         let dir = tempfile::tempdir().unwrap();
         let program = script(dir.path(), "pinentry-hangs", "echo OK; exec sleep 60");
-        let mut p = Pinentry::start(&PinentryConfig::new(program), deadline(20))
+        let config = PinentryConfig::new(program);
+        let mut p = unless_busy(|| Pinentry::start(&config, deadline(20)))
             .await
             .unwrap()
             .unwrap();
