@@ -176,6 +176,20 @@ fn closed_reason(reason: u32) -> Consent {
     }
 }
 
+/// A failed call to the server: "no server" when nobody owns the name.
+fn server_error(what: &'static str) -> impl Fn(zbus::Error) -> DesktopError + Copy {
+    move |e| {
+        if is_service_missing(&e) {
+            DesktopError::NoNotificationServer { detail: detail(&e) }
+        } else {
+            DesktopError::DBus {
+                what,
+                detail: detail(&e),
+            }
+        }
+    }
+}
+
 /// How long closing a notification may take once the answer is known.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -201,16 +215,7 @@ impl Notifier {
             what: "connecting to the notification server",
             detail: detail(&e),
         })?;
-        let missing = |e: zbus::Error| {
-            if is_service_missing(&e) {
-                DesktopError::NoNotificationServer { detail: detail(&e) }
-            } else {
-                DesktopError::DBus {
-                    what: "asking the notification server",
-                    detail: detail(&e),
-                }
-            }
-        };
+        let missing = server_error("asking the notification server");
         let capabilities = within(
             deadline,
             "GetCapabilities on the notification server",
@@ -286,16 +291,7 @@ impl Notifier {
             name_owner(self.proxy.inner().connection(), NOTIFICATIONS),
         )
         .await?
-        .map_err(|e| {
-            if is_service_missing(&e) {
-                DesktopError::NoNotificationServer { detail: detail(&e) }
-            } else {
-                DesktopError::DBus {
-                    what: "finding the notification server",
-                    detail: detail(&e),
-                }
-            }
-        })?;
+        .map_err(server_error("finding the notification server"))?;
 
         let mut hints: HashMap<&str, Value<'_>> = HashMap::new();
         hints.insert("urgency", Value::U8(URGENCY_CRITICAL));
@@ -323,16 +319,7 @@ impl Notifier {
             ),
         )
         .await?
-        .map_err(|e| {
-            if is_service_missing(&e) {
-                DesktopError::NoNotificationServer { detail: detail(&e) }
-            } else {
-                DesktopError::DBus {
-                    what: "Notify",
-                    detail: detail(&e),
-                }
-            }
-        })?;
+        .map_err(server_error("Notify"))?;
         tracing::debug!(id, "consent notification shown");
         Ok(PendingConsent {
             id,

@@ -121,8 +121,10 @@ impl Fprintd {
         self.command("ERROR 0")
     }
 
-    /// The driver pauses `ms` milliseconds before the next step (a person
-    /// who does not touch the sensor).
+    /// The driver pauses `ms` milliseconds before its next step, whatever
+    /// it is: a pending pause also delays closing the device, and so
+    /// fprintd's `Release`. (A person who does not touch the sensor needs
+    /// no command: the driver waits for one.)
     pub fn sleep(&self, ms: u64) -> Result<(), HarnessError> {
         self.command(&format!("SLEEP {ms}"))
     }
