@@ -1,5 +1,5 @@
-//! End-to-end ceremonies on loopback: the daemon's phone driver
-//! (`hybridd::phone`) against the desktop from `hybrid-initiator`, through
+//! End-to-end ceremonies on loopback: the daemon's ceremony core
+//! (`hybridd::ceremony`) against the desktop from `hybrid-initiator`, through
 //! the real tunnel server, verified as a relying party (hybrid-protocol.md
 //! §0 steps 1–6).
 #![allow(missing_docs)]
@@ -34,12 +34,12 @@ async fn register_and_sign_in_with_the_sqlite_vault() {
         hybrid_vault::KdfParams::INSECURE_FOR_TESTS,
     )
     .unwrap();
-    let env = common::VaultEnv::new(vault);
+    let env = common::VaultEnv::with_store(vault, 77);
     let a = hybrid_ctap::Authenticator::new(hybrid_ctap::Config::default(), env);
     let (cred, a) = world.register(a, 1).await;
     let mut creds = vec![cred];
     let (_, a) = world.sign_in(a, &mut creds).await;
-    assert_eq!(a.env().vault.count().unwrap(), 1);
+    assert_eq!(a.env().store.count().unwrap(), 1);
 }
 
 /// Two discoverable credentials: the getAssertion announces

@@ -10,8 +10,10 @@
 //! **Does not own:** storage (the [`store::CredentialStore`] seam, implemented
 //! by `hybrid-vault`), the user prompt, clocks and randomness (the [`Env`]
 //! seam), the hybrid transport (QR, advert, Noise, tunnel) or any IO. It is
-//! sans-IO: [`Authenticator::process`] takes request bytes and returns
-//! response bytes, never panics, and offers nothing else — clientPIN, reset,
+//! sans-IO: [`Authenticator::process`] takes request bytes and returns a
+//! [`Step`] — the response bytes, or an [`ApprovalRequest`] for the user
+//! that [`Authenticator::resume`] continues with the answer — never
+//! blocks, never panics, and offers nothing else: clientPIN, reset,
 //! credential management, large blobs and selection all answer
 //! `CTAP1_ERR_INVALID_COMMAND`.
 //!
@@ -34,6 +36,7 @@ mod make_credential;
 pub mod response;
 pub mod rp;
 pub mod status;
+mod step;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -41,14 +44,13 @@ pub mod types;
 
 pub use authenticator::{Authenticator, Config, DEFAULT_AAGUID, DEFAULT_MAX_MSG_SIZE};
 pub use command::{GetAssertionRequest, MakeCredentialRequest};
-pub use env::{
-    Approval, ApprovalRequest, Clock, Command, Env, RequestContext, UserError, UserInterface,
-};
+pub use env::{Approval, ApprovalRequest, Clock, Command, Env, RequestContext, UserError};
 pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};
 pub use rp::{RegisteredCredential, RelyingParty};
 pub use status::Ctap2Status;
+pub use step::{Reply, Step};
 
 #[cfg(test)]
 mod tests;

@@ -68,7 +68,7 @@ async fn mini_phone(
         let plain = crypter.decrypt(&ct).unwrap();
         match Frame::parse(&plain).unwrap() {
             Frame::Ctap(req) => {
-                let resp = auth.process(&req, &RequestContext::default());
+                let resp = auth.process_scripted(&req, &RequestContext::default());
                 let frame = Frame::Ctap(resp).encode();
                 tunnel.send(crypter.encrypt(&frame).unwrap()).await.unwrap();
             }

@@ -129,13 +129,13 @@ pub struct Overrides {
     pub approval_timeout_secs: Option<u64>,
 }
 
-fn parse_mode(s: &str) -> Result<ApprovalMode, String> {
+fn parse_mode(s: &str) -> Result<ApprovalMode, ConfigError> {
     match s {
         "interactive" => Ok(ApprovalMode::Interactive),
         "auto" => Ok(ApprovalMode::Auto),
-        other => Err(format!(
+        other => Err(ConfigError::Invalid(format!(
             "unknown approval mode {other:?}: use interactive or auto"
-        )),
+        ))),
     }
 }
 

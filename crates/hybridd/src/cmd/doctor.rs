@@ -22,7 +22,7 @@ use hybrid_tunnel::TunnelId;
 use rand_core::{OsRng, RngCore};
 
 use crate::config::{self, Config, Overrides, RadioBackend};
-use crate::control::{Client, ClientMsg, DaemonMsg};
+use crate::control::{Client, ClientMsg, DaemonMsg, Pong};
 
 /// Arguments of `hybridd doctor`.
 #[derive(Debug, clap::Args)]
@@ -252,11 +252,11 @@ async fn daemon(cfg: &Config) -> Check {
     let r = tokio::time::timeout(Duration::from_secs(3), async {
         let mut c = Client::connect(path).await?;
         c.send(&ClientMsg::Ping).await?;
-        c.recv().await
+        c.recv().await.map_err(std::io::Error::other)
     })
     .await;
     match r {
-        Ok(Ok(Some(DaemonMsg::Pong { version, busy }))) => Check::pass(
+        Ok(Ok(Some(DaemonMsg::Pong(Pong { version, busy })))) => Check::pass(
             "daemon",
             format!(
                 "hybridd {version} answers on {}{}",

@@ -118,11 +118,11 @@ pub fn start_tunnel_server_with(h: &Home, extra: &[&str]) -> (Killed, String) {
 
 /// Asks the daemon on `socket` whether it is busy; `None` if nobody answers.
 pub async fn daemon_busy(socket: &Path) -> Option<bool> {
-    use hybridd::control::{Client, ClientMsg, DaemonMsg};
+    use hybridd::control::{Client, ClientMsg, DaemonMsg, Pong};
     let mut c = Client::connect(socket).await.ok()?;
     c.send(&ClientMsg::Ping).await.ok()?;
     match c.recv().await.ok()? {
-        Some(DaemonMsg::Pong { busy, .. }) => Some(busy),
+        Some(DaemonMsg::Pong(Pong { busy, .. })) => Some(busy),
         _ => None,
     }
 }
