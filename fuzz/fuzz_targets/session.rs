@@ -11,7 +11,7 @@ use hybrid_ble::EidKey;
 use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Initiator};
 use hybrid_qr::QrCode;
 use hybrid_session::{Action, PhoneSession, SessionConfig};
-use hybrid_tunnel::{RoutingId, TunnelBase};
+use hybrid_tunnel_names::{RoutingId, TunnelBase};
 use libfuzzer_sys::fuzz_target;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRng, RngCore};

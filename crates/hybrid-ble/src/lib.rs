@@ -35,10 +35,7 @@ pub use advertiser::{AdvertFuture, Advertiser, AdvertiserError};
 pub use derive::{
     derive, derive_array, identity_key_seed, paired_secret, tunnel_id, Purpose, MAX_DERIVE_LEN,
 };
-pub use eid::{
-    domain_is_known, psk, EidKey, EidPlaintext, Psk, EID_PLAINTEXT_SIZE, FIRST_HASHED_DOMAIN,
-    NONCE_SIZE, ROUTING_ID_SIZE,
-};
+pub use eid::{psk, EidKey, EidPlaintext, Psk, EID_PLAINTEXT_SIZE, NONCE_SIZE, ROUTING_ID_SIZE};
 pub use error::BleError;
 #[cfg(feature = "file-radio")]
 pub use file_radio::{advert_line, FileRadio};

@@ -9,7 +9,9 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::Connection;
 
 use crate::adapter::{check, system_bus, AdapterInfo, CALL_TIMEOUT};
-use crate::{BluezError, BLUEZ, FIDO_SERVICE_UUID, LE_ADVERTISING_MANAGER1};
+use hybrid_ble::SERVICE_UUID;
+
+use crate::{BluezError, BLUEZ, LE_ADVERTISING_MANAGER1};
 
 /// Where our advertisement objects live; each start gets a fresh child path.
 pub const ADVERT_PATH_PREFIX: &str = "/org/hybridd/advert";
@@ -72,13 +74,13 @@ impl Advertisement {
 
     #[zbus(property, name = "ServiceUUIDs")]
     fn service_uuids(&self) -> Vec<String> {
-        vec![FIDO_SERVICE_UUID.to_owned()]
+        vec![SERVICE_UUID.to_owned()]
     }
 
     #[zbus(property, name = "ServiceData")]
     fn service_data(&self) -> zbus::fdo::Result<HashMap<String, OwnedValue>> {
         let mut m = HashMap::new();
-        m.insert(FIDO_SERVICE_UUID.to_owned(), bytes_value(&self.advert)?);
+        m.insert(SERVICE_UUID.to_owned(), bytes_value(&self.advert)?);
         Ok(m)
     }
 }

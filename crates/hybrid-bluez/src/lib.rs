@@ -7,7 +7,9 @@
 //!
 //! - [`BluezAdvertiser`]: start / stop an advert (also `hybrid_ble::Advertiser`).
 //! - [`probe`] / [`check`]: what `hybridd doctor` reports about the adapter.
-//! - [`scan`]: a small LE scanner (tests and the VM check).
+//! - `scan` (cargo feature `scanner`): a small LE scanner — the desktop's
+//!   side, for tests, the VM check and the interop harness; the daemon
+//!   never scans.
 //! - `fake` (cargo feature `fake`): a fake `org.bluez` on a private bus.
 //!
 //! Every error is a [`BluezError`] whose text names the fix.
@@ -15,6 +17,7 @@
 mod adapter;
 mod advertiser;
 mod error;
+#[cfg(feature = "scanner")]
 pub mod scan;
 
 #[cfg(feature = "fake")]
@@ -35,5 +38,3 @@ pub const DEVICE1: &str = "org.bluez.Device1";
 pub const LE_ADVERTISING_MANAGER1: &str = "org.bluez.LEAdvertisingManager1";
 /// The interface our advertisement object implements.
 pub const LE_ADVERTISEMENT1: &str = "org.bluez.LEAdvertisement1";
-/// The FIDO 16-bit service UUID 0xFFF9, in the 128-bit form BlueZ uses.
-pub const FIDO_SERVICE_UUID: &str = "0000fff9-0000-1000-8000-00805f9b34fb";

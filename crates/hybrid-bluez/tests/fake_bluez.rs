@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use hybrid_ble::SERVICE_UUID;
 use hybrid_bluez::fake::{FakeBluez, FakeEvent, FakeOptions, PrivateBus, PrivateBusError};
-use hybrid_bluez::{
-    bus_at, check, probe, scan, BluezAdvertiser, BluezConfig, BluezError, FIDO_SERVICE_UUID,
-};
+use hybrid_bluez::{bus_at, check, probe, scan, BluezAdvertiser, BluezConfig, BluezError};
 
 const ADVERT: [u8; 20] = [
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
@@ -57,13 +56,10 @@ async fn start_registers_exactly_the_advert_and_stop_unregisters() {
     assert_eq!(r.string("Type").as_deref(), Some("broadcast"));
     assert_eq!(
         r.strings("ServiceUUIDs"),
-        Some(vec![FIDO_SERVICE_UUID.to_owned()])
+        Some(vec![SERVICE_UUID.to_owned()])
     );
-    assert_eq!(r.service_data_keys(), vec![FIDO_SERVICE_UUID.to_owned()]);
-    assert_eq!(
-        r.service_data(FIDO_SERVICE_UUID).as_deref(),
-        Some(&ADVERT[..])
-    );
+    assert_eq!(r.service_data_keys(), vec![SERVICE_UUID.to_owned()]);
+    assert_eq!(r.service_data(SERVICE_UUID).as_deref(), Some(&ADVERT[..]));
     assert_eq!(r.u32("MinInterval"), Some(100));
     assert_eq!(r.u32("MaxInterval"), Some(100));
     let mut keys: Vec<&str> = r.properties.keys().map(String::as_str).collect();
@@ -150,7 +146,7 @@ async fn each_start_uses_a_fresh_path_and_replaces_the_old_advert() {
     let regs = fake.registrations();
     assert_eq!(regs.len(), 2);
     assert_eq!(
-        regs[1].service_data(FIDO_SERVICE_UUID).as_deref(),
+        regs[1].service_data(SERVICE_UUID).as_deref(),
         Some(&second_advert[..])
     );
     assert_eq!(
@@ -391,7 +387,7 @@ async fn a_scanner_sees_exactly_the_registered_service_data() {
         let got = scan::watch_service_data(
             &scanner,
             Some("hci0"),
-            FIDO_SERVICE_UUID,
+            SERVICE_UUID,
             Duration::from_secs(10),
             |_, bytes| {
                 seen.push(bytes.to_vec());
@@ -447,7 +443,7 @@ async fn works_through_the_hybrid_ble_advertiser_trait() {
     radio.start(&ADVERT).await.unwrap();
     assert_eq!(
         fake.registrations()[0]
-            .service_data(FIDO_SERVICE_UUID)
+            .service_data(SERVICE_UUID)
             .as_deref(),
         Some(&ADVERT[..])
     );
@@ -516,7 +512,7 @@ async fn the_first_advert_also_arrives_as_properties_changed() {
                 continue;
             }
             if let Some(sd) = props.get("ServiceData") {
-                return scan::service_data_bytes(sd, FIDO_SERVICE_UUID);
+                return scan::service_data_bytes(sd, SERVICE_UUID);
             }
         }
         None
@@ -569,7 +565,7 @@ async fn the_device_stays_while_discovering_when_adverts_pause() {
                 .await
                 .ok()?;
             let props: HashMap<String, OwnedValue> = reply.body().deserialize().unwrap();
-            scan::service_data_bytes(props.get("ServiceData")?, FIDO_SERVICE_UUID)
+            scan::service_data_bytes(props.get("ServiceData")?, SERVICE_UUID)
         }
     };
     let mut second = ADVERT;

@@ -4,8 +4,10 @@
 //! `hybrid-cbor`, CTAP 2.1 §8), the commands a hybrid phone offers —
 //! getInfo (0x04), makeCredential (0x01), getAssertion (0x02),
 //! getNextAssertion (0x08) — with the `credProtect` and `prf` extensions
-//! (hybrid-protocol.md §7), the status codes ([`Ctap2Status`]), canonical
-//! responses, and a relying-party verifier ([`rp`]) for the desktop side.
+//! (hybrid-protocol.md §7), the status codes ([`Ctap2Status`]) and
+//! canonical responses. Behind the `rp` feature, a relying-party verifier
+//! (`rp`) for the desktop side (hybrid-initiator, tests, fuzzing); behind
+//! `testing`, deterministic doubles (`testing`).
 //!
 //! **Does not own:** storage (the [`store::CredentialStore`] seam, implemented
 //! by `hybrid-vault`), the user prompt, clocks and randomness (the [`Env`]
@@ -34,6 +36,7 @@ mod get_assertion;
 pub mod get_info;
 mod make_credential;
 pub mod response;
+#[cfg(any(test, feature = "rp"))]
 pub mod rp;
 pub mod status;
 mod step;
@@ -48,6 +51,7 @@ pub use env::{Approval, ApprovalRequest, Clock, Command, Env, RequestContext, Us
 pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};
+#[cfg(any(test, feature = "rp"))]
 pub use rp::{RegisteredCredential, RelyingParty};
 pub use status::Ctap2Status;
 pub use step::{Reply, Step};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hybrid_tunnel::TunnelBase;
+use hybrid_tunnel_names::TunnelBase;
 
 /// Default [`SessionConfig::wait_for_desktop`]: 120 s (conformance checklist
 /// "Desktop never connects"; hybrid-protocol.md §10 step 6 suggests 60–120 s).

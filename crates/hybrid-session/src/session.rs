@@ -10,7 +10,7 @@ use hybrid_ctap::command::CMD_GET_NEXT_ASSERTION;
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{Crypter, Ephemeral, Frame, MessageType, Responder};
 use hybrid_qr::QrCode;
-use hybrid_tunnel::{RoutingId, TunnelId};
+use hybrid_tunnel_names::{RoutingId, TunnelId};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;

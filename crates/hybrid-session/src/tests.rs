@@ -8,7 +8,7 @@ use hybrid_ble::{EidKey, ADVERT_LEN};
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Frame, Initiator};
 use hybrid_qr::QrCode;
-use hybrid_tunnel::{RoutingId, TunnelBase, TunnelId};
+use hybrid_tunnel_names::{RoutingId, TunnelBase, TunnelId};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::SecretKey;
 use rand_core::OsRng;

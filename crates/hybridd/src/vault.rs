@@ -208,7 +208,7 @@ impl Verifier for VaultWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hybrid_ctap::RelyingParty;
+    use hybrid_initiator::RelyingParty;
     use hybrid_vault::KdfParams;
 
     fn vault() -> (tempfile::TempDir, Vault) {

@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{cdh, scan_output, start_tunnel_server, text, wait_daemon_ready, Home, Killed};
+use hybrid_ble::SERVICE_UUID;
 use hybrid_bluez::fake::{FakeBluez, FakeEvent, FakeOptions, PrivateBus, PrivateBusError};
-use hybrid_bluez::{bus_at, scan, FIDO_SERVICE_UUID};
+use hybrid_bluez::{bus_at, scan};
 use hybrid_ctap::types::UserEntity;
 use hybrid_ctap::RelyingParty;
 use hybrid_initiator::{AdvertSource, Desktop, Resolver};
@@ -95,7 +96,7 @@ impl Scanner {
             let r = scan::watch_service_data(
                 &conn,
                 Some("hci0"),
-                FIDO_SERVICE_UUID,
+                SERVICE_UUID,
                 Duration::from_secs(60),
                 |_, bytes| {
                     record.lock().unwrap().push(bytes.to_vec());
@@ -248,7 +249,7 @@ async fn daemon_with_bluez_radio_serves_a_scanning_desktop() {
     assert_eq!(regs.len(), 1, "{regs:?}");
     let path = regs[0].path.clone();
     assert_eq!(
-        regs[0].service_data(FIDO_SERVICE_UUID).as_deref(),
+        regs[0].service_data(SERVICE_UUID).as_deref(),
         Some(&seen[..])
     );
     assert_eq!(seen.len(), 20);

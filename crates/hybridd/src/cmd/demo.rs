@@ -17,8 +17,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hybrid_ctap::types::UserEntity;
-use hybrid_ctap::{RegisteredCredential, RelyingParty};
-use hybrid_initiator::{AdvertSource, Desktop, Resolver, Timeline};
+use hybrid_initiator::{
+    AdvertSource, Desktop, RegisteredCredential, RelyingParty, Resolver, Timeline,
+};
 use hybrid_qr::RequestType;
 use hybrid_tunnel::client::ClientOptions;
 use hybrid_tunnel::server::{ServerConfig, ServerHandle, TunnelServer};

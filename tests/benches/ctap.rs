@@ -19,7 +19,7 @@
 //! test store and `ecdsa_p256/*` measures the bare signature and key
 //! generation.
 //!
-//! Run: `cargo bench -p hybrid-vault --bench ctap -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p hybrid-tests --bench ctap -- --warm-up-time 1 --measurement-time 3`
 
 // A benchmark harness, like a test: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
