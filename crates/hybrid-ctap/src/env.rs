@@ -106,3 +106,37 @@ pub trait Env {
     /// The random number generator.
     fn rng(&mut self) -> &mut Self::Rng;
 }
+
+/// An [`Env`] made of its parts — the one environment struct: the daemon
+/// and the demo use it with the vault, the system clock and the OS RNG;
+/// tests, fuzzing and benches with [`crate::testing`]'s doubles.
+///
+/// `user` is not a seam of the core (the core yields approval requests
+/// instead of calling anyone): it is whatever the caller keeps beside the
+/// environment to answer them — the tests' scripted user, or `()`.
+#[derive(Debug, Clone, Default)]
+pub struct EnvParts<S, C, R, U = ()> {
+    /// The credential store.
+    pub store: S,
+    /// The clock.
+    pub clock: C,
+    /// The random number generator.
+    pub rng: R,
+    /// What answers the approvals, if the caller keeps it here.
+    pub user: U,
+}
+
+impl<S: CredentialStore, C: Clock, R: CryptoRngCore, U> Env for EnvParts<S, C, R, U> {
+    type Store = S;
+    type Clock = C;
+    type Rng = R;
+    fn store(&mut self) -> &mut S {
+        &mut self.store
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn rng(&mut self) -> &mut R {
+        &mut self.rng
+    }
+}

@@ -47,7 +47,9 @@ pub mod types;
 
 pub use authenticator::{Authenticator, Config, DEFAULT_AAGUID, DEFAULT_MAX_MSG_SIZE};
 pub use command::{GetAssertionRequest, MakeCredentialRequest};
-pub use env::{Approval, ApprovalRequest, Clock, Command, Env, RequestContext, UserError};
+pub use env::{
+    Approval, ApprovalRequest, Clock, Command, Env, EnvParts, RequestContext, UserError,
+};
 pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};

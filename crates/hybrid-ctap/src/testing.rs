@@ -12,7 +12,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::authenticator::{Authenticator, Config};
-use crate::env::{Approval, ApprovalRequest, Clock, Env, RequestContext, UserError};
+use crate::env::{Approval, ApprovalRequest, Clock, EnvParts, RequestContext, UserError};
 use crate::step::{Reply, Step};
 use crate::store::{CredentialMeta, CredentialSecrets, CredentialStore, StoreError};
 
@@ -247,20 +247,9 @@ impl RngCore for SeededRng {
 impl CryptoRng for SeededRng {}
 
 /// The doubles together: a store (in memory unless told otherwise), the
-/// scripted user that [`Authenticator::process_scripted`] asks, the clock
-/// and the RNG.
-#[derive(Debug, Clone)]
-pub struct TestEnv<S = MemStore> {
-    /// The store.
-    pub store: S,
-    /// The user (not an [`Env`] seam: answers approvals in
-    /// [`Authenticator::process_scripted`]).
-    pub user: ScriptedUser,
-    /// The clock.
-    pub clock: FakeClock,
-    /// The RNG.
-    pub rng: SeededRng,
-}
+/// clock and the RNG, with the scripted user that
+/// [`Authenticator::process_scripted`] asks.
+pub type TestEnv<S = MemStore> = EnvParts<S, FakeClock, SeededRng, ScriptedUser>;
 
 impl TestEnv {
     /// A fresh environment: empty store, approving-and-verifying user.
@@ -272,27 +261,12 @@ impl TestEnv {
 impl<S: CredentialStore> TestEnv<S> {
     /// The doubles around `store` (e.g. the real vault, for benchmarks).
     pub fn with_store(store: S, seed: u64) -> Self {
-        TestEnv {
+        EnvParts {
             store,
-            user: ScriptedUser::default(),
             clock: FakeClock::default(),
             rng: SeededRng::new(seed),
+            user: ScriptedUser::default(),
         }
-    }
-}
-
-impl<S: CredentialStore> Env for TestEnv<S> {
-    type Store = S;
-    type Clock = FakeClock;
-    type Rng = SeededRng;
-    fn store(&mut self) -> &mut S {
-        &mut self.store
-    }
-    fn clock(&self) -> &FakeClock {
-        &self.clock
-    }
-    fn rng(&mut self) -> &mut SeededRng {
-        &mut self.rng
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use hybrid_ctap::{Approval, Authenticator, Clock, Env, RequestContext, Step, UserError};
+use hybrid_ctap::{Approval, Authenticator, Clock, EnvParts, RequestContext, Step, UserError};
 use hybrid_vault::{Vault, VaultError};
 use rand_core::OsRng;
 use tokio::sync::{mpsc, oneshot};
@@ -53,41 +53,18 @@ impl Clock for SystemClock {
     }
 }
 
-/// The daemon's (and the demo's) [`Env`]: the vault, the system clock and
-/// the OS RNG.
-#[derive(Debug)]
-pub struct DaemonEnv {
-    vault: Vault,
-    clock: SystemClock,
-    rng: OsRng,
-}
+/// The daemon's (and the demo's) [`hybrid_ctap::Env`]: the vault, the
+/// system clock and the OS RNG (the one environment struct,
+/// [`EnvParts`], with the daemon's parts).
+pub type DaemonEnv = EnvParts<Vault, SystemClock, OsRng>;
 
-impl DaemonEnv {
-    /// The environment over an opened vault.
-    pub fn new(vault: Vault) -> Self {
-        DaemonEnv {
-            vault,
-            clock: SystemClock::default(),
-            rng: OsRng,
-        }
-    }
-}
-
-impl Env for DaemonEnv {
-    type Store = Vault;
-    type Clock = SystemClock;
-    type Rng = OsRng;
-
-    fn store(&mut self) -> &mut Vault {
-        &mut self.vault
-    }
-
-    fn clock(&self) -> &SystemClock {
-        &self.clock
-    }
-
-    fn rng(&mut self) -> &mut OsRng {
-        &mut self.rng
+/// The daemon's environment over an opened vault.
+pub fn daemon_env(vault: Vault) -> DaemonEnv {
+    EnvParts {
+        store: vault,
+        clock: SystemClock::default(),
+        rng: OsRng,
+        user: (),
     }
 }
 
@@ -116,7 +93,7 @@ impl VaultWorker {
             aaguid,
             ..hybrid_ctap::Config::default()
         };
-        let auth = Authenticator::new(config, DaemonEnv::new(vault));
+        let auth = Authenticator::new(config, daemon_env(vault));
         let get_info = auth.get_info().to_cbor();
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -159,16 +136,16 @@ fn work(mut auth: Authenticator<DaemonEnv>, mut jobs: mpsc::UnboundedReceiver<Jo
                 let _ = tx.send(auth.resume(answer));
             }
             Job::Unlock(pin, tx) => {
-                let r = auth.env_mut().vault.unlock(&pin, SystemTime::now());
+                let r = auth.env_mut().store.unlock(&pin, SystemTime::now());
                 let _ = tx.send(r);
             }
             Job::EndSession(tx) => {
                 auth.end_session();
-                auth.env_mut().vault.lock();
+                auth.env_mut().store.lock();
                 let _ = tx.send(());
             }
             Job::Count(tx) => {
-                let _ = tx.send(auth.env_mut().vault.count());
+                let _ = tx.send(auth.env_mut().store.count());
             }
         }
     }

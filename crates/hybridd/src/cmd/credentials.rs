@@ -4,14 +4,13 @@
 //! (`docs/vault.md`), so neither asks for the PIN. A credential is named by
 //! its ID in hex or any unambiguous prefix of it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hybrid_ctap::store::CredentialMeta;
 use hybrid_vault::Vault;
 use serde_json::json;
 
-use crate::cmd::vault::vault_path;
+use crate::cmd::vault::VaultLocation;
 use crate::error::{CredentialError, Error};
 
 /// Arguments of `hybridd credentials`.
@@ -20,12 +19,9 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
-    /// Vault file.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub vault: Option<PathBuf>,
-    /// Config file.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    /// Where the vault is.
+    #[command(flatten)]
+    pub location: VaultLocation,
 }
 
 /// `hybridd credentials` subcommands.
@@ -46,7 +42,9 @@ pub enum Action {
 
 /// Runs `hybridd credentials`.
 pub fn run(args: Args) -> ExitCode {
-    let r = vault_path(args.vault, args.config)
+    let r = args
+        .location
+        .path()
         .and_then(|p| Ok(Vault::open(&p)?))
         .and_then(|mut v| match args.action {
             Action::List { json } => list(&v, json),

@@ -24,6 +24,15 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
+    /// Where the vault is.
+    #[command(flatten)]
+    pub location: VaultLocation,
+}
+
+/// Where the vault is: `--vault`, else the config file's `vault`, else the
+/// default (`hybridd vault` and `hybridd credentials`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VaultLocation {
     /// Vault file (default: from the config, else `$XDG_DATA_HOME/hybridd/vault.db`).
     #[arg(long, global = true, value_name = "PATH")]
     pub vault: Option<PathBuf>,
@@ -60,7 +69,7 @@ pub enum Action {
 
 /// Runs `hybridd vault`.
 pub fn run(args: Args) -> ExitCode {
-    let path = match vault_path(args.vault, args.config) {
+    let path = match args.location.path() {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
@@ -83,8 +92,15 @@ fn fail(e: &Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+impl VaultLocation {
+    /// The vault path from `--vault`, else the config, else the default.
+    pub fn path(&self) -> Result<PathBuf, Error> {
+        vault_path(self.vault.clone(), self.config.clone())
+    }
+}
+
 /// The vault path from `--vault`, else the config, else the default.
-pub fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Result<PathBuf, Error> {
+fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Result<PathBuf, Error> {
     if let Some(v) = vault {
         return Ok(v);
     }
