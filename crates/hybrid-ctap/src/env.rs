@@ -109,7 +109,7 @@ pub trait Env {
 
 /// An [`Env`] made of its parts — the one environment struct: the daemon
 /// and the demo use it with the vault, the system clock and the OS RNG;
-/// tests, fuzzing and benches with [`crate::testing`]'s doubles.
+/// tests, fuzzing and benches with the `testing` feature's doubles.
 ///
 /// `user` is not a seam of the core (the core yields approval requests
 /// instead of calling anyone): it is whatever the caller keeps beside the

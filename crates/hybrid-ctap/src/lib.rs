@@ -22,7 +22,7 @@
 //! Layout follows OpenSK's `libraries/opensk/src/ctap/`: one status enum
 //! with the wire byte, parsing ([`command`], [`types`]) separate from the
 //! command logic (one module per command), and the outside world behind one
-//! [`Env`] trait; [`testing`] holds deterministic doubles.
+//! [`Env`] trait; `testing` (feature) holds deterministic doubles.
 #![forbid(unsafe_code)]
 
 pub mod authenticator;

@@ -22,7 +22,7 @@
 //! protocol crates: QR parsing and freshness (`hybrid-qr`, done by the
 //! caller), derivation/advert/PSK (`hybrid-ble`), Noise, Crypter and framing
 //! (`hybrid-noise`), tunnel names (`hybrid-tunnel-names`). CTAP semantics belong to
-//! `hybrid-ctap`; the tokio driver is `hybridd::phone`. No panic is
+//! `hybrid-ctap`; the tokio driver is `hybridd::ceremony`. No panic is
 //! reachable from peer input; after `Finished` every input is ignored.
 #![forbid(unsafe_code)]
 

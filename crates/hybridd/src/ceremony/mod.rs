@@ -6,7 +6,7 @@
 //! network use — validity (hybrid-protocol.md §1.4), freshness and the
 //! replay policy ([`crate::replay`]: a QR whose secret already reached a
 //! handshake is refused as `qr_replayed`) — then drives the sans-IO
-//! [`hybrid_session::PhoneSession`] ([`driver`]): the tunnel as the data
+//! [`hybrid_session::PhoneSession`] (the driver): the tunnel as the data
 //! channel, the radio, the CTAP authenticator ([`Authenticate`]) and the
 //! person ([`crate::approval::User`]), racing each wait against the
 //! session's deadlines. It returns one typed [`Report`] — the session's
