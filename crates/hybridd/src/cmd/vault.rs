@@ -156,7 +156,7 @@ fn change_pin(path: &Path, old: Option<&Path>, new: Option<&Path>) -> Result<(),
     let mut v = Vault::open(path).map_err(|e| e.to_string())?;
     let old_pin = read_pin(old, "Current PIN")?;
     let new_pin = read_new_pin(new, "New PIN")?;
-    v.change_pin(&old_pin, &new_pin, SystemTime::now())
+    v.change_pin_with_params(&old_pin, &new_pin, SystemTime::now(), config::kdf_params())
         .map_err(|e| e.to_string())?;
     v.lock();
     println!("PIN changed");
