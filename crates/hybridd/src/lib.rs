@@ -16,5 +16,6 @@ pub mod approval;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod peer_text;
 pub mod phone;
 pub mod replay;
