@@ -454,10 +454,21 @@ async fn tls_fail(desktop: &mut Desktop, limit: Duration, request: &MakeCredenti
             println!("TLS-NEGATIVE: FAIL no answer: {e}");
             false
         }
-        Err(e) => {
-            println!("TLS-NEGATIVE: OK initiator failed after {ms} ms: {e}");
-            true
-        }
+        // The failure must be the tunnel's certificate (logged by
+        // libwebauthn/pxp), not any other error.
+        Err(e) => match common::tls_certificate_failure() {
+            Some(cause) => {
+                println!("TLS-NEGATIVE: OK initiator failed after {ms} ms: {e}; cause: {cause}");
+                true
+            }
+            None => {
+                println!(
+                    "TLS-NEGATIVE: FAIL the initiator failed after {ms} ms, but not on the \
+                     tunnel's certificate: {e}"
+                );
+                false
+            }
+        },
     };
     // The phone waits out its own window; let `hybridd scan` end first.
     wait_scan(&mut desktop.prev_scan);
