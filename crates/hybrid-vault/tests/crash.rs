@@ -114,12 +114,7 @@ fn survives_sigkill_at_random_points() {
         // Reopen and check everything announced so far.
         let mut v = Vault::open(&path).unwrap();
         v.unlock(PIN, parent_now()).unwrap();
-        let all: HashMap<Vec<u8>, _> = v
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.id.clone(), m))
-            .collect();
+        let all = by_id(&v);
         for id in &created {
             let meta = all
                 .get(id)
@@ -175,6 +170,15 @@ fn migration_child() {
         writeln!(out, "count {} {n}", hex::encode(id)).unwrap();
         out.flush().unwrap();
     }
+}
+
+/// Every credential's metadata by ID.
+fn by_id(v: &Vault) -> HashMap<Vec<u8>, hybrid_ctap::store::CredentialMeta> {
+    v.list()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id.clone(), m))
+        .collect()
 }
 
 /// A fresh copy of a version-1 fixture.
@@ -328,12 +332,7 @@ fn migration_survives_sigkill_at_random_points() {
                 2,
                 "{fixture} round {round}: not migrated"
             );
-            let all: HashMap<Vec<u8>, _> = v
-                .list()
-                .unwrap()
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect();
+            let all = by_id(&v);
             assert_eq!(all.len(), fixture_counts.len(), "{fixture} round {round}");
             for (i, (id, (count, snap))) in fixture_counts.iter().enumerate() {
                 let meta = all
