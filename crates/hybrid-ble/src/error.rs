@@ -23,6 +23,16 @@ pub enum BleError {
         /// The length received.
         len: usize,
     },
+    /// PSM 0 cannot be advertised (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): PSM 0 is not an L2CAP PSM")]
+    InvalidPsm,
+    /// The advertisement suffix is not one well-formed CBOR item
+    /// (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): not a single CBOR item ({0})")]
+    SuffixCbor(hybrid_cbor::Error),
+    /// The advertisement suffix is CBOR but not a map (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): not a CBOR map")]
+    SuffixNotAMap,
     /// The 4-byte HMAC tag does not match: not an advert for this key (§3.3 step 2).
     #[error("advert rule §3.3.2: HMAC tag does not match (advert not made with this EID key)")]
     TagMismatch,

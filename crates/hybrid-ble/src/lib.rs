@@ -8,6 +8,9 @@
 //! * the 16-byte EID plaintext ([`EidPlaintext`]) and its validity rules;
 //! * advert encryption and decryption ([`encrypt`], [`decrypt`]) and the
 //!   CTAP 2.3 service-data suffix split ([`split_service_data`]);
+//! * the CTAP 2.3 advertisement suffix `{1: PSM}` that offers the BLE L2CAP
+//!   data channel ([`service_data_with_psm`], [`parse_ble_psm`];
+//!   `hybrid-ble-l2cap.md` §2) — built only when asked, never by default;
 //! * the proximity binding: the Noise PSK from the advert plaintext ([`psk`]);
 //! * the radio constants ([`SERVICE_UUID_16`], [`ADVERT_LEN`], …) and the
 //!   [`Advertiser`] trait radio backends implement, plus a file radio
@@ -29,6 +32,7 @@ mod error;
 #[cfg(feature = "file-radio")]
 mod file_radio;
 mod radio;
+mod suffix;
 
 pub use advert::{decrypt, encrypt, split_service_data, TAG_LEN};
 pub use advertiser::{AdvertFuture, Advertiser, AdvertiserError};
@@ -43,4 +47,7 @@ pub use error::BleError;
 #[cfg(feature = "file-radio")]
 pub use file_radio::{advert_line, FileRadio};
 pub use radio::{ADVERT_LEN, IOS_SERVICE_UUID, IOS_SERVICE_UUID_16, SERVICE_UUID, SERVICE_UUID_16};
+pub use suffix::{
+    ble_psm_suffix, parse_ble_psm, service_data_with_psm, MAX_PSM_SUFFIX_LEN, SUFFIX_KEY_BLE_PSM,
+};
 pub use zeroize::Zeroizing;
