@@ -214,6 +214,15 @@ impl L2capDecoder {
         }
     }
 
+    /// A decoder for a stream whose variant is already known — the
+    /// desktop's side, reading the phone's answers in its own variant.
+    pub fn for_framing(framing: L2capFraming) -> Self {
+        Self {
+            framing: Some(framing),
+            ..Self::new()
+        }
+    }
+
     /// The variant the desktop speaks, once its first byte has arrived and
     /// [`next_message`](Self::next_message) has looked at it. The phone
     /// answers in the same one.

@@ -86,7 +86,7 @@ pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, String> {
         RadioBackend::Stdout => Ok(Box::new(hybrid_ble::FileRadio::to_stdout())),
         RadioBackend::Bluez => {
             let bc = hybrid_bluez::BluezConfig {
-                adapter: Some(cfg.adapter.clone()),
+                adapter: cfg.adapter.clone(),
                 ..hybrid_bluez::BluezConfig::default()
             };
             match hybrid_bluez::BluezAdvertiser::system(bc).await {
