@@ -66,10 +66,8 @@ async fn start_registers_exactly_the_advert_and_stop_unregisters() {
     );
     assert_eq!(r.u32("MinInterval"), Some(100));
     assert_eq!(r.u32("MaxInterval"), Some(100));
-    let mut keys: Vec<&str> = r.properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        r.property_names(),
         [
             "MaxInterval",
             "MinInterval",
@@ -128,9 +126,10 @@ async fn without_intervals_only_the_three_properties() {
     );
     adv.start_advert(&ADVERT).await.unwrap();
     let regs = fake.registrations();
-    let mut keys: Vec<&str> = regs[0].properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["ServiceData", "ServiceUUIDs", "Type"]);
+    assert_eq!(
+        regs[0].property_names(),
+        ["ServiceData", "ServiceUUIDs", "Type"]
+    );
     adv.stop_advert().await.unwrap();
 }
 
