@@ -12,7 +12,8 @@
 //! * `connect`: scans for service data that starts with the advert, reads the
 //!   PSM from the suffix as libwebauthn does (`hybrid_ble::parse_ble_psm`),
 //!   connects an LE L2CAP socket from its adapter to the advertiser's
-//!   address and type (as BlueZ reports them), sends an 81-byte msg1-like
+//!   address and type (as BlueZ reports them), waits for the send MTU as
+//!   libwebauthn does, sends an 81-byte msg1-like
 //!   message length-prefixed (pxp's framing) and checks the answer. Prints
 //!   `SEEN <hex>` and `L2CAP OK …`.
 
@@ -218,6 +219,17 @@ async fn connect(adapter: Option<String>, advert: [u8; 20], wait: Duration) -> E
         Ok(Err(e)) => return fail(format!("connect to {addr} ({kind}) psm {psm:#x}: {e}")),
         Err(_) => return fail("connect timed out"),
     };
+    // bluer's connect can return before the LE credit-based connection is
+    // up (tokio may see the fresh socket as writable already), so, as
+    // libwebauthn does (l2cap.rs `await_send_mtu`), wait until the kernel
+    // knows the peer's MTU — with a bound fit for an emulated CPU.
+    let deadline = Instant::now() + wait;
+    while !matches!(stream.as_ref().send_mtu(), Ok(m) if m > 0) {
+        if Instant::now() >= deadline {
+            return fail("the channel never came up (no send MTU)");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let connect_ms = t1.elapsed().as_millis();
     let msg = probe_message();
     let wire = match L2capFraming::LengthPrefix.encode(&msg) {
@@ -225,7 +237,7 @@ async fn connect(adapter: Option<String>, advert: [u8; 20], wait: Duration) -> E
         Err(e) => return fail(e),
     };
     if let Err(e) = stream.write_all(&wire).await {
-        return fail(e);
+        return fail(format!("write: {e}"));
     }
     let mut dec = L2capDecoder::for_framing(L2capFraming::LengthPrefix);
     let mut buf = [0u8; 1024];
@@ -242,7 +254,7 @@ async fn connect(adapter: Option<String>, advert: [u8; 20], wait: Duration) -> E
                     return fail(e);
                 }
             }
-            Ok(Err(e)) => return fail(e),
+            Ok(Err(e)) => return fail(format!("read: {e}")),
             Err(_) => return fail("no answer in time"),
         }
     };
