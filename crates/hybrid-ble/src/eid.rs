@@ -6,7 +6,7 @@ use std::fmt;
 
 use hybrid_tunnel_names::domain_id_acceptable;
 use rand_core::CryptoRngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::derive::{derive_array, Purpose};
 use crate::BleError;
@@ -54,18 +54,18 @@ impl EidKey {
         &self.0
     }
 
-    /// Bytes [0..32): the AES-256 key.
-    pub(crate) fn aes_key(&self) -> [u8; 32] {
-        let mut k = [0u8; 32];
+    /// Bytes [0..32): the AES-256 key, in a copy wiped on drop.
+    pub(crate) fn aes_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut k = Zeroizing::new([0u8; 32]);
         for (d, s) in k.iter_mut().zip(self.0.iter()) {
             *d = *s;
         }
         k
     }
 
-    /// Bytes [32..64): the HMAC-SHA256 key.
-    pub(crate) fn hmac_key(&self) -> [u8; 32] {
-        let mut k = [0u8; 32];
+    /// Bytes [32..64): the HMAC-SHA256 key, in a copy wiped on drop.
+    pub(crate) fn hmac_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut k = Zeroizing::new([0u8; 32]);
         for (d, s) in k.iter_mut().zip(self.0.iter().skip(32)) {
             *d = *s;
         }
@@ -290,6 +290,18 @@ mod tests {
         assert_eq!(format!("{k:?}"), "EidKey(<redacted>)");
         let p = psk(b"s", &EidPlaintext::new([0; 10], [0; 3], 0));
         assert_eq!(format!("{p:?}"), "Psk(<redacted>)");
+    }
+
+    /// Issue 16: the AES and HMAC halves handed out are wiped when dropped,
+    /// and so is the AES key schedule built from them.
+    #[test]
+    fn zeroize_eid_key_copies() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let k = EidKey::from_bytes([7; 64]);
+        wiped_on_drop(&k.aes_key());
+        wiped_on_drop(&k.hmac_key());
+        let schedule = <aes::Aes256 as aes::cipher::KeyInit>::new(&[7u8; 32].into());
+        wiped_on_drop(&schedule);
     }
 
     #[test]

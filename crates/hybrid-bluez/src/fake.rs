@@ -205,6 +205,13 @@ impl Registration {
         u32::try_from(v).ok()
     }
 
+    /// The names of the properties the advertisement object has, sorted.
+    pub fn property_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.properties.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// `ServiceData[uuid]` as bytes.
     pub fn service_data(&self, uuid: &str) -> Option<Vec<u8>> {
         service_data_bytes(self.properties.get("ServiceData")?, uuid)

@@ -62,10 +62,8 @@ async fn start_registers_exactly_the_advert_and_stop_unregisters() {
     assert_eq!(r.service_data(SERVICE_UUID).as_deref(), Some(&ADVERT[..]));
     assert_eq!(r.u32("MinInterval"), Some(100));
     assert_eq!(r.u32("MaxInterval"), Some(100));
-    let mut keys: Vec<&str> = r.properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        r.property_names(),
         [
             "MaxInterval",
             "MinInterval",
@@ -124,10 +122,48 @@ async fn without_intervals_only_the_three_properties() {
     );
     adv.start_advert(&ADVERT).await.unwrap();
     let regs = fake.registrations();
-    let mut keys: Vec<&str> = regs[0].properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["ServiceData", "ServiceUUIDs", "Type"]);
+    assert_eq!(
+        regs[0].property_names(),
+        ["ServiceData", "ServiceUUIDs", "Type"]
+    );
     adv.stop_advert().await.unwrap();
+}
+
+/// CTAP 2.3 (`hybrid-ble-l2cap.md` §2): only when asked, a connectable
+/// advert whose service data is the 20 bytes and `{1: PSM}`, without a UUID
+/// list (so flags + service data fit a legacy PDU); the plain advert after it
+/// is exactly as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_l2cap_advert_is_connectable_with_the_psm_suffix_and_only_when_asked() {
+    let Some((_bus, fake, mut adv)) = setup("psm_advert", FakeOptions::default()).await else {
+        return;
+    };
+    adv.start_advert_with_psm(&ADVERT, 0x82).await.unwrap();
+    let regs = fake.registrations();
+    let r = &regs[0];
+    assert_eq!(r.string("Type").as_deref(), Some("peripheral"));
+    assert_eq!(r.strings("ServiceUUIDs"), Some(vec![]));
+    let mut want = ADVERT.to_vec();
+    want.extend_from_slice(&[0xa1, 0x01, 0x18, 0x82]);
+    assert_eq!(r.service_data(SERVICE_UUID), Some(want));
+    assert_eq!(r.service_data_keys(), vec![SERVICE_UUID.to_owned()]);
+    // PSM 0 is refused before anything reaches BlueZ.
+    assert!(matches!(
+        adv.start_advert_with_psm(&ADVERT, 0).await,
+        Err(BluezError::L2capSetup { .. })
+    ));
+    // The plain advert: non-connectable, UUID list, exactly 20 bytes.
+    adv.start_advert(&ADVERT).await.unwrap();
+    let regs = fake.registrations();
+    let r = regs.last().unwrap();
+    assert_eq!(r.string("Type").as_deref(), Some("broadcast"));
+    assert_eq!(
+        r.strings("ServiceUUIDs"),
+        Some(vec![SERVICE_UUID.to_owned()])
+    );
+    assert_eq!(r.service_data(SERVICE_UUID).as_deref(), Some(&ADVERT[..]));
+    adv.stop_advert().await.unwrap();
+    assert!(fake.active_paths().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +209,7 @@ async fn probe_reports_the_adapter_for_doctor() {
     assert_eq!(info.name, "hci0");
     assert_eq!(info.path, "/org/bluez/hci0");
     assert_eq!(info.address.as_deref(), Some("00:00:5E:00:53:01"));
+    assert_eq!(info.address_type.as_deref(), Some("public"));
     assert!(info.powered && info.le_advertising);
     assert_eq!(
         (info.active_instances, info.supported_instances),

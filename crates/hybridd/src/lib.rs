@@ -31,6 +31,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod peer_text;
 pub mod prompt;
 pub mod replay;
 pub mod vault;

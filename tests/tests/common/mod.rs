@@ -265,21 +265,40 @@ pub fn make_ca(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    open_fds_in(std::path::Path::new("/proc/self/fd"))
 }
 
 /// Resident set size in KiB.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    rss_kib_from(std::path::Path::new("/proc/self/status"))
+}
+
+/// Entries of a `/proc/<pid>/fd` directory. Panics when it cannot be read:
+/// a leak check that cannot measure must fail, never compare zeros.
+pub fn open_fds_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "leak check: cannot read {}: {e}; it cannot run",
+                dir.display()
+            )
         })
-        .unwrap_or(0)
+        .count()
+}
+
+/// `VmRSS` of a `/proc/<pid>/status` file, in KiB. Panics when it cannot
+/// be read or has no such line (see [`open_fds_in`]).
+pub fn rss_kib_from(status: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap_or_else(|e| {
+        panic!(
+            "leak check: cannot read {}: {e}; it cannot run",
+            status.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("leak check: no VmRSS line in {}", status.display()))
 }
 
 /// The test doubles around the real SQLite vault.

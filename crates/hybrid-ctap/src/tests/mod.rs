@@ -9,6 +9,7 @@
 
 mod checklist;
 mod flows;
+mod lengths;
 mod roundtrip;
 mod steps;
 

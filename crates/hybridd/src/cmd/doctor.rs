@@ -145,11 +145,20 @@ async fn bluetooth(cfg: &Config) -> Check {
         RadioBackend::Stdout => return Check::pass("bluetooth", "not used (stdout radio)"),
         RadioBackend::Bluez => {}
     }
-    let adapter = Some(cfg.adapter.as_str());
+    let adapter = cfg.adapter.as_deref();
     match tokio::time::timeout(Duration::from_secs(15), hybrid_bluez::check_system(adapter)).await {
         Ok(Ok(info)) => Check::pass(
             "bluetooth",
-            format!("adapter {} powered, LE advertising available", info.name),
+            format!(
+                "using adapter {} ({}{}), powered, LE advertising available",
+                info.name,
+                info.address.as_deref().unwrap_or("no address"),
+                if adapter.is_some() {
+                    ", as configured"
+                } else {
+                    ", the first powered one; set adapter = \"hciN\" to choose"
+                }
+            ),
         ),
         Ok(Err(e)) => Check::fail("bluetooth", e.summary(), e.fix()),
         Err(_) => Check::fail(

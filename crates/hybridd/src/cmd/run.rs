@@ -77,7 +77,7 @@ pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, Error> {
         (RadioBackend::Stdout, _) => Ok(Box::new(hybrid_ble::FileRadio::to_stdout())),
         (RadioBackend::Bluez, _) => {
             let bc = hybrid_bluez::BluezConfig {
-                adapter: Some(cfg.adapter.clone()),
+                adapter: cfg.adapter.clone(),
                 ..hybrid_bluez::BluezConfig::default()
             };
             Ok(Box::new(hybrid_bluez::BluezAdvertiser::system(bc).await?))

@@ -167,7 +167,7 @@ fn change_pin(path: &Path, old: Option<&Path>, new: Option<&Path>) -> Result<(),
     let mut v = Vault::open(path)?;
     let old_pin = read_pin(old, "Current PIN")?;
     let new_pin = read_new_pin(new, "New PIN")?;
-    v.change_pin(&old_pin, &new_pin, SystemTime::now())?;
+    v.change_pin_with_params(&old_pin, &new_pin, SystemTime::now(), config::kdf_params())?;
     v.lock();
     println!("PIN changed");
     Ok(())
