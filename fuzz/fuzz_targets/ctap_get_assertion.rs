@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             name: None,
             display_name: None,
         };
-        let created = a.process(
+        let created = a.process_scripted(
             &rp.make_credential_request([0; 32], user, rk).to_frame(),
             &ctx,
         );
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut frame = vec![0x02];
     frame.extend_from_slice(data);
-    let resp = a.process(&frame, &ctx);
+    let resp = a.process_scripted(&frame, &ctx);
     assert!(!resp.is_empty());
     if resp.first() == Some(&0) {
         let body = resp.get(1..).unwrap_or_default();

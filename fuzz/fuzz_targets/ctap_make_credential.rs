@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
     let mut a = test_authenticator(2);
     let mut frame = vec![0x01];
     frame.extend_from_slice(data);
-    let resp = a.process(&frame, &RequestContext::default());
+    let resp = a.process_scripted(&frame, &RequestContext::default());
     assert!(!resp.is_empty());
 });

@@ -2,7 +2,9 @@
 //! Structured requests (derived with `arbitrary`) → `to_frame` → process,
 //! as a sequence with clock steps and scripted user answers, so the fuzzer
 //! reaches deep states (exclude hits, credProtect, PRF, getNextAssertion
-//! expiry) that random bytes rarely form.
+//! expiry) that random bytes rarely form. Approvals are answered from the
+//! script, or — after `Hold` — left parked, so that a later request
+//! abandons the parked one or a `Resume` answers it (or answers nothing).
 use arbitrary::Arbitrary;
 use hybrid_ctap::testing::test_authenticator;
 use hybrid_ctap::types::{
@@ -10,7 +12,7 @@ use hybrid_ctap::types::{
     UserEntity,
 };
 use hybrid_ctap::{
-    Approval, GetAssertionRequest, MakeCredentialRequest, RequestContext, UserError,
+    Approval, GetAssertionRequest, MakeCredentialRequest, RequestContext, Step, UserError,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -59,6 +61,10 @@ enum Op {
     Advance(u16),
     User(u8),
     EndSession,
+    /// Toggle: leave the next approvals parked instead of answering them.
+    Hold,
+    /// Answer whatever is parked (or nothing) with this answer.
+    Resume(u8),
 }
 
 const RPS: [&str; 3] = ["example.com", "other.example", ".dummy"];
@@ -98,6 +104,34 @@ fn ext(e: FExt, known: &[Vec<u8>]) -> Extensions {
     }
 }
 
+fn answer(n: u8) -> Result<Approval, UserError> {
+    match n % 5 {
+        0 => Ok(Approval {
+            user_present: true,
+            user_verified: true,
+        }),
+        1 => Ok(Approval {
+            user_present: true,
+            user_verified: false,
+        }),
+        2 => Err(UserError::Declined),
+        3 => Err(UserError::Timeout),
+        _ => Err(UserError::Cancelled),
+    }
+}
+
+/// A reply's bytes are a status byte, then canonical CBOR on success.
+fn check_reply(bytes: &[u8]) -> u8 {
+    let (&status, body) = bytes.split_first().expect("never empty");
+    if status == 0 {
+        let v = hybrid_cbor::decode_canonical(body).expect("canonical response");
+        assert_eq!(hybrid_cbor::to_canonical_vec(&v), body);
+    } else {
+        assert!(body.is_empty());
+    }
+    status
+}
+
 fn opts(o: FOpts) -> Options {
     Options {
         rk: o.rk,
@@ -113,6 +147,7 @@ fuzz_target!(|ops: Vec<Op>| {
         hint: None,
     };
     let mut known: Vec<Vec<u8>> = Vec::new();
+    let mut hold = false;
     for op in ops.into_iter().take(32) {
         let frame = match op {
             Op::MakeCredential {
@@ -184,34 +219,47 @@ fuzz_target!(|ops: Vec<Op>| {
                 continue;
             }
             Op::User(n) => {
-                let answer = match n % 5 {
-                    0 => Ok(Approval {
-                        user_present: true,
-                        user_verified: true,
-                    }),
-                    1 => Ok(Approval {
-                        user_present: true,
-                        user_verified: false,
-                    }),
-                    2 => Err(UserError::Declined),
-                    3 => Err(UserError::Timeout),
-                    _ => Err(UserError::Cancelled),
-                };
-                a.env_mut().user.then(answer);
+                a.env_mut().user.then(answer(n));
                 continue;
             }
             Op::EndSession => {
                 a.end_session();
+                assert!(!a.is_waiting_for_user());
+                continue;
+            }
+            Op::Hold => {
+                hold = !hold;
+                continue;
+            }
+            Op::Resume(n) => {
+                let parked = a.is_waiting_for_user();
+                match a.resume(answer(n)) {
+                    Step::Reply(r) => {
+                        let status = check_reply(&r.bytes);
+                        assert!(parked || status == 0x30, "resume without a request");
+                    }
+                    Step::NeedsUser(_) => assert!(parked && a.is_waiting_for_user()),
+                }
                 continue;
             }
         };
         let before = a.env().store.credentials.len();
-        let resp = a.process(&frame, &ctx);
-        let (&status, body) = resp.split_first().expect("never empty");
-        if status == 0 {
-            let v = hybrid_cbor::decode_canonical(body).expect("canonical response");
-            assert_eq!(hybrid_cbor::to_canonical_vec(&v), body);
-        }
+        let status = if hold {
+            match a.process(&frame, &ctx) {
+                Step::Reply(r) => check_reply(&r.bytes),
+                Step::NeedsUser(_) => {
+                    assert!(a.is_waiting_for_user());
+                    assert_eq!(
+                        a.env().store.credentials.len(),
+                        before,
+                        "nothing before consent"
+                    );
+                    continue;
+                }
+            }
+        } else {
+            check_reply(&a.process_scripted(&frame, &ctx))
+        };
         // Remember new credentials; ".dummy" is never stored.
         for (m, _) in &a.env().store.credentials {
             assert_ne!(m.rp_id, ".dummy");

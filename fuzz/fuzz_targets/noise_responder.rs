@@ -24,8 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, msg1)) = data.split_first() else {
         return;
     };
-    let phone_ephemeral =
-        derive_p256_from_secret(b"fuzz phone ephemeral").expect("derive");
+    let phone_ephemeral = derive_p256_from_secret(b"fuzz phone ephemeral").expect("derive");
     let responder = if selector & 1 == 0 {
         let psk = unhex::<32>("682abf804eb7d838c44aaf4896b6e73813b41af7e026826eaa1334b5813038b3");
         let seed = unhex::<32>("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f");
@@ -37,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
         let phone = derive_p256_from_secret(&seed).expect("derive");
         Responder::state_assisted(&psk, &phone)
     };
-    if let Ok((msg2, mut established)) = responder.respond(msg1, Ephemeral::Fixed(&phone_ephemeral)) {
+    if let Ok((msg2, mut established)) = responder.respond(msg1, Ephemeral::Fixed(&phone_ephemeral))
+    {
         assert_eq!(msg2.len(), 81);
         // A session that came out of a fuzzed msg1 must still be usable.
         let _ = established.crypter_mut().encrypt(msg1);

@@ -11,6 +11,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(digits_encode(&bytes), text);
     }
     if let Ok(qr) = parse(&text) {
+        // The BLE L2CAP offer (hybrid-ble-l2cap.md §1) is only ever read
+        // from a clean array of unsigned integers holding 1.
+        assert_eq!(
+            qr.offers_ble_l2cap(),
+            matches!(qr.key6(), Key6::Channels(c) if c.contains(&1))
+        );
         let again = parse(&qr.to_uri()).expect("re-encoded QR must parse");
         // Key 6 of an unrecognised type is not re-encoded.
         let qr = if *qr.key6() == Key6::Other {

@@ -11,7 +11,7 @@ use hybrid_ble::EidKey;
 use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Initiator};
 use hybrid_qr::QrCode;
 use hybrid_session::{Action, PhoneSession, SessionConfig};
-use hybrid_tunnel::{RoutingId, TunnelBase};
+use hybrid_tunnel_names::{RoutingId, TunnelBase};
 use libfuzzer_sys::fuzz_target;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRng, RngCore};
@@ -50,7 +50,9 @@ enum Event {
     GoodMsg1,
     /// Encrypt this plaintext with the desktop's Crypter (once established).
     Frame(Vec<u8>),
-    CtapResponse(Vec<u8>),
+    CtapResponse(Vec<u8>, u8),
+    UserNeeded,
+    UserAnswered,
     AdvertStarted,
     AdvertError,
     Advance(u16),
@@ -80,6 +82,7 @@ fuzz_target!(|input: Input| {
         tunnel: TunnelBase::Domain(0),
         wait_for_desktop: Duration::from_secs(120),
         command_timeout: Duration::from_secs(60),
+        approval_timeout: Duration::from_secs(30),
         max_commands: usize::from(input.max_commands % 4),
         shutdown_grace: Duration::from_secs(5),
         get_info: vec![0xa0],
@@ -116,7 +119,11 @@ fuzz_target!(|input: Input| {
                     }
                 }
             }
-            Event::CtapResponse(r) => session.on_ctap_response(r, now),
+            Event::CtapResponse(r, follow_ups) => {
+                session.on_ctap_response(r, usize::from(follow_ups % 4), now)
+            }
+            Event::UserNeeded => session.on_user_needed(now),
+            Event::UserAnswered => session.on_user_answered(now),
             Event::AdvertStarted => session.on_advert_started(now),
             Event::AdvertError => session.on_advert_error("fuzz".into(), now),
             Event::Advance(s) => {
@@ -139,6 +146,7 @@ fuzz_target!(|input: Input| {
                     }
                 }
                 Action::Finished(_) => finished = true,
+                Action::UserTimedOut => assert!(!session.is_waiting_for_user()),
                 _ => {}
             }
         }

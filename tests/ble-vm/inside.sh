@@ -1,16 +1,46 @@
 #!/bin/sh
 # Runs inside the ble-vm guest as root (see vm.sh). The host's / is mounted
 # read-only; $BLE_VM_SHARE is the one writable folder shared with the host.
-# Two virtual LE controllers come from btvirt; a real bluetoothd serves them on
-# a private bus. Our advertise example registers $ADVERT on the first
-# controller bluetoothd serves, through hybrid-bluez; our scan example on the
-# second must receive exactly those 20 bytes under 0xFFF9, and the advertiser
-# must then stop cleanly (UnregisterAdvertisement). The verdict goes to
-# $BLE_VM_SHARE/result.
+# Three virtual LE controllers come from btvirt; a real bluetoothd serves them
+# on a private bus. The first two it serves are the phone's and the desktop's.
+#
+# Scenarios, all in this one boot, each appending one line to
+# $BLE_VM_SHARE/scenarios ("SCENARIO <name>: PASS|FAIL ..."):
+#  advert        our advertise example registers $ADVERT on the phone's
+#                controller through hybrid-bluez; our scan example on the
+#                desktop's must receive exactly those 20 bytes under 0xFFF9,
+#                then the advertiser stops cleanly (UnregisterAdvertisement).
+#  l2cap-radio   hybrid-bluez's L2capListener (kernel-assigned PSM, no
+#                security) and the connectable advert with the {1: PSM}
+#                suffix; a desktop-side probe reads the PSM from the advert,
+#                connects an LE credit-based channel and gets its message
+#                back (examples/l2cap.rs): the radio half of CTAP 2.3's path.
+#  lwa-0.11, lwa-0.10
+#                `hybridd run` (radio = "bluez", adapter = the phone's
+#                controller) and the unmodified libwebauthn initiator (built
+#                as tests/interop/peers builds it) on the desktop's
+#                controller: makeCredential, then getAssertion with a new QR,
+#                verified by webauthn-rs-core and p256; QR without key 6
+#                (DRIVER_TRANSPORTS=only). The path (tunnel or l2cap) is read
+#                from the tunnel server's /metrics; the advert's shape from
+#                hybridd's log and the HCI trace.
+#  never-connected
+#                the desktop cannot reach the tunnel (its CA is not trusted):
+#                `hybridd scan` ends with desktop_never_connected.
+# The verdict goes to $BLE_VM_SHARE/result.
 OUT=${BLE_VM_SHARE:?}
 exec > "$OUT/inside.log" 2>&1
+PS4='+ $(date +%T) '
 set -x
-verdict() { echo "$1" > "$OUT/result"; sync; poweroff -f; exit 0; }
+: "${BIN:?}" "${EXAMPLES:?}" "${ADVERT:?}" "${ROOT:?}"
+FAILED=0
+scenario() { echo "SCENARIO $1" >> "$OUT/scenarios"; case "$1" in *": PASS "*) ;; *) FAILED=1;; esac; }
+verdict() {
+  if [ -z "$1" ]; then
+    if [ "$FAILED" = 0 ]; then set -- "PASS ($(grep -c '^SCENARIO' "$OUT/scenarios") scenarios)"
+    else set -- "FAIL (a scenario failed)"; fi
+  fi
+  echo "$1" > "$OUT/result"; sync; poweroff -f; exit 0; }
 # Waits (by the clock: TCG on a busy host is slow) until "$@" succeeds.
 wait_for() { secs=$1; shift; end=$(( $(date +%s) + secs ))
   until "$@" > /tmp/wait.out 2>&1; do
@@ -20,10 +50,10 @@ bus_call() { dbus-send --system --print-reply --reply-timeout=5000 "$@"; }
 adapters() { bus_call --dest=org.bluez / org.freedesktop.DBus.ObjectManager.GetManagedObjects \
   | sed -n 's|.*object path "/org/bluez/\(hci[0-9]*\)"$|\1|p' | sort -u; }
 two_adapters() { [ "$(adapters | wc -l)" -ge 2 ]; }
-: "${BIN:?}" "${ADVERT:?}"
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # A private "system" bus: the stock session policy lets anyone own any name,
-# which is all bluetoothd and our examples need. (A hand-written minimal
+# which is all bluetoothd and our programs need. (A hand-written minimal
 # config that works on the host did not answer inside the guest.)
 dbus-daemon --session --address=unix:path=/run/hybridd-test-bus --fork --nopidfile \
   || verdict "FAIL (dbus-daemon did not start)"
@@ -40,24 +70,150 @@ btmon -w "$OUT/hci.btsnoop" > /dev/null 2>&1 &
 /usr/libexec/bluetooth/bluetoothd -n -E -d > "$OUT/bluetoothd.log" 2>&1 &
 wait_for 90 two_adapters || verdict "FAIL (bluetoothd did not serve two controllers)"
 sleep 2   # let the last one finish its setup
-set -- $(adapters); ADV_HCI=$1; SCAN_HCI=$2
-echo "advertiser $ADV_HCI, scanner $SCAN_HCI" > "$OUT/adapters"
+set -- $(adapters); PHONE=$1; DESK=$2
+echo "phone $PHONE, desktop $DESK" > "$OUT/adapters"
 # bluetoothd powers new controllers on by itself (AutoEnable); make sure.
-for h in "$ADV_HCI" "$SCAN_HCI"; do timeout 10 btmgmt --index "${h#hci}" power on; done
+for h in "$PHONE" "$DESK"; do timeout 10 btmgmt --index "${h#hci}" power on; done
+addr_of() { timeout 5 btmgmt --index "${1#hci}" info | sed -n 's/^\s*addr \([0-9A-F:]*\).*/\1/p' | head -1; }
+PHONE_ADDR=$(addr_of "$PHONE"); DESK_ADDR=$(addr_of "$DESK")
+echo "phone $PHONE $PHONE_ADDR, desktop $DESK $DESK_ADDR" >> "$OUT/adapters"
 
-timeout 60 "$BIN/scan" --adapter "$SCAN_HCI" --expect "$ADVERT" --timeout 45 > "$OUT/scan.log" 2>&1 &
+# ------------------------------------------------------------------ advert
+timeout 60 "$EXAMPLES/scan" --adapter "$DESK" --expect "$ADVERT" --timeout 45 > "$OUT/scan.log" 2>&1 &
 scan=$!
 sleep 2
-timeout 60 "$BIN/advertise" "$ADVERT" --adapter "$ADV_HCI" --seconds 12 > "$OUT/adv.log" 2>&1 &
+timeout 60 "$EXAMPLES/advertise" "$ADVERT" --adapter "$PHONE" --seconds 12 > "$OUT/adv.log" 2>&1 &
 adv=$!
-if wait $scan; then
-  if grep -qx "MATCH $ADVERT" "$OUT/scan.log"; then
-    wait $adv; adv_rc=$?
-    grep -qx STOPPED "$OUT/adv.log" \
-      || verdict "FAIL (advertiser did not stop cleanly, rc $adv_rc: $(tail -n1 "$OUT/adv.log"))"
-    verdict "PASS ($SCAN_HCI received exactly the 20 bytes $ADV_HCI advertised under fff9; unregistered cleanly)"
+if wait $scan && grep -qx "MATCH $ADVERT" "$OUT/scan.log"; then
+  wait $adv
+  if grep -qx STOPPED "$OUT/adv.log"; then
+    scenario "advert: PASS path=radio verify=$DESK received exactly the 20 bytes $PHONE advertised under fff9; unregistered cleanly"
+  else
+    scenario "advert: FAIL advertiser did not stop cleanly: $(tail -n1 "$OUT/adv.log")"
   fi
-  verdict "FAIL (scanner exited 0 without the expected MATCH line)"
+else
+  kill $adv 2>/dev/null; wait $adv
+  scenario "advert: FAIL scanner on $DESK did not receive the advert: $(tail -n1 "$OUT/scan.log") / $(tail -n1 "$OUT/adv.log")"
 fi
-grep -q ADVERTISING "$OUT/adv.log" || verdict "FAIL (advertiser: $(tail -n1 "$OUT/adv.log"))"
-verdict "FAIL (scanner on $SCAN_HCI did not receive the advert: $(tail -n1 "$OUT/scan.log"))"
+
+# ------------------------------------------------------------- l2cap-radio
+L2ADV=$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')
+timeout 90 "$EXAMPLES/l2cap" serve --adapter "$PHONE" --advert "$L2ADV" --seconds 75 > "$OUT/l2cap-serve.log" 2>&1 &
+srv=$!
+wait_for 30 grep -q LISTENING "$OUT/l2cap-serve.log"
+timeout 90 "$EXAMPLES/l2cap" connect --adapter "$DESK" --advert "$L2ADV" --seconds 60 > "$OUT/l2cap-connect.log" 2>&1
+crc=$?
+wait $srv; src=$?
+if [ $crc = 0 ] && [ $src = 0 ] && grep -q '^L2CAP OK' "$OUT/l2cap-connect.log"; then
+  seen=$(sed -n 's/^SEEN \([0-9a-f]*\).*/\1/p' "$OUT/l2cap-connect.log")
+  scenario "l2cap-radio: PASS path=l2cap verify=advert of $(( ${#seen} / 2 )) bytes (20 + {1: PSM} suffix), $(grep '^L2CAP OK' "$OUT/l2cap-connect.log" | cut -d' ' -f3-); phone: $(grep '^SERVED' "$OUT/l2cap-serve.log" | cut -d' ' -f2-)"
+else
+  scenario "l2cap-radio: FAIL connect rc $crc: $(tail -n1 "$OUT/l2cap-connect.log") / serve rc $src: $(tail -n1 "$OUT/l2cap-serve.log")"
+fi
+
+# -------------------------------------------------------------- ceremonies
+# The tunnel server inside the VM: no network, so lo, a hosts file mapping
+# cable.ua5v.com (the host a desktop derives from tunnel domain 0) to
+# 127.0.0.1, and a throwaway CA the desktop trusts via SSL_CERT_FILE.
+ip link set lo up
+P=$OUT/pki
+bash "$ROOT/tests/interop/common/pki.sh" "$P" || verdict "FAIL (pki.sh)"
+{ grep -v 'cable\.ua5v\.com' /etc/hosts; echo '127.0.0.1 cable.ua5v.com'; } > "$OUT/hosts"
+mount --bind "$OUT/hosts" /etc/hosts || verdict "FAIL (cannot bind-mount /etc/hosts)"
+"$BIN/hybridd" tunnel-server --listen 127.0.0.1:443 --tls-cert "$P/chain.pem" --tls-key "$P/server.key" \
+  --plain-listen 127.0.0.1:0 > "$OUT/tunnel.out" 2> "$OUT/tunnel.log" &
+wait_for 60 grep -q '^ws://' "$OUT/tunnel.out" || verdict "FAIL (the tunnel server did not start)"
+TURL=$(grep -m1 '^ws://' "$OUT/tunnel.out")
+METRICS=http://${TURL#ws://}/metrics
+# Tunnels the server paired so far (busybox's static wget: under TCG every
+# process start counts, and a Python start costs ~20 s).
+paired() { timeout 20 busybox wget -q -O - "$METRICS" | sed -n 's/^hybrid_tunnel_tunnels_paired_total //p'; }
+
+# The phone: its own home, vault and config; hybridd run on the private bus.
+W=/tmp/phone; mkdir -p "$W/cfg/hybridd" "$W/data" "$W/run"; chmod 700 "$W/run"
+export XDG_CONFIG_HOME=$W/cfg XDG_DATA_HOME=$W/data XDG_RUNTIME_DIR=$W/run
+printf 'radio = "bluez"\nadapter = "%s"\n' "$PHONE" > "$W/cfg/hybridd/config.toml"
+printf '246810\n' > "$W/pin.txt"; chmod 600 "$W/pin.txt"
+HYBRIDD_INSECURE_FAST_KDF=1 "$BIN/hybridd" vault init --pin-file "$W/pin.txt" > "$OUT/vault.log" 2>&1 \
+  || verdict "FAIL (vault init: $(tail -n1 "$OUT/vault.log"))"
+"$BIN/hybridd" doctor --offline > "$OUT/doctor.log" 2>&1
+bt=$(grep -m1 bluetooth "$OUT/doctor.log")
+case "$bt" in
+  *"using adapter $PHONE ($PHONE_ADDR"*) scenario "doctor: PASS path=none verify=$bt" ;;
+  *) scenario "doctor: FAIL $bt" ;;
+esac
+RUST_LOG=info "$BIN/hybridd" run --tunnel-url "$TURL" --approval auto --pin-file "$W/pin.txt" \
+  --wait-for-desktop-secs 40 > "$OUT/hybridd.log" 2>&1 &
+wait_for 90 test -S "$W/run/hybridd/control.sock" || verdict "FAIL (hybridd run did not start: $(tail -n2 "$OUT/hybridd.log"))"
+
+# The desktop's view of the same bluetoothd: only its own controller
+# (libwebauthn scans with the first adapter BlueZ lists; see
+# interop-bluez-view). L2CAP sockets go straight to the kernel.
+dbus-daemon --session --address=unix:path=/run/desktop-bus --fork --nopidfile \
+  || verdict "FAIL (the desktop's bus did not start)"
+"$BIN/interop-bluez-view" --upstream "$DBUS_SYSTEM_BUS_ADDRESS" --downstream unix:path=/run/desktop-bus \
+  --show "$DESK" --ready-file /tmp/view.ready > "$OUT/bluez-view.log" 2>&1 &
+wait_for 30 test -e /tmp/view.ready || verdict "FAIL (interop-bluez-view: $(tail -n1 "$OUT/bluez-view.log"))"
+
+# One driver run: $1 scenario name, $2 driver binary, $3 DRIVER_SCENARIO, $4 CA file.
+drive() {
+  name=$1 driver=$2 scen=$3 ca=$4
+  before=$(paired); adv_before=$(grep -c 'advertising on 0xFFF9' "$OUT/hybridd.log")
+  t0=$(now_ms)
+  env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/desktop-bus DRIVER_QR_FILE=/tmp/qr-$name.txt \
+    DRIVER_SCENARIO=$scen DRIVER_RUNS=1 DRIVER_TRANSPORTS=only DRIVER_LIMIT_SECS=150 \
+    SSL_CERT_FILE=$ca RUST_LOG=${DRIVER_LOG:-warn} \
+    DRIVER_SCAN_CMD="'$BIN/hybridd' scan \"\$(cat /tmp/qr-$name.txt)\" >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
+    timeout 400 "$driver" > "$OUT/driver-$name.out" 2> "$OUT/driver-$name.log"
+  rc=$?
+  secs=$(( ($(now_ms) - t0) / 1000 ))
+  after=$(paired)
+  tunnels=$(( ${after:-0} - ${before:-0} ))
+  # hybrid-bluez logs each advert it registers ("advertising on 0xFFF9 …
+  # connectable=…"); the log has ANSI colours.
+  adverts=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep 'advertising on 0xFFF9' \
+    | sed -n "$((adv_before + 1)),\$p" | sed -n 's/.*connectable=\([a-z]*\).*/connectable=\1/p' | sort | uniq -c | tr -s ' \n' ' ')
+  echo "$name: rc=$rc tunnels=$tunnels adverts=[$adverts] secs=$secs"
+}
+
+for rel in 0.11 0.10; do
+  eval driver=\$DRIVER_${rel%.*}_${rel#*.}
+  drive "lwa-$rel" "$driver" uv "$P/ca.pem" > /tmp/drive.out; cat /tmp/drive.out
+  out=$OUT/driver-lwa-$rel.out
+  create=$(sed -n 's/^RUN 1 create: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
+  get=$(sed -n 's/^RUN 1 get: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
+  verified=$(grep -o 'p256_verified=true rp_verified=true tampered_rejected=true' "$out")
+  tunnels=$(sed -n 's/.* tunnels=\([-0-9]*\) .*/\1/p' /tmp/drive.out)
+  adverts=$(sed -n 's/.* adverts=\[\(.*\)\] .*/\1/p' /tmp/drive.out)
+  if grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ -n "$verified" ] && [ -n "$create" ] && [ -n "$get" ]; then
+    # Two ceremonies: two tunnels paired means both went over the tunnel;
+    # none means both went over L2CAP.
+    case $tunnels in 2) path=tunnel ;; 0) path=l2cap ;; *) path="mixed($tunnels tunnels paired)" ;; esac
+    scenario "lwa-$rel: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts"
+  else
+    scenario "lwa-$rel: FAIL tunnels_paired=$tunnels $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-lwa-$rel.log")"
+  fi
+done
+
+SYSTEM_CA=/etc/ssl/certs/ca-certificates.crt; [ -r "$SYSTEM_CA" ] || SYSTEM_CA=/dev/null
+drive never-connected "$DRIVER_0_11" tls-fail "$SYSTEM_CA" > /tmp/drive.out; cat /tmp/drive.out
+if grep -q '^TLS-NEGATIVE: OK' "$OUT/driver-never-connected.out" && grep -q desktop_never_connected "$OUT/scan-never-connected.log"; then
+  scenario "never-connected: PASS path=none verify=libwebauthn 0.11 could not reach the tunnel; hybridd scan ended: $(grep -m1 -o 'desktop_never_connected.*' "$OUT/scan-never-connected.log" | cut -c1-80)"
+else
+  scenario "never-connected: FAIL $(grep -E 'TLS-NEGATIVE|DRIVER' "$OUT/driver-never-connected.out" | tr '\n' ' ') scan: $(tail -n2 "$OUT/scan-never-connected.log" | tr '\n' ' ')"
+fi
+
+# The radio's own record: every advertising report carrying 0xFFF9 service
+# data that a controller received from the phone's, by PDU type and length.
+btmon -r "$OUT/hci.btsnoop" > "$OUT/hci.txt" 2>&1
+awk -v phone="$PHONE_ADDR" '
+  /^[<>@]/ { rep = 0; sd = 0 }
+  /LE (Extended )?Advertising Report \(0x/ { rep = 1; type = ""; addr = "" }
+  rep && /Event type:/ { t = $0; sub(/.*Event type: /, "", t); type = t }
+  rep && /^ *Address: / { addr = $2 }
+  rep && /Service Data: .*0xfff9/ { sd = 1; next }
+  rep && sd && /Data: / {
+    n[type ", service data " length($2) / 2 " bytes" (addr == phone ? "" : ", random address")]++; sd = 0 }
+  END { for (k in n) printf "%s x%d; ", k, n[k] }' "$OUT/hci.txt" > "$OUT/radio-summary"
+echo "RADIO reports received: $(cat "$OUT/radio-summary")" >> "$OUT/scenarios"
+verdict ""

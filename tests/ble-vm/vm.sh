@@ -4,8 +4,11 @@
 #
 #   tests/ble-vm/vm.sh prepare        install packages, fetch a Debian kernel, build an initramfs
 #   tests/ble-vm/vm.sh boot SCRIPT    boot the VM and run SCRIPT (absolute path) as root inside
-#   tests/ble-vm/vm.sh check          prepare if needed, build the examples, run inside.sh,
-#                                     print "BLE-VM RESULT: PASS|FAIL (reason)"
+#   tests/ble-vm/vm.sh check          prepare if needed, build hybridd, the examples, the
+#                                     helper tools and the libwebauthn drivers, run
+#                                     inside.sh (every scenario in one boot), print one
+#                                     "SCENARIO name: PASS|FAIL path=... verify=..." line
+#                                     each and "BLE-VM RESULT: PASS|FAIL (reason)"
 #
 # How it works: the VM boots Debian's stock kernel (it has bluetooth.ko and
 # hci_vhci.ko) with TCG emulation (no KVM needed), mounts the host's / read-only
@@ -33,6 +36,14 @@ prepare() {
   command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
   command -v depmod >/dev/null || need+=(kmod)
   command -v cpio >/dev/null || need+=(cpio)
+  # The ceremonies: loopback, the throwaway PKI, /metrics, and what the
+  # libwebauthn drivers build with (btleplug, native-tls, hidapi).
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v pkg-config >/dev/null || need+=(pkg-config)
+  pkg-config --exists dbus-1 2>/dev/null || need+=(libdbus-1-dev)
+  pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+  pkg-config --exists libudev 2>/dev/null || need+=(libudev-dev)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get update -qq
@@ -96,7 +107,7 @@ boot() {
     for kv in "$@"; do printf 'export %q\n' "$kv"; done; } > "$SHARE/guest.env"
   # TCG, not KVM: nested KVM hung on these machines, and TCG boots in seconds.
   local rc=0
-  timeout "${BLE_VM_TIMEOUT:-420}" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
+  timeout "${BLE_VM_TIMEOUT:-1200}" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
     -nographic -no-reboot -nic none \
     -kernel "$STATE/vmlinuz" -initrd "$STATE/initramfs.gz" \
     -append "console=ttyS0 quiet panic=-1" \
@@ -108,19 +119,32 @@ boot() {
 }
 
 check() {
-  [ -f "$STATE/initramfs.gz" ] || prepare
+  prepare   # cheap when done before: installs only what is missing
   local target=${CARGO_TARGET_DIR:-$ROOT/target}
-  (cd "$ROOT" && cargo build -q -p hybrid-bluez --examples)
-  local bin=$target/debug/examples
+  # Everything the guest runs is built here, once, before the boot.
+  log "building hybridd, the examples and the helper tools"
+  (cd "$ROOT" && cargo build -q -p hybrid-bluez --examples && cargo build -q -p hybridd -p hybrid-interop-chromium) \
+    || { echo "BLE-VM RESULT: FAIL (cargo build)"; return 1; }
+  local d11 d10
+  log "building the libwebauthn 0.11 and 0.10 initiators as the peers suite does"
+  d11=$(bash "$ROOT/tests/interop/peers/build.sh" libwebauthn 0.11) \
+    && d10=$(bash "$ROOT/tests/interop/peers/build.sh" libwebauthn 0.10) \
+    || { echo "BLE-VM RESULT: FAIL (building the libwebauthn drivers; needs pkg-config libdbus-1-dev libssl-dev libudev-dev)"; return 1; }
   # A fixed, recognisable advert (any 20 bytes do for the radio path).
   local advert=${BLE_VM_ADVERT:-$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')}
   local t0=$SECONDS
-  boot "$HERE/inside.sh" "BIN=$bin" "ADVERT=$advert"
+  log "booting the VM (all scenarios in one boot)"
+  boot "$HERE/inside.sh" "BIN=$target/debug" "EXAMPLES=$target/debug/examples" "ROOT=$ROOT" \
+    "ADVERT=$advert" "DRIVER_0_11=$d11" "DRIVER_0_10=$d10"
   local verdict
   if [ -f "$SHARE/result" ]; then verdict=$(cat "$SHARE/result"); else verdict="FAIL (the VM wrote no result; see $STATE/console.log)"; fi
-  for f in inside.log bluetoothd.log adv.log scan.log; do
-    [ -f "$SHARE/$f" ] && { echo "----- $f"; tail -n 40 "$SHARE/$f"; }
-  done
+  case "$verdict" in
+    PASS*) ;;
+    *) for f in inside.log bluetoothd.log hybridd.log; do
+         [ -f "$SHARE/$f" ] && { echo "----- $f"; tail -n 40 "$SHARE/$f"; }
+       done ;;
+  esac
+  [ -f "$SHARE/scenarios" ] && cat "$SHARE/scenarios"
   echo "BLE-VM RESULT: $verdict (advert $advert, $((SECONDS - t0)) s)"
   case "$verdict" in PASS*) return 0;; *) return 1;; esac
 }

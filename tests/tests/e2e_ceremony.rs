@@ -1,5 +1,5 @@
-//! End-to-end ceremonies on loopback: the daemon's phone driver
-//! (`hybridd::phone`) against the desktop from `hybrid-initiator`, through
+//! End-to-end ceremonies on loopback: the daemon's ceremony core
+//! (`hybridd::ceremony`) against the desktop from `hybrid-initiator`, through
 //! the real tunnel server, verified as a relying party (hybrid-protocol.md
 //! §0 steps 1–6).
 #![allow(missing_docs)]
@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{auth, rp, World};
 
@@ -34,12 +34,12 @@ async fn register_and_sign_in_with_the_sqlite_vault() {
         hybrid_vault::KdfParams::INSECURE_FOR_TESTS,
     )
     .unwrap();
-    let env = common::VaultEnv::new(vault);
+    let env = common::VaultEnv::with_store(vault, 77);
     let a = hybrid_ctap::Authenticator::new(hybrid_ctap::Config::default(), env);
     let (cred, a) = world.register(a, 1).await;
     let mut creds = vec![cred];
     let (_, a) = world.sign_in(a, &mut creds).await;
-    assert_eq!(a.env().vault.count().unwrap(), 1);
+    assert_eq!(a.env().store.count().unwrap(), 1);
 }
 
 /// Two discoverable credentials: the getAssertion announces
@@ -141,5 +141,27 @@ async fn two_hundred_ceremonies_without_leaks() {
         rss1 <= rss0 + 30 * 1024,
         "VmRSS grew from {rss0} to {rss1} KiB"
     );
-    assert!(elapsed < Duration::from_secs(120));
+    // No wall-clock limit here (issue 16): every wait inside a ceremony has
+    // its own bound, and the time is printed above for the record.
+}
+
+/// The leak checks above must fail, not pass with zeros, when `/proc`
+/// cannot be read (issue 16).
+#[test]
+fn leak_probes_fail_when_proc_cannot_be_read() {
+    let missing = std::path::Path::new("/proc/self/no-such-entry");
+    let fds = std::panic::catch_unwind(|| common::open_fds_in(missing));
+    assert!(fds.is_err(), "open_fds_in returned {fds:?} for {missing:?}");
+    let rss = std::panic::catch_unwind(|| common::rss_kib_from(missing));
+    assert!(
+        rss.is_err(),
+        "rss_kib_from returned {rss:?} for {missing:?}"
+    );
+    // A readable file without a VmRSS line is not a measurement either.
+    let no_rss = std::panic::catch_unwind(|| {
+        common::rss_kib_from(std::path::Path::new("/proc/self/cmdline"))
+    });
+    assert!(no_rss.is_err());
+    // The real probes work here.
+    assert!(common::open_fds() > 0 && common::rss_kib() > 0);
 }

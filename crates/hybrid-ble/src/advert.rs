@@ -18,11 +18,12 @@ pub const TAG_LEN: usize = 4;
 fn tag(key: &EidKey, ct: &[u8; EID_PLAINTEXT_SIZE]) -> [u8; TAG_LEN] {
     // HMAC zero-pads keys shorter than the 64-byte SHA-256 block (RFC 2104),
     // so a zero-padded block-sized key is the same key — and infallible.
-    let mut block_key = [0u8; 64];
+    let mut block_key = zeroize::Zeroizing::new([0u8; 64]);
     for (d, s) in block_key.iter_mut().zip(key.hmac_key().iter()) {
         *d = *s;
     }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block_key.into());
+    let block_key: &[u8; 64] = &block_key;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(block_key.into());
     mac.update(ct);
     let full = mac.finalize().into_bytes();
     let mut out = [0u8; TAG_LEN];
@@ -33,7 +34,9 @@ fn tag(key: &EidKey, ct: &[u8; EID_PLAINTEXT_SIZE]) -> [u8; TAG_LEN] {
 }
 
 fn cipher(key: &EidKey) -> Aes256 {
-    Aes256::new(&key.aes_key().into())
+    let aes_key = key.aes_key();
+    let aes_key: &[u8; 32] = &aes_key;
+    Aes256::new(aes_key.into())
 }
 
 /// Encrypts an EID plaintext into the 20-byte advert:

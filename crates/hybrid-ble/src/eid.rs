@@ -4,8 +4,9 @@
 
 use std::fmt;
 
+use hybrid_tunnel_names::domain_id_acceptable;
 use rand_core::CryptoRngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::derive::{derive_array, Purpose};
 use crate::BleError;
@@ -16,15 +17,6 @@ pub const EID_PLAINTEXT_SIZE: usize = 16;
 pub const NONCE_SIZE: usize = 10;
 /// Size of a tunnel routing ID (§4.2).
 pub const ROUTING_ID_SIZE: usize = 3;
-/// Assigned domain IDs are below this; IDs at or above it are hashed (§4.1).
-pub const FIRST_HASHED_DOMAIN: u16 = 256;
-
-/// Whether a desktop that knows `known_domains` assigned tunnel domains
-/// (QR key 2) accepts domain `id`: `id >= 256 || id < known_domains`
-/// (§3.3 step 5).
-pub fn domain_is_known(id: u16, known_domains: u64) -> bool {
-    id >= FIRST_HASHED_DOMAIN || u64::from(id) < known_domains
-}
 
 /// The 64-byte advert key: AES-256 key ‖ HMAC-SHA256 key (§2.2 purpose 1).
 /// Zeroized on drop, never shown by `Debug`.
@@ -62,18 +54,18 @@ impl EidKey {
         &self.0
     }
 
-    /// Bytes [0..32): the AES-256 key.
-    pub(crate) fn aes_key(&self) -> [u8; 32] {
-        let mut k = [0u8; 32];
+    /// Bytes [0..32): the AES-256 key, in a copy wiped on drop.
+    pub(crate) fn aes_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut k = Zeroizing::new([0u8; 32]);
         for (d, s) in k.iter_mut().zip(self.0.iter()) {
             *d = *s;
         }
         k
     }
 
-    /// Bytes [32..64): the HMAC-SHA256 key.
-    pub(crate) fn hmac_key(&self) -> [u8; 32] {
-        let mut k = [0u8; 32];
+    /// Bytes [32..64): the HMAC-SHA256 key, in a copy wiped on drop.
+    pub(crate) fn hmac_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut k = Zeroizing::new([0u8; 32]);
         for (d, s) in k.iter_mut().zip(self.0.iter().skip(32)) {
             *d = *s;
         }
@@ -149,10 +141,11 @@ impl EidPlaintext {
     }
 
     /// §3.3 step 5: the domain must be hashed (≥ 256) or an assigned ID
-    /// below `known_domains`.
+    /// below `known_domains` (the rule is the tunnel names',
+    /// [`hybrid_tunnel_names::domain_id_acceptable`]).
     pub fn check_domain(&self, known_domains: u64) -> Result<(), BleError> {
         let id = self.domain_id();
-        if domain_is_known(id, known_domains) {
+        if domain_id_acceptable(id, known_domains) {
             Ok(())
         } else {
             Err(BleError::UnknownDomain { id, known_domains })
@@ -292,24 +285,23 @@ mod tests {
     }
 
     #[test]
-    fn domain_rule() {
-        assert!(domain_is_known(0, 1));
-        assert!(!domain_is_known(0, 0));
-        assert!(domain_is_known(1, 2));
-        assert!(!domain_is_known(2, 2));
-        assert!(!domain_is_known(255, 2));
-        assert!(domain_is_known(255, 256));
-        assert!(domain_is_known(255, u64::MAX));
-        assert!(domain_is_known(256, 0));
-        assert!(domain_is_known(u16::MAX, 0));
-    }
-
-    #[test]
     fn secrets_redacted() {
         let k = EidKey::from_bytes([0xab; 64]);
         assert_eq!(format!("{k:?}"), "EidKey(<redacted>)");
         let p = psk(b"s", &EidPlaintext::new([0; 10], [0; 3], 0));
         assert_eq!(format!("{p:?}"), "Psk(<redacted>)");
+    }
+
+    /// Issue 16: the AES and HMAC halves handed out are wiped when dropped,
+    /// and so is the AES key schedule built from them.
+    #[test]
+    fn zeroize_eid_key_copies() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let k = EidKey::from_bytes([7; 64]);
+        wiped_on_drop(&k.aes_key());
+        wiped_on_drop(&k.hmac_key());
+        let schedule = <aes::Aes256 as aes::cipher::KeyInit>::new(&[7u8; 32].into());
+        wiped_on_drop(&schedule);
     }
 
     #[test]
@@ -331,9 +323,9 @@ mod tests {
             prop_assert_eq!(p.routing_id(), rid);
             prop_assert_eq!(p.domain_id(), dom);
             match EidPlaintext::parse(p.as_bytes(), known) {
-                Ok(q) => { prop_assert!(domain_is_known(dom, known)); prop_assert_eq!(q, p); }
+                Ok(q) => { prop_assert!(domain_id_acceptable(dom, known)); prop_assert_eq!(q, p); }
                 Err(e) => {
-                    prop_assert!(!domain_is_known(dom, known));
+                    prop_assert!(!domain_id_acceptable(dom, known));
                     prop_assert_eq!(e, BleError::UnknownDomain { id: dom, known_domains: known });
                 }
             }

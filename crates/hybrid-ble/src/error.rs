@@ -1,4 +1,5 @@
-//! The crate's error type for the pure part (derivation, EID, adverts).
+//! The crate's error type for the pure part (derivation, EID, adverts, the
+//! advert suffix and the L2CAP channel framing).
 
 /// Why a derivation, EID plaintext or advert was refused. Each variant's
 /// Display names the rule of `hybrid-protocol.md` it breaks.
@@ -22,6 +23,67 @@ pub enum BleError {
     ServiceDataTooShort {
         /// The length received.
         len: usize,
+    },
+    /// PSM 0 cannot be advertised (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): PSM 0 is not an L2CAP PSM")]
+    InvalidPsm,
+    /// The advertisement suffix is not one well-formed CBOR item
+    /// (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): not a single CBOR item ({0})")]
+    SuffixCbor(hybrid_cbor::Error),
+    /// The advertisement suffix is CBOR but not a map (`hybrid-ble-l2cap.md` §2).
+    #[error("advert suffix rule (hybrid-ble-l2cap.md §2): not a CBOR map")]
+    SuffixNotAMap,
+    /// The desktop's first byte on the L2CAP channel is neither `00` (length
+    /// prefix) nor `04` (CRLF variant) (`hybrid-ble-l2cap.md` §4).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): first byte {first_byte:#04x} is neither 00 (length prefix) nor 04 (CRLF)")]
+    L2capUnknownFraming {
+        /// The byte received.
+        first_byte: u8,
+    },
+    /// A zero-length message on the L2CAP channel (`hybrid-ble-l2cap.md` §4).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): zero-length message")]
+    L2capEmptyMessage,
+    /// A message longer than the limit (1 MiB, `hybrid-ble-l2cap.md` §4).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): message of {len} bytes exceeds {max}")]
+    L2capTooLong {
+        /// The length announced or found.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// CRLF variant: more bytes than a message may have arrived without a
+    /// `0D 0A` (`hybrid-ble-l2cap.md` §4).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): {buffered} bytes without 0D 0A (messages are at most {max} bytes)")]
+    L2capNoTerminator {
+        /// Bytes buffered.
+        buffered: usize,
+        /// The message limit.
+        max: usize,
+    },
+    /// More bytes were pushed than a decoder holds (the caller did not drain).
+    #[error("L2CAP framing: {buffered} bytes buffered, more than the {max} allowed")]
+    L2capBufferFull {
+        /// Bytes that would be buffered.
+        buffered: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The channel ended in the middle of a message (`hybrid-ble-l2cap.md` §4).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): channel closed mid-message ({buffered} bytes buffered)")]
+    L2capTruncated {
+        /// Bytes of the unfinished message.
+        buffered: usize,
+    },
+    /// `extend_candidate` without a CRLF candidate to extend.
+    #[error("L2CAP framing: no CRLF candidate message to extend")]
+    L2capNothingToExtend,
+    /// A CRLF message still did not decrypt after this many extensions
+    /// (`hybrid-ble-l2cap.md` §4 (b)).
+    #[error("L2CAP framing (hybrid-ble-l2cap.md §4): message still undecryptable after {max} extensions to the next 0D 0A")]
+    L2capTooManyExtensions {
+        /// The bound.
+        max: u32,
     },
     /// The 4-byte HMAC tag does not match: not an advert for this key (§3.3 step 2).
     #[error("advert rule §3.3.2: HMAC tag does not match (advert not made with this EID key)")]

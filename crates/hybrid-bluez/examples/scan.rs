@@ -10,7 +10,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hybrid_bluez::{scan::watch_service_data, system_bus, FIDO_SERVICE_UUID};
+use hybrid_ble::SERVICE_UUID;
+use hybrid_bluez::{scan::watch_service_data, system_bus};
 
 fn usage() -> ExitCode {
     eprintln!("usage: scan [--adapter hciN] [--expect <40 hex chars>] [--timeout N]");
@@ -51,7 +52,7 @@ async fn main() -> ExitCode {
     let r = watch_service_data(
         &conn,
         adapter.as_deref(),
-        FIDO_SERVICE_UUID,
+        SERVICE_UUID,
         Duration::from_secs(timeout),
         |dev, bytes| {
             println!("SEEN {dev} {}", hex::encode(bytes));

@@ -21,6 +21,9 @@ pub struct AdapterInfo {
     pub path: String,
     /// Its Bluetooth address, if BlueZ reported one.
     pub address: Option<String>,
+    /// `Adapter1.AddressType`: `public` or `random`, if reported. An L2CAP
+    /// listener binds to this address and type (`l2cap` module).
+    pub address_type: Option<String>,
     /// `Adapter1.Powered`.
     pub powered: bool,
     /// Whether the adapter exports `org.bluez.LEAdvertisingManager1`.
@@ -102,11 +105,47 @@ fn adapter_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Reads the adapter's state without judging it. `adapter` picks one by name
-/// (`hci0`); `None` takes the first with LE advertising, else the first at all.
+/// Picks the adapter hybridd uses from those BlueZ serves (in index order):
 ///
-/// Errors only when there is nothing to describe: no bus service, no adapter.
-pub async fn probe(conn: &Connection, adapter: Option<&str>) -> Result<AdapterInfo, BluezError> {
+/// * `wanted` (`adapter = "hci1"` in the configuration, or an object path):
+///   that one, powered or not (the caller reports what is wrong with it), or
+///   [`BluezError::AdapterNotFound`] listing the others;
+/// * no setting: the first powered adapter with LE advertising, else the
+///   first powered one, else the first at all (so the error then names a
+///   real adapter and says "power it on").
+pub fn choose_adapter<'a>(
+    adapters: &'a [AdapterInfo],
+    wanted: Option<&str>,
+) -> Result<&'a AdapterInfo, BluezError> {
+    if adapters.is_empty() {
+        return Err(BluezError::NoAdapter);
+    }
+    match wanted {
+        Some(w) => adapters
+            .iter()
+            .find(|a| a.name == w || a.path == w)
+            .ok_or_else(|| BluezError::AdapterNotFound {
+                wanted: w.to_owned(),
+                available: adapters
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        None => adapters
+            .iter()
+            .find(|a| a.powered && a.le_advertising)
+            .or_else(|| adapters.iter().find(|a| a.powered))
+            .or_else(|| adapters.first())
+            .ok_or(BluezError::NoAdapter),
+    }
+}
+
+/// Every adapter BlueZ serves, in index order (hci0, hci1, …, hci10), as
+/// [`AdapterInfo`].
+///
+/// Errors only when BlueZ cannot be asked (no bus service, no answer).
+pub async fn adapters(conn: &Connection) -> Result<Vec<AdapterInfo>, BluezError> {
     let om = ObjectManagerProxy::builder(conn)
         .destination(BLUEZ)
         .and_then(|b| b.path("/"))
@@ -125,55 +164,43 @@ pub async fn probe(conn: &Connection, adapter: Option<&str>) -> Result<AdapterIn
             })
         }
     };
-
-    let mut adapters: Vec<(&OwnedObjectPath, &Ifaces)> = objects
+    let mut out: Vec<AdapterInfo> = objects
         .iter()
-        .filter(|(_, ifaces)| ifaces.keys().any(|i| i.as_str() == ADAPTER1))
-        .collect();
-    adapters.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-    if adapters.is_empty() {
-        return Err(BluezError::NoAdapter);
-    }
-    let has_le = |ifaces: &HashMap<
-        zbus::names::OwnedInterfaceName,
-        HashMap<String, OwnedValue>,
-    >| { ifaces.keys().any(|i| i.as_str() == LE_ADVERTISING_MANAGER1) };
-    let chosen = match adapter {
-        Some(wanted) => adapters
-            .iter()
-            .find(|(p, _)| adapter_name(p.as_str()) == wanted || p.as_str() == wanted)
-            .ok_or_else(|| BluezError::AdapterNotFound {
-                wanted: wanted.to_owned(),
-                available: adapters
+        .filter_map(|(path, ifaces)| {
+            let find = |name: &str| {
+                ifaces
                     .iter()
-                    .map(|(p, _)| adapter_name(p.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
-        None => adapters
-            .iter()
-            .find(|(_, i)| has_le(i))
-            .or_else(|| adapters.first())
-            .ok_or(BluezError::NoAdapter)?,
-    };
-    let (path, ifaces) = chosen;
-    let find = |name: &str| {
-        ifaces
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v)
-    };
-    let a1 = find(ADAPTER1);
-    let le = find(LE_ADVERTISING_MANAGER1);
-    Ok(AdapterInfo {
-        name: adapter_name(path.as_str()).to_owned(),
-        path: path.as_str().to_owned(),
-        address: prop::<String>(a1, "Address"),
-        powered: prop::<bool>(a1, "Powered").unwrap_or(false),
-        le_advertising: le.is_some(),
-        active_instances: prop::<u8>(le, "ActiveInstances"),
-        supported_instances: prop::<u8>(le, "SupportedInstances"),
-    })
+                    .find(|(k, _)| k.as_str() == name)
+                    .map(|(_, v)| v)
+            };
+            let a1 = find(ADAPTER1)?;
+            let le = find(LE_ADVERTISING_MANAGER1);
+            Some(AdapterInfo {
+                name: adapter_name(path.as_str()).to_owned(),
+                path: path.as_str().to_owned(),
+                address: prop::<String>(Some(a1), "Address"),
+                address_type: prop::<String>(Some(a1), "AddressType"),
+                powered: prop::<bool>(Some(a1), "Powered").unwrap_or(false),
+                le_advertising: le.is_some(),
+                active_instances: prop::<u8>(le, "ActiveInstances"),
+                supported_instances: prop::<u8>(le, "SupportedInstances"),
+            })
+        })
+        .collect();
+    // hci2 before hci10.
+    out.sort_by(|a, b| (a.path.len(), &a.path).cmp(&(b.path.len(), &b.path)));
+    Ok(out)
+}
+
+/// Reads the state of the adapter hybridd would use ([`choose_adapter`])
+/// without judging it. `adapter` picks one by name (`hci1`); `None` takes
+/// the first powered one.
+///
+/// Errors only when there is nothing to describe: no bus service, no
+/// adapter, or the named adapter does not exist.
+pub async fn probe(conn: &Connection, adapter: Option<&str>) -> Result<AdapterInfo, BluezError> {
+    let all = adapters(conn).await?;
+    choose_adapter(&all, adapter).cloned()
 }
 
 /// [`probe`], then insist the adapter can advertise now: powered, with LE
@@ -190,4 +217,64 @@ pub async fn check(conn: &Connection, adapter: Option<&str>) -> Result<AdapterIn
 pub async fn check_system(adapter: Option<&str>) -> Result<AdapterInfo, BluezError> {
     let conn = system_bus().await?;
     check(&conn, adapter).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn info(name: &str, powered: bool, le: bool) -> AdapterInfo {
+        AdapterInfo {
+            name: name.to_owned(),
+            path: format!("/org/bluez/{name}"),
+            address: Some("00:00:5E:00:53:01".to_owned()),
+            address_type: Some("public".to_owned()),
+            powered,
+            le_advertising: le,
+            active_instances: None,
+            supported_instances: None,
+        }
+    }
+
+    #[test]
+    fn default_is_the_first_powered_adapter() {
+        let all = [
+            info("hci0", false, true),
+            info("hci1", true, false),
+            info("hci2", true, true),
+            info("hci3", true, true),
+        ];
+        // Powered with LE advertising first.
+        assert_eq!(choose_adapter(&all, None).unwrap().name, "hci2");
+        // Powered at all next.
+        assert_eq!(choose_adapter(&all[..2], None).unwrap().name, "hci1");
+        // None powered: the first, so the error names a real adapter.
+        let off = [info("hci0", false, true), info("hci1", false, true)];
+        let a = choose_adapter(&off, None).unwrap();
+        assert_eq!(a.name, "hci0");
+        assert!(matches!(a.problem(), Some(BluezError::PoweredOff { .. })));
+        assert_eq!(choose_adapter(&[], None), Err(BluezError::NoAdapter));
+    }
+
+    #[test]
+    fn a_configured_adapter_is_taken_as_it_is() {
+        let all = [info("hci0", true, true), info("hci1", false, true)];
+        assert_eq!(choose_adapter(&all, Some("hci1")).unwrap().name, "hci1");
+        assert_eq!(
+            choose_adapter(&all, Some("/org/bluez/hci1")).unwrap().name,
+            "hci1"
+        );
+        assert_eq!(
+            choose_adapter(&all, Some("hci7")),
+            Err(BluezError::AdapterNotFound {
+                wanted: "hci7".to_owned(),
+                available: "hci0, hci1".to_owned()
+            })
+        );
+        assert_eq!(
+            choose_adapter(&[], Some("hci0")),
+            Err(BluezError::NoAdapter)
+        );
+    }
 }

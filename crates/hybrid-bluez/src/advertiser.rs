@@ -9,7 +9,9 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::Connection;
 
 use crate::adapter::{check, system_bus, AdapterInfo, CALL_TIMEOUT};
-use crate::{BluezError, BLUEZ, FIDO_SERVICE_UUID, LE_ADVERTISING_MANAGER1};
+use hybrid_ble::SERVICE_UUID;
+
+use crate::{BluezError, BLUEZ, LE_ADVERTISING_MANAGER1};
 
 /// Where our advertisement objects live; each start gets a fresh child path.
 pub const ADVERT_PATH_PREFIX: &str = "/org/hybridd/advert";
@@ -45,8 +47,21 @@ impl Default for BluezConfig {
 }
 
 /// The exported `org.bluez.LEAdvertisement1` object.
+///
+/// Two shapes (`hybrid-ble-l2cap.md` §2):
+/// * the hybrid advert (every QR that does not offer BLE L2CAP, e.g. every
+///   Chromium QR): `Type = "broadcast"` (non-connectable), `ServiceUUIDs =
+///   [0xFFF9]`, `ServiceData[0xFFF9]` = exactly the 20 bytes;
+/// * the CTAP 2.3 advert offering the L2CAP channel: `Type = "peripheral"`
+///   (connectable: the desktop opens an LE connection to it), no
+///   `ServiceUUIDs`, `ServiceData[0xFFF9]` = 20 bytes ‖ `{1: PSM}`. Flags (3
+///   bytes) + service data (4 + 24) fill the 31-byte legacy advertising data
+///   exactly, as Google Play Services' advert does, so BlueZ sends it as a
+///   legacy connectable PDU (ADV_IND) that BT 4.x desktops see too; a UUID
+///   list (4 more bytes) would not fit.
 struct Advertisement {
-    advert: [u8; 20],
+    service_data: Vec<u8>,
+    connectable: bool,
     released: Arc<AtomicBool>,
 }
 
@@ -64,21 +79,30 @@ impl Advertisement {
         self.released.store(true, Ordering::SeqCst);
     }
 
-    /// Non-connectable: the desktop only needs to see the service data.
+    /// Non-connectable unless the advert offers the L2CAP channel: for the
+    /// tunnel the desktop only needs to see the service data.
     #[zbus(property, name = "Type")]
     fn kind(&self) -> String {
-        "broadcast".to_owned()
+        if self.connectable {
+            "peripheral".to_owned()
+        } else {
+            "broadcast".to_owned()
+        }
     }
 
     #[zbus(property, name = "ServiceUUIDs")]
     fn service_uuids(&self) -> Vec<String> {
-        vec![FIDO_SERVICE_UUID.to_owned()]
+        if self.connectable {
+            Vec::new()
+        } else {
+            vec![SERVICE_UUID.to_owned()]
+        }
     }
 
     #[zbus(property, name = "ServiceData")]
     fn service_data(&self) -> zbus::fdo::Result<HashMap<String, OwnedValue>> {
         let mut m = HashMap::new();
-        m.insert(FIDO_SERVICE_UUID.to_owned(), bytes_value(&self.advert)?);
+        m.insert(SERVICE_UUID.to_owned(), bytes_value(&self.service_data)?);
         Ok(m)
     }
 }
@@ -189,12 +213,39 @@ impl BluezAdvertiser {
             .is_some_and(|a| a.released.load(Ordering::SeqCst))
     }
 
-    /// Starts advertising `advert` as service data under 0xFFF9, replacing
-    /// any advert this advertiser had running.
+    /// Starts advertising `advert` as service data under 0xFFF9,
+    /// non-connectable, exactly 20 bytes — the hybrid advert every desktop
+    /// understands — replacing any advert this advertiser had running.
     pub async fn start_advert(
         &mut self,
         advert: &[u8; hybrid_ble::ADVERT_LEN],
     ) -> Result<(), BluezError> {
+        self.start(advert.to_vec(), false).await
+    }
+
+    /// Starts the CTAP 2.3 advert that offers the BLE L2CAP data channel:
+    /// connectable, service data `advert ‖ {1: psm}`
+    /// (`hybrid_ble::service_data_with_psm`, `hybrid-ble-l2cap.md` §2).
+    ///
+    /// Only for a session whose QR offered the channel
+    /// (`QrCode::offers_ble_l2cap`), and only once an
+    /// [`L2capListener`](crate::L2capListener) listens on `psm` on this
+    /// advertiser's adapter: Chromium drops adverts that are not exactly 20
+    /// bytes.
+    pub async fn start_advert_with_psm(
+        &mut self,
+        advert: &[u8; hybrid_ble::ADVERT_LEN],
+        psm: u16,
+    ) -> Result<(), BluezError> {
+        let data =
+            hybrid_ble::service_data_with_psm(advert, psm).map_err(|e| BluezError::L2capSetup {
+                what: "building the advert suffix",
+                detail: e.to_string(),
+            })?;
+        self.start(data, true).await
+    }
+
+    async fn start(&mut self, service_data: Vec<u8>, connectable: bool) -> Result<(), BluezError> {
         if self.active.is_some() {
             self.stop_advert().await?;
         }
@@ -202,7 +253,8 @@ impl BluezAdvertiser {
         let path = fresh_path()?;
         let released = Arc::new(AtomicBool::new(false));
         let inner = Advertisement {
-            advert: *advert,
+            service_data,
+            connectable,
             released: Arc::clone(&released),
         };
         let server = self.conn.object_server();
@@ -241,7 +293,12 @@ impl BluezAdvertiser {
             remove_object(&self.conn, &path, timed).await;
             return Err(e);
         }
-        tracing::info!(adapter = %info.name, path = %path.as_str(), "advertising on 0xFFF9");
+        tracing::info!(
+            adapter = %info.name,
+            path = %path.as_str(),
+            connectable,
+            "advertising on 0xFFF9"
+        );
         self.active = Some(Active {
             path,
             adapter: info,

@@ -67,6 +67,40 @@ pub enum BluezError {
         /// The timeout in seconds.
         secs: u64,
     },
+    /// The kernel cannot open Bluetooth L2CAP sockets (no Bluetooth support).
+    L2capUnavailable {
+        /// The OS error.
+        detail: String,
+    },
+    /// Setting up the L2CAP listener failed (socket option, bind, listen).
+    L2capSetup {
+        /// The step that failed.
+        what: &'static str,
+        /// The OS error or reason.
+        detail: String,
+    },
+    /// BlueZ reports no usable LE address for the adapter to listen on.
+    L2capNoAddress {
+        /// Adapter name.
+        adapter: String,
+    },
+    /// An L2CAP wait ran out.
+    L2capTimeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The bound in seconds.
+        secs: u64,
+    },
+    /// Reading or writing the L2CAP channel failed.
+    L2capIo {
+        /// The operation.
+        what: &'static str,
+        /// The OS error.
+        detail: String,
+    },
+    /// The desktop broke the channel's message framing
+    /// (`hybrid-ble-l2cap.md` §4).
+    L2capFraming(hybrid_ble::BleError),
     /// Any other D-Bus failure, with its context.
     DBus {
         /// What we were doing.
@@ -106,6 +140,20 @@ impl BluezError {
                 format!("bluetoothd did not answer {what} within {secs} s")
             }
             Self::DBus { what, detail } => format!("D-Bus error during {what}: {detail}"),
+            Self::L2capUnavailable { detail } => {
+                format!("this kernel cannot open Bluetooth L2CAP sockets ({detail})")
+            }
+            Self::L2capSetup { what, detail } => {
+                format!("L2CAP listener: {what} failed: {detail}")
+            }
+            Self::L2capNoAddress { adapter } => {
+                format!("BlueZ reports no LE address for adapter {adapter}")
+            }
+            Self::L2capTimeout { what, secs } => {
+                format!("L2CAP channel: no {what} within {secs} s")
+            }
+            Self::L2capIo { what, detail } => format!("L2CAP channel: {what} failed: {detail}"),
+            Self::L2capFraming(e) => format!("L2CAP channel: {e}"),
         }
     }
 
@@ -136,6 +184,17 @@ impl BluezError {
             Self::RegisterFailed { fix, .. } => fix,
             Self::Timeout { .. } => "restart it: sudo systemctl restart bluetooth",
             Self::DBus { .. } => "check that bluetoothd is healthy: journalctl -u bluetooth",
+            Self::L2capUnavailable { .. } => {
+                "load the kernel's Bluetooth support (modprobe bluetooth); desktops then \
+                 use the tunnel"
+            }
+            Self::L2capSetup { .. } | Self::L2capNoAddress { .. } => {
+                "check the adapter with `btmgmt info`; desktops use the tunnel meanwhile"
+            }
+            Self::L2capTimeout { .. } | Self::L2capIo { .. } | Self::L2capFraming(_) => {
+                "the desktop's L2CAP connection failed; scan a new QR code (the tunnel \
+                 still works)"
+            }
         }
     }
 

@@ -26,7 +26,9 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::Connection;
 
 use crate::scan::service_data_bytes;
-use crate::{FIDO_SERVICE_UUID, LE_ADVERTISEMENT1};
+use hybrid_ble::SERVICE_UUID;
+
+use crate::LE_ADVERTISEMENT1;
 
 /// The fake adapter's object path.
 pub const FAKE_ADAPTER_PATH: &str = "/org/bluez/hci0";
@@ -201,6 +203,13 @@ impl Registration {
     pub fn u32(&self, name: &str) -> Option<u32> {
         let v = self.properties.get(name)?.try_clone().ok()?;
         u32::try_from(v).ok()
+    }
+
+    /// The names of the properties the advertisement object has, sorted.
+    pub fn property_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.properties.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
     }
 
     /// `ServiceData[uuid]` as bytes.
@@ -581,7 +590,7 @@ impl AdvManager {
         }
         let data = properties
             .get("ServiceData")
-            .and_then(|v| service_data_bytes(v, FIDO_SERVICE_UUID));
+            .and_then(|v| service_data_bytes(v, SERVICE_UUID));
         {
             let mut st = lock(&self.state);
             st.active
@@ -681,7 +690,7 @@ impl Device {
     fn service_data(&self) -> zbus::fdo::Result<HashMap<String, OwnedValue>> {
         let v = OwnedValue::try_from(Value::from(self.data.clone()))
             .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
-        Ok(HashMap::from([(FIDO_SERVICE_UUID.to_owned(), v)]))
+        Ok(HashMap::from([(SERVICE_UUID.to_owned(), v)]))
     }
 }
 

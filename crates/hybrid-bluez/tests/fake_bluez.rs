@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use hybrid_ble::SERVICE_UUID;
 use hybrid_bluez::fake::{FakeBluez, FakeEvent, FakeOptions, PrivateBus, PrivateBusError};
-use hybrid_bluez::{
-    bus_at, check, probe, scan, BluezAdvertiser, BluezConfig, BluezError, FIDO_SERVICE_UUID,
-};
+use hybrid_bluez::{bus_at, check, probe, scan, BluezAdvertiser, BluezConfig, BluezError};
 
 const ADVERT: [u8; 20] = [
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
@@ -57,19 +56,14 @@ async fn start_registers_exactly_the_advert_and_stop_unregisters() {
     assert_eq!(r.string("Type").as_deref(), Some("broadcast"));
     assert_eq!(
         r.strings("ServiceUUIDs"),
-        Some(vec![FIDO_SERVICE_UUID.to_owned()])
+        Some(vec![SERVICE_UUID.to_owned()])
     );
-    assert_eq!(r.service_data_keys(), vec![FIDO_SERVICE_UUID.to_owned()]);
-    assert_eq!(
-        r.service_data(FIDO_SERVICE_UUID).as_deref(),
-        Some(&ADVERT[..])
-    );
+    assert_eq!(r.service_data_keys(), vec![SERVICE_UUID.to_owned()]);
+    assert_eq!(r.service_data(SERVICE_UUID).as_deref(), Some(&ADVERT[..]));
     assert_eq!(r.u32("MinInterval"), Some(100));
     assert_eq!(r.u32("MaxInterval"), Some(100));
-    let mut keys: Vec<&str> = r.properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        r.property_names(),
         [
             "MaxInterval",
             "MinInterval",
@@ -128,10 +122,48 @@ async fn without_intervals_only_the_three_properties() {
     );
     adv.start_advert(&ADVERT).await.unwrap();
     let regs = fake.registrations();
-    let mut keys: Vec<&str> = regs[0].properties.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["ServiceData", "ServiceUUIDs", "Type"]);
+    assert_eq!(
+        regs[0].property_names(),
+        ["ServiceData", "ServiceUUIDs", "Type"]
+    );
     adv.stop_advert().await.unwrap();
+}
+
+/// CTAP 2.3 (`hybrid-ble-l2cap.md` §2): only when asked, a connectable
+/// advert whose service data is the 20 bytes and `{1: PSM}`, without a UUID
+/// list (so flags + service data fit a legacy PDU); the plain advert after it
+/// is exactly as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_l2cap_advert_is_connectable_with_the_psm_suffix_and_only_when_asked() {
+    let Some((_bus, fake, mut adv)) = setup("psm_advert", FakeOptions::default()).await else {
+        return;
+    };
+    adv.start_advert_with_psm(&ADVERT, 0x82).await.unwrap();
+    let regs = fake.registrations();
+    let r = &regs[0];
+    assert_eq!(r.string("Type").as_deref(), Some("peripheral"));
+    assert_eq!(r.strings("ServiceUUIDs"), Some(vec![]));
+    let mut want = ADVERT.to_vec();
+    want.extend_from_slice(&[0xa1, 0x01, 0x18, 0x82]);
+    assert_eq!(r.service_data(SERVICE_UUID), Some(want));
+    assert_eq!(r.service_data_keys(), vec![SERVICE_UUID.to_owned()]);
+    // PSM 0 is refused before anything reaches BlueZ.
+    assert!(matches!(
+        adv.start_advert_with_psm(&ADVERT, 0).await,
+        Err(BluezError::L2capSetup { .. })
+    ));
+    // The plain advert: non-connectable, UUID list, exactly 20 bytes.
+    adv.start_advert(&ADVERT).await.unwrap();
+    let regs = fake.registrations();
+    let r = regs.last().unwrap();
+    assert_eq!(r.string("Type").as_deref(), Some("broadcast"));
+    assert_eq!(
+        r.strings("ServiceUUIDs"),
+        Some(vec![SERVICE_UUID.to_owned()])
+    );
+    assert_eq!(r.service_data(SERVICE_UUID).as_deref(), Some(&ADVERT[..]));
+    adv.stop_advert().await.unwrap();
+    assert!(fake.active_paths().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +182,7 @@ async fn each_start_uses_a_fresh_path_and_replaces_the_old_advert() {
     let regs = fake.registrations();
     assert_eq!(regs.len(), 2);
     assert_eq!(
-        regs[1].service_data(FIDO_SERVICE_UUID).as_deref(),
+        regs[1].service_data(SERVICE_UUID).as_deref(),
         Some(&second_advert[..])
     );
     assert_eq!(
@@ -177,6 +209,7 @@ async fn probe_reports_the_adapter_for_doctor() {
     assert_eq!(info.name, "hci0");
     assert_eq!(info.path, "/org/bluez/hci0");
     assert_eq!(info.address.as_deref(), Some("00:00:5E:00:53:01"));
+    assert_eq!(info.address_type.as_deref(), Some("public"));
     assert!(info.powered && info.le_advertising);
     assert_eq!(
         (info.active_instances, info.supported_instances),
@@ -391,7 +424,7 @@ async fn a_scanner_sees_exactly_the_registered_service_data() {
         let got = scan::watch_service_data(
             &scanner,
             Some("hci0"),
-            FIDO_SERVICE_UUID,
+            SERVICE_UUID,
             Duration::from_secs(10),
             |_, bytes| {
                 seen.push(bytes.to_vec());
@@ -447,7 +480,7 @@ async fn works_through_the_hybrid_ble_advertiser_trait() {
     radio.start(&ADVERT).await.unwrap();
     assert_eq!(
         fake.registrations()[0]
-            .service_data(FIDO_SERVICE_UUID)
+            .service_data(SERVICE_UUID)
             .as_deref(),
         Some(&ADVERT[..])
     );
@@ -516,7 +549,7 @@ async fn the_first_advert_also_arrives_as_properties_changed() {
                 continue;
             }
             if let Some(sd) = props.get("ServiceData") {
-                return scan::service_data_bytes(sd, FIDO_SERVICE_UUID);
+                return scan::service_data_bytes(sd, SERVICE_UUID);
             }
         }
         None
@@ -569,7 +602,7 @@ async fn the_device_stays_while_discovering_when_adverts_pause() {
                 .await
                 .ok()?;
             let props: HashMap<String, OwnedValue> = reply.body().deserialize().unwrap();
-            scan::service_data_bytes(props.get("ServiceData")?, FIDO_SERVICE_UUID)
+            scan::service_data_bytes(props.get("ServiceData")?, SERVICE_UUID)
         }
     };
     let mut second = ADVERT;

@@ -1,15 +1,19 @@
-//! The authenticator state machine: one request in, one response out
-//! (sans-IO; CTAP 2.1 §6 "Authenticator API").
+//! The authenticator state machine: one request in, a [`Step`] out — the
+//! response, or a question for the user that [`Authenticator::resume`]
+//! answers (sans-IO; CTAP 2.1 §6 "Authenticator API").
 
 use std::collections::VecDeque;
 
 use crate::command::{
     CMD_GET_ASSERTION, CMD_GET_INFO, CMD_GET_NEXT_ASSERTION, CMD_MAKE_CREDENTIAL,
 };
-use crate::env::{Approval, ApprovalRequest, Env, RequestContext, UserError, UserInterface};
+use crate::env::{Approval, ApprovalRequest, Command, Env, RequestContext, UserError};
 use crate::error::Error;
+use crate::get_assertion::GaPlan;
 use crate::get_info::GetInfoResponse;
+use crate::make_credential::{McPlan, McStage};
 use crate::status::Ctap2Status;
+use crate::step::{Reply, Step};
 use crate::store::CredentialMeta;
 use crate::types::PrfInput;
 
@@ -68,11 +72,32 @@ pub(crate) struct PendingAssertions {
     pub deadline_ms: u64,
 }
 
+/// A request parked until the user answers (the yield points of
+/// CTAP 2.1 §6.1.2 and §6.2.2).
+pub(crate) enum Waiting {
+    /// A zero-length `pinUvAuthParam`: a touch, then `PIN_NOT_SET`.
+    PresenceOnly,
+    /// makeCredential, at the excludeList check or at consent.
+    MakeCredential(Box<McPlan>, McStage),
+    /// getAssertion, at consent.
+    GetAssertion(Box<GaPlan>),
+}
+
+/// What the request being processed turned into.
+pub(crate) enum Flow {
+    /// The response body (after the `CTAP2_OK` byte).
+    Done(Vec<u8>),
+    /// Ask the user this, and park the request.
+    Ask(ApprovalRequest, Waiting),
+}
+
 /// A CTAP2 authenticator over an [`Env`].
 pub struct Authenticator<E: Env> {
     pub(crate) config: Config,
     pub(crate) env: E,
     pub(crate) pending: Option<PendingAssertions>,
+    /// The request waiting for the user, with its command byte.
+    waiting: Option<(u8, Waiting)>,
 }
 
 impl<E: Env> core::fmt::Debug for Authenticator<E> {
@@ -80,6 +105,7 @@ impl<E: Env> core::fmt::Debug for Authenticator<E> {
         f.debug_struct("Authenticator")
             .field("config", &self.config)
             .field("pending", &self.pending.as_ref().map(|p| p.remaining.len()))
+            .field("waiting", &self.waiting.as_ref().map(|w| w.0))
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +117,7 @@ impl<E: Env> Authenticator<E> {
             config,
             env,
             pending: None,
+            waiting: None,
         }
     }
 
@@ -114,11 +141,18 @@ impl<E: Env> Authenticator<E> {
         self.env
     }
 
-    /// Forgets per-session state (pending getNextAssertion). The daemon calls
-    /// this when a hybrid session ends, so state never crosses sessions
-    /// (checklist: getNextAssertion "on another channel" → NOT_ALLOWED).
+    /// Forgets per-session state (pending getNextAssertion, a request
+    /// waiting for the user). The daemon calls this when a hybrid session
+    /// ends, so state never crosses sessions (checklist: getNextAssertion
+    /// "on another channel" → NOT_ALLOWED).
     pub fn end_session(&mut self) {
         self.pending = None;
+        self.waiting = None;
+    }
+
+    /// Whether a request is parked until [`Authenticator::resume`].
+    pub fn is_waiting_for_user(&self) -> bool {
+        self.waiting.is_some()
     }
 
     /// The getInfo response this authenticator sends (also the body of the
@@ -127,9 +161,13 @@ impl<E: Env> Authenticator<E> {
         GetInfoResponse::for_phone(self.config.aaguid, self.config.max_msg_size as u64)
     }
 
-    /// Processes one CTAP request (`command byte || CBOR parameters`) and
-    /// returns the response (`status byte || CBOR`). Never panics; every
-    /// failure is a one-byte status response.
+    /// Processes one CTAP request (`command byte || CBOR parameters`).
+    /// Never panics; every failure is a one-byte status reply.
+    ///
+    /// Returns [`Step::Reply`], or [`Step::NeedsUser`] when the request
+    /// needs the user (presence-only touch, excludeList hit, consent): the
+    /// request is then parked and continues with [`Authenticator::resume`].
+    /// A new request while one is parked abandons the parked one.
     ///
     /// * empty request → `CTAP1_ERR_INVALID_LENGTH` (there is no command byte
     ///   to answer; microG's choice — Chromium drops the session earlier);
@@ -139,19 +177,62 @@ impl<E: Env> Authenticator<E> {
     /// * any command but 0x01/0x02/0x04/0x08 → `CTAP1_ERR_INVALID_COMMAND`
     ///   (clientPIN, reset, credential management, selection, … are never
     ///   offered over hybrid).
-    pub fn process(&mut self, request: &[u8], ctx: &RequestContext) -> Vec<u8> {
-        match self.dispatch(request, ctx) {
-            Ok(body) => {
+    pub fn process(&mut self, request: &[u8], ctx: &RequestContext) -> Step {
+        self.waiting = None;
+        let command = request.first().copied();
+        let flow = self.dispatch(request, ctx);
+        self.step(command, flow)
+    }
+
+    /// Continues the parked request with the user's answer: an
+    /// [`Approval`], or why there is none (declined, the caller's deadline
+    /// passed, cancelled). The time, where the command needs it, comes from
+    /// the [`Env`]'s clock. A "not present" approval counts as declined.
+    ///
+    /// Without a parked request this answers `CTAP2_ERR_NOT_ALLOWED`
+    /// (a caller bug, never a peer's doing).
+    pub fn resume(&mut self, answer: Result<Approval, UserError>) -> Step {
+        let Some((command, waiting)) = self.waiting.take() else {
+            return self.step(None, Err(Ctap2Status::NotAllowed.into()));
+        };
+        let flow = accept(answer).and_then(|approval| match waiting {
+            // CTAP 2.1 §6.1.2 step 1.1: the touch is all; no PIN is set.
+            Waiting::PresenceOnly => Err(Ctap2Status::PinNotSet.into()),
+            Waiting::MakeCredential(plan, stage) => {
+                self.make_credential_answered(*plan, stage, approval)
+            }
+            Waiting::GetAssertion(plan) => self.get_assertion_answered(*plan, approval),
+        });
+        self.step(Some(command), flow)
+    }
+
+    /// Turns a flow into the step the caller sees, parking a question.
+    fn step(&mut self, command: Option<u8>, flow: Result<Flow, Error>) -> Step {
+        let (bytes, status) = match flow {
+            Ok(Flow::Ask(request, waiting)) => {
+                self.waiting = Some((command.unwrap_or(0), waiting));
+                return Step::NeedsUser(request);
+            }
+            Ok(Flow::Done(body)) => {
                 let mut out = Vec::with_capacity(body.len() + 1);
                 out.push(Ctap2Status::Ok.byte());
                 out.extend_from_slice(&body);
-                out
+                (out, Ctap2Status::Ok)
             }
-            Err(e) => vec![e.status().byte()],
-        }
+            Err(e) => {
+                let status = e.status();
+                (vec![status.byte()], status)
+            }
+        };
+        Step::Reply(Reply {
+            bytes,
+            command,
+            status,
+            follow_ups: self.pending.as_ref().map_or(0, |p| p.remaining.len()),
+        })
     }
 
-    fn dispatch(&mut self, request: &[u8], ctx: &RequestContext) -> Result<Vec<u8>, Error> {
+    fn dispatch(&mut self, request: &[u8], ctx: &RequestContext) -> Result<Flow, Error> {
         let (&cmd, params) = request.split_first().ok_or(Ctap2Status::InvalidLength)?;
         if request.len() > self.config.max_msg_size {
             self.pending = None;
@@ -166,7 +247,7 @@ impl<E: Env> Authenticator<E> {
                 if !params.is_empty() {
                     return Err(Ctap2Status::InvalidLength.into());
                 }
-                Ok(self.get_info().to_cbor())
+                Ok(Flow::Done(self.get_info().to_cbor()))
             }
             CMD_MAKE_CREDENTIAL => self.make_credential(params, ctx),
             CMD_GET_ASSERTION => self.get_assertion(params, ctx),
@@ -175,19 +256,10 @@ impl<E: Env> Authenticator<E> {
                     self.pending = None;
                     return Err(Ctap2Status::InvalidLength.into());
                 }
-                self.get_next_assertion()
+                self.get_next_assertion().map(Flow::Done)
             }
             _ => Err(Ctap2Status::InvalidCommand.into()),
         }
-    }
-
-    /// Asks the user; a "not present" answer counts as a refusal.
-    pub(crate) fn ask(&mut self, request: &ApprovalRequest) -> Result<Approval, Error> {
-        let approval = self.env.user().approve(request)?;
-        if !approval.user_present {
-            return Err(Error::User(UserError::Declined));
-        }
-        Ok(approval)
     }
 
     /// Fills `n` random bytes from the environment's RNG.
@@ -199,32 +271,41 @@ impl<E: Env> Authenticator<E> {
 
     /// CTAP 2.1 §6.1.2 / §6.2.2 steps 1–2: `pinUvAuthParam` handling for an
     /// authenticator without clientPIN or pinUvAuthToken support. A
-    /// zero-length parameter asks for a touch, then `CTAP2_ERR_PIN_NOT_SET`;
-    /// any other needs a protocol (`MISSING_PARAMETER`), and none is
-    /// supported (`INVALID_PARAMETER`).
+    /// zero-length parameter asks for a touch (`Some(flow)`: the question),
+    /// then answers `CTAP2_ERR_PIN_NOT_SET`; any other needs a protocol
+    /// (`MISSING_PARAMETER`), and none is supported (`INVALID_PARAMETER`).
     pub(crate) fn pin_uv_auth_precheck(
         &mut self,
         param: Option<&[u8]>,
         protocol: Option<u64>,
         rp_id: &str,
         ctx: &RequestContext,
-    ) -> Result<(), Error> {
-        let Some(param) = param else { return Ok(()) };
+    ) -> Result<Option<Flow>, Error> {
+        let Some(param) = param else { return Ok(None) };
         if param.is_empty() {
-            self.ask(&ApprovalRequest {
-                command: crate::env::Command::PresenceOnly,
+            let request = ApprovalRequest {
+                command: Command::PresenceOnly,
                 rp_id: rp_id.to_owned(),
                 rp_name: None,
                 user_name: None,
                 user_display_name: None,
                 uv_required: false,
                 qr_age_secs: ctx.qr_age_secs,
-            })?;
-            return Err(Ctap2Status::PinNotSet.into());
+            };
+            return Ok(Some(Flow::Ask(request, Waiting::PresenceOnly)));
         }
         match protocol {
             None => Err(Error::MissingParameter("pinUvAuthProtocol")),
             Some(_) => Err(Error::InvalidParameter("pinUvAuthProtocol")),
         }
     }
+}
+
+/// The user's answer as an approval; "not present" counts as a refusal.
+fn accept(answer: Result<Approval, UserError>) -> Result<Approval, Error> {
+    let approval = answer?;
+    if !approval.user_present {
+        return Err(Error::User(UserError::Declined));
+    }
+    Ok(approval)
 }

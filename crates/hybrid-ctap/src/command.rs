@@ -6,8 +6,8 @@ use hybrid_cbor::Value;
 use crate::cbor::{self, b, i, t};
 use crate::error::Error;
 use crate::types::{
-    descriptors_value, params_value, parse_params, CredentialDescriptor, Extensions, Options,
-    PubKeyCredParam, RpEntity, UserEntity,
+    descriptors_value, exact_len, params_value, parse_params, CredentialDescriptor, Extensions,
+    Options, PubKeyCredParam, RpEntity, UserEntity, CLIENT_DATA_HASH_LEN,
 };
 
 /// `authenticatorMakeCredential`.
@@ -38,6 +38,15 @@ pub(crate) fn decode_params(bytes: &[u8]) -> Result<Vec<(Value, Value)>, Error> 
     cbor::map(v, "request parameters")
 }
 
+/// `clientDataHash`: a byte string of exactly [`CLIENT_DATA_HASH_LEN`] bytes.
+fn client_data_hash(v: Value) -> Result<Vec<u8>, Error> {
+    exact_len(
+        cbor::bytes(v, "clientDataHash")?,
+        CLIENT_DATA_HASH_LEN,
+        "clientDataHash",
+    )
+}
+
 fn encode(entries: Vec<(Value, Value)>) -> Vec<u8> {
     hybrid_cbor::to_canonical_vec(&Value::Map(entries))
 }
@@ -45,7 +54,7 @@ fn encode(entries: Vec<(Value, Value)>) -> Vec<u8> {
 /// `authenticatorMakeCredential` parameters (CTAP 2.1 §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MakeCredentialRequest {
-    /// 0x01 `clientDataHash` (required).
+    /// 0x01 `clientDataHash` (required; exactly 32 bytes when parsed).
     pub client_data_hash: Vec<u8>,
     /// 0x02 `rp` (required).
     pub rp: RpEntity,
@@ -98,7 +107,7 @@ impl MakeCredentialRequest {
         // Type-check everything present before reporting a missing member,
         // in key order (CTAP 2.1 §6.1 parameter table).
         let cdh = cbor::take_int(&mut m, 1)
-            .map(|v| cbor::bytes(v, "clientDataHash"))
+            .map(client_data_hash)
             .transpose()?;
         let rp = cbor::take_int(&mut m, 2).map(RpEntity::parse).transpose()?;
         let user = cbor::take_int(&mut m, 3)
@@ -194,7 +203,7 @@ impl MakeCredentialRequest {
 pub struct GetAssertionRequest {
     /// 0x01 `rpId` (required).
     pub rp_id: String,
-    /// 0x02 `clientDataHash` (required).
+    /// 0x02 `clientDataHash` (required; exactly 32 bytes when parsed).
     pub client_data_hash: Vec<u8>,
     /// 0x03 `allowList` (public-key descriptors only); empty = discoverable.
     pub allow_list: Vec<CredentialDescriptor>,
@@ -229,7 +238,7 @@ impl GetAssertionRequest {
             .map(|v| cbor::text(v, "rpId"))
             .transpose()?;
         let cdh = cbor::take_int(&mut m, 2)
-            .map(|v| cbor::bytes(v, "clientDataHash"))
+            .map(client_data_hash)
             .transpose()?;
         let allow_list = cbor::take_int(&mut m, 3)
             .map(|v| CredentialDescriptor::parse_list(v, "allowList"))

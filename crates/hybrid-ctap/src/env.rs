@@ -1,6 +1,12 @@
 //! The seams between the CTAP core and the world (OpenSK's `Env` idea):
-//! credential storage ([`CredentialStore`]), the user ([`UserInterface`]),
-//! time ([`Clock`]) and randomness (`rand_core::CryptoRngCore`).
+//! credential storage ([`CredentialStore`]), time ([`Clock`]) and
+//! randomness (`rand_core::CryptoRngCore`).
+//!
+//! The user is not a seam the core calls: a request that needs the user
+//! yields [`crate::Step::NeedsUser`] with an [`ApprovalRequest`], and the
+//! caller answers with an [`Approval`] or a [`UserError`] through
+//! [`crate::Authenticator::resume`] — asynchronously, with its own
+//! deadline.
 
 use rand_core::CryptoRngCore;
 
@@ -43,7 +49,7 @@ pub struct ApprovalRequest {
     pub qr_age_secs: Option<u64>,
 }
 
-/// The user's answer.
+/// The user's answer to an [`ApprovalRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Approval {
     /// The user confirmed presence (consent).
@@ -52,7 +58,8 @@ pub struct Approval {
     pub user_verified: bool,
 }
 
-/// Why the user did not approve.
+/// Why the user did not approve (the caller's answer to an
+/// [`ApprovalRequest`] it could not get an [`Approval`] for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UserError {
@@ -65,12 +72,6 @@ pub enum UserError {
     /// The session was cancelled → `CTAP2_ERR_KEEPALIVE_CANCEL` 0x2D.
     #[error("cancelled")]
     Cancelled,
-}
-
-/// The local user: asks for consent and verification.
-pub trait UserInterface {
-    /// Shows `request` and waits for the user's decision.
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError>;
 }
 
 /// Time, supplied by the caller (the core reads no clock itself).
@@ -94,18 +95,48 @@ pub struct RequestContext {
 pub trait Env {
     /// The credential store.
     type Store: CredentialStore;
-    /// The user.
-    type User: UserInterface;
     /// The clock.
     type Clock: Clock;
     /// The random number generator.
     type Rng: CryptoRngCore;
     /// The credential store.
     fn store(&mut self) -> &mut Self::Store;
-    /// The user.
-    fn user(&mut self) -> &mut Self::User;
     /// The clock.
     fn clock(&self) -> &Self::Clock;
     /// The random number generator.
     fn rng(&mut self) -> &mut Self::Rng;
+}
+
+/// An [`Env`] made of its parts — the one environment struct: the daemon
+/// and the demo use it with the vault, the system clock and the OS RNG;
+/// tests, fuzzing and benches with the `testing` feature's doubles.
+///
+/// `user` is not a seam of the core (the core yields approval requests
+/// instead of calling anyone): it is whatever the caller keeps beside the
+/// environment to answer them — the tests' scripted user, or `()`.
+#[derive(Debug, Clone, Default)]
+pub struct EnvParts<S, C, R, U = ()> {
+    /// The credential store.
+    pub store: S,
+    /// The clock.
+    pub clock: C,
+    /// The random number generator.
+    pub rng: R,
+    /// What answers the approvals, if the caller keeps it here.
+    pub user: U,
+}
+
+impl<S: CredentialStore, C: Clock, R: CryptoRngCore, U> Env for EnvParts<S, C, R, U> {
+    type Store = S;
+    type Clock = C;
+    type Rng = R;
+    fn store(&mut self) -> &mut S {
+        &mut self.store
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn rng(&mut self) -> &mut R {
+        &mut self.rng
+    }
 }

@@ -26,6 +26,11 @@ pub enum Error {
     /// A parameter has a value we refuse → 0x02.
     #[error("invalid value for {0}")]
     InvalidParameter(&'static str),
+    /// An item whose length CTAP fixes has another length → 0x03
+    /// (`CTAP1_ERR_INVALID_LENGTH`, CTAP 2.1 §8.2: "invalid message or item
+    /// length"): clientDataHash, PRF salts, user.id ([`crate::types`]).
+    #[error("{0} has the wrong length")]
+    InvalidLength(&'static str),
     /// The credential store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,6 +94,7 @@ impl Error {
             Error::UnexpectedType(_) => Ctap2Status::CborUnexpectedType,
             Error::MissingParameter(_) => Ctap2Status::MissingParameter,
             Error::InvalidParameter(_) => Ctap2Status::InvalidParameter,
+            Error::InvalidLength(_) => Ctap2Status::InvalidLength,
             Error::Store(e) => Ctap2Status::from(e),
             Error::User(e) => Ctap2Status::from(*e),
             Error::Status(s) => *s,

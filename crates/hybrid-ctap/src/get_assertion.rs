@@ -19,10 +19,10 @@
 
 use std::collections::VecDeque;
 
-use crate::authenticator::{Authenticator, PendingAssertions};
+use crate::authenticator::{Authenticator, Flow, PendingAssertions, Waiting};
 use crate::command::GetAssertionRequest;
 use crate::crypto;
-use crate::env::{ApprovalRequest, Clock, Command, Env, RequestContext};
+use crate::env::{Approval, ApprovalRequest, Clock, Command, Env, RequestContext};
 use crate::error::Error;
 use crate::extensions::{self, cred_protect_allows};
 use crate::response::{AuthenticatorData, GetAssertionResponse, FLAG_UP, FLAG_UV};
@@ -42,21 +42,33 @@ struct AssertionParams<'a> {
     user_selected: bool,
 }
 
+/// A getAssertion waiting for the user: the request and its candidates,
+/// filtered as if verification will succeed.
+pub(crate) struct GaPlan {
+    req: GetAssertionRequest,
+    candidates: Vec<CredentialMeta>,
+    discovery: bool,
+    up: bool,
+    uv_requested: bool,
+}
+
 impl<E: Env> Authenticator<E> {
     pub(crate) fn get_assertion(
         &mut self,
         params: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Flow, Error> {
         let req = GetAssertionRequest::from_cbor(params)?;
 
         // Steps 1–2: pinUvAuthParam (no clientPIN here).
-        self.pin_uv_auth_precheck(
+        if let Some(touch) = self.pin_uv_auth_precheck(
             req.pin_uv_auth_param.as_deref(),
             req.pin_uv_auth_protocol,
             &req.rp_id,
             ctx,
-        )?;
+        )? {
+            return Ok(touch);
+        }
 
         // Step 5: options. `rk` is not a getAssertion option
         // (trussed-dev/fido2-tests#14 expects INVALID_OPTION).
@@ -78,7 +90,7 @@ impl<E: Env> Authenticator<E> {
             .env
             .store()
             .find(&req.rp_id, if discovery { None } else { Some(&ids) })?;
-        let mut candidates: Vec<CredentialMeta> = found
+        let candidates: Vec<CredentialMeta> = found
             .into_iter()
             .filter(|c| c.rp_id == req.rp_id)
             .filter(|c| {
@@ -99,7 +111,7 @@ impl<E: Env> Authenticator<E> {
             || candidates
                 .iter()
                 .all(|c| !cred_protect_allows(c.cred_protect, !discovery, false));
-        let approval = self.ask(&ApprovalRequest {
+        let request = ApprovalRequest {
             command: Command::GetAssertion,
             rp_id: req.rp_id.clone(),
             rp_name: first.rp_name.clone(),
@@ -107,7 +119,30 @@ impl<E: Env> Authenticator<E> {
             user_display_name: first.user_display_name.clone(),
             uv_required: needs_uv,
             qr_age_secs: ctx.qr_age_secs,
-        })?;
+        };
+        let plan = GaPlan {
+            req,
+            candidates,
+            discovery,
+            up,
+            uv_requested,
+        };
+        Ok(Flow::Ask(request, Waiting::GetAssertion(Box::new(plan))))
+    }
+
+    /// The user answered a parked getAssertion: steps 10–13.
+    pub(crate) fn get_assertion_answered(
+        &mut self,
+        plan: GaPlan,
+        approval: Approval,
+    ) -> Result<Flow, Error> {
+        let GaPlan {
+            req,
+            mut candidates,
+            discovery,
+            up,
+            uv_requested,
+        } = plan;
         if uv_requested && !approval.user_verified {
             return Err(Ctap2Status::OperationDenied.into());
         }
@@ -161,7 +196,7 @@ impl<E: Env> Authenticator<E> {
                 deadline_ms: now.saturating_add(self.config.next_assertion_timeout_ms),
             });
         }
-        Ok(body)
+        Ok(Flow::Done(body))
     }
 
     /// CTAP 2.1 §6.3: the next credential of the last discovery, within 30 s

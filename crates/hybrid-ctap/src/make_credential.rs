@@ -3,11 +3,11 @@
 use hybrid_cbor::Value;
 use zeroize::Zeroizing;
 
-use crate::authenticator::{Authenticator, CREDENTIAL_ID_LEN, DUMMY_RP_ID};
+use crate::authenticator::{Authenticator, Flow, Waiting, CREDENTIAL_ID_LEN, DUMMY_RP_ID};
 use crate::cbor::{b, i, t};
 use crate::command::MakeCredentialRequest;
 use crate::crypto;
-use crate::env::{ApprovalRequest, Clock, Command, Env, RequestContext};
+use crate::env::{Approval, ApprovalRequest, Clock, Command, Env, RequestContext};
 use crate::error::Error;
 use crate::extensions;
 use crate::response::{
@@ -37,12 +37,58 @@ fn choose_format(pref: Option<&[String]>) -> Format {
         .unwrap_or(Format::Packed)
 }
 
+/// A makeCredential that passed every check before the user is asked:
+/// what it waits with while the user answers.
+pub(crate) struct McPlan {
+    req: MakeCredentialRequest,
+    alg: i64,
+    discoverable: bool,
+    uv_requested: bool,
+    cred_protect: Option<u8>,
+    qr_age_secs: Option<u64>,
+}
+
+/// Where a parked makeCredential waits.
+pub(crate) enum McStage {
+    /// Step 12: an excludeList hit asked for presence; `only_level3`: every
+    /// hit is a userVerificationRequired credential (step 12.1.1).
+    Excluded {
+        /// Every hit has credProtect level 3.
+        only_level3: bool,
+    },
+    /// Steps 14–16: consent and verification.
+    Consent,
+}
+
+impl McPlan {
+    fn ask(&self, command: Command, uv_required: bool) -> ApprovalRequest {
+        ApprovalRequest {
+            command,
+            rp_id: self.req.rp.id.clone(),
+            rp_name: self.req.rp.name.clone(),
+            user_name: self.req.user.name.clone(),
+            user_display_name: self.req.user.display_name.clone(),
+            uv_required,
+            qr_age_secs: self.qr_age_secs,
+        }
+    }
+
+    /// Steps 14–16 ask for consent (and verification when `uv` was set).
+    fn consent(self) -> Flow {
+        let request = self.ask(Command::MakeCredential, self.uv_requested);
+        Flow::Ask(
+            request,
+            Waiting::MakeCredential(Box::new(self), McStage::Consent),
+        )
+    }
+}
+
 impl<E: Env> Authenticator<E> {
     pub(crate) fn make_credential(
         &mut self,
         params: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Flow, Error> {
         let req = MakeCredentialRequest::from_cbor(params)?;
 
         // hybridd policy (hybrid-protocol.md §7.2): Chrome's ".dummy"
@@ -52,12 +98,14 @@ impl<E: Env> Authenticator<E> {
         }
 
         // Steps 1–2: pinUvAuthParam (no clientPIN here).
-        self.pin_uv_auth_precheck(
+        if let Some(touch) = self.pin_uv_auth_precheck(
             req.pin_uv_auth_param.as_deref(),
             req.pin_uv_auth_protocol,
             &req.rp.id,
             ctx,
-        )?;
+        )? {
+            return Ok(touch);
+        }
 
         // Step 3: the first supported algorithm in the RP's order; entries of
         // other types are skipped.
@@ -90,47 +138,68 @@ impl<E: Env> Authenticator<E> {
         // CREDENTIAL_EXCLUDED and stores nothing. A userVerificationRequired
         // (level 3) credential only counts if the user was verified
         // (CTAP 2.1 §6.1.2 step 12.1.1).
-        if !req.exclude_list.is_empty() {
+        let hits: Vec<CredentialMeta> = if req.exclude_list.is_empty() {
+            Vec::new()
+        } else {
             let ids: Vec<Vec<u8>> = req.exclude_list.iter().map(|d| d.id.clone()).collect();
-            let hits: Vec<CredentialMeta> = self
-                .env
+            self.env
                 .store()
                 .find(&req.rp.id, Some(&ids))?
                 .into_iter()
                 .filter(|c| c.rp_id == req.rp.id && ids.contains(&c.id))
-                .collect();
-            if !hits.is_empty() {
-                let only_level3 = hits.iter().all(|c| c.cred_protect >= 3);
-                let approval = self.ask(&ApprovalRequest {
-                    command: Command::ExcludedCredential,
-                    rp_id: req.rp.id.clone(),
-                    rp_name: req.rp.name.clone(),
-                    user_name: req.user.name.clone(),
-                    user_display_name: req.user.display_name.clone(),
-                    uv_required: only_level3,
-                    qr_age_secs: ctx.qr_age_secs,
-                })?;
+                .collect()
+        };
+        let plan = McPlan {
+            req,
+            alg,
+            discoverable,
+            uv_requested,
+            cred_protect,
+            qr_age_secs: ctx.qr_age_secs,
+        };
+        if hits.is_empty() {
+            return Ok(plan.consent());
+        }
+        let only_level3 = hits.iter().all(|c| c.cred_protect >= 3);
+        let request = plan.ask(Command::ExcludedCredential, only_level3);
+        Ok(Flow::Ask(
+            request,
+            Waiting::MakeCredential(Box::new(plan), McStage::Excluded { only_level3 }),
+        ))
+    }
+
+    /// The user answered a parked makeCredential.
+    pub(crate) fn make_credential_answered(
+        &mut self,
+        plan: McPlan,
+        stage: McStage,
+        approval: Approval,
+    ) -> Result<Flow, Error> {
+        match stage {
+            McStage::Excluded { only_level3 } => {
                 if !only_level3 || approval.user_verified {
                     return Err(Ctap2Status::CredentialExcluded.into());
                 }
+                Ok(plan.consent())
+            }
+            McStage::Consent => {
+                if plan.uv_requested && !approval.user_verified {
+                    return Err(Ctap2Status::OperationDenied.into());
+                }
+                self.create_credential(plan, approval).map(Flow::Done)
             }
         }
+    }
 
-        // Steps 14–16: user consent and verification. A phone always
-        // verifies; the UV flag reports what the user interface did.
-        let approval = self.ask(&ApprovalRequest {
-            command: Command::MakeCredential,
-            rp_id: req.rp.id.clone(),
-            rp_name: req.rp.name.clone(),
-            user_name: req.user.name.clone(),
-            user_display_name: req.user.display_name.clone(),
-            uv_required: uv_requested,
-            qr_age_secs: ctx.qr_age_secs,
-        })?;
-        if uv_requested && !approval.user_verified {
-            return Err(Ctap2Status::OperationDenied.into());
-        }
-
+    /// Steps 17–20: the new credential, stored, and its attestation.
+    fn create_credential(&mut self, plan: McPlan, approval: Approval) -> Result<Vec<u8>, Error> {
+        let McPlan {
+            req,
+            alg,
+            discoverable,
+            cred_protect,
+            ..
+        } = plan;
         // Step 17: new credential.
         let key = crypto::generate(alg, self.env.rng())?;
         let credential_id = self.random(CREDENTIAL_ID_LEN);

@@ -1,6 +1,9 @@
 //! Deterministic test doubles for every seam (OpenSK's `env/test` idea):
-//! an in-memory [`MemStore`], a [`ScriptedUser`], a [`FakeClock`] and a
-//! [`SeededRng`], bundled as [`TestEnv`]. For tests, fuzzing and benches
+//! an in-memory [`MemStore`], a [`FakeClock`] and a [`SeededRng`], bundled
+//! as [`TestEnv`] (generic over the store, so benches and tests can put the
+//! real vault behind the same doubles), plus a [`ScriptedUser`] that
+//! answers the approvals [`Authenticator::process`] yields
+//! ([`Authenticator::process_scripted`]). For tests, fuzzing and benches
 //! only — the RNG is deterministic and **must never** be used for real keys.
 
 use std::collections::VecDeque;
@@ -9,7 +12,8 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use crate::authenticator::{Authenticator, Config};
-use crate::env::{Approval, ApprovalRequest, Clock, Env, UserError, UserInterface};
+use crate::env::{Approval, ApprovalRequest, Clock, EnvParts, RequestContext, UserError};
+use crate::step::{Reply, Step};
 use crate::store::{CredentialMeta, CredentialSecrets, CredentialStore, StoreError};
 
 /// An in-memory [`CredentialStore`].
@@ -135,8 +139,9 @@ impl ScriptedUser {
     }
 }
 
-impl UserInterface for ScriptedUser {
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError> {
+impl ScriptedUser {
+    /// Records `request` as shown and gives the next scripted answer.
+    pub fn answer(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError> {
         self.shown.push(request.clone());
         self.script.pop_front().unwrap_or(self.default_answer)
     }
@@ -241,47 +246,50 @@ impl RngCore for SeededRng {
 
 impl CryptoRng for SeededRng {}
 
-/// The four doubles together.
-#[derive(Debug, Clone)]
-pub struct TestEnv {
-    /// The store.
-    pub store: MemStore,
-    /// The user.
-    pub user: ScriptedUser,
-    /// The clock.
-    pub clock: FakeClock,
-    /// The RNG.
-    pub rng: SeededRng,
-}
+/// The doubles together: a store (in memory unless told otherwise), the
+/// clock and the RNG, with the scripted user that
+/// [`Authenticator::process_scripted`] asks.
+pub type TestEnv<S = MemStore> = EnvParts<S, FakeClock, SeededRng, ScriptedUser>;
 
 impl TestEnv {
     /// A fresh environment: empty store, approving-and-verifying user.
     pub fn new(seed: u64) -> Self {
-        TestEnv {
-            store: MemStore::default(),
-            user: ScriptedUser::default(),
+        TestEnv::with_store(MemStore::default(), seed)
+    }
+}
+
+impl<S: CredentialStore> TestEnv<S> {
+    /// The doubles around `store` (e.g. the real vault, for benchmarks).
+    pub fn with_store(store: S, seed: u64) -> Self {
+        EnvParts {
+            store,
             clock: FakeClock::default(),
             rng: SeededRng::new(seed),
+            user: ScriptedUser::default(),
         }
     }
 }
 
-impl Env for TestEnv {
-    type Store = MemStore;
-    type User = ScriptedUser;
-    type Clock = FakeClock;
-    type Rng = SeededRng;
-    fn store(&mut self) -> &mut MemStore {
-        &mut self.store
+impl<S: CredentialStore> Authenticator<TestEnv<S>> {
+    /// Processes `request` to its reply, answering every approval it asks
+    /// for from the environment's [`ScriptedUser`] (synchronously: tests,
+    /// fuzzing and benches).
+    pub fn reply_scripted(&mut self, request: &[u8], ctx: &RequestContext) -> Reply {
+        let mut step = self.process(request, ctx);
+        loop {
+            match step {
+                Step::Reply(reply) => return reply,
+                Step::NeedsUser(question) => {
+                    let answer = self.env_mut().user.answer(&question);
+                    step = self.resume(answer);
+                }
+            }
+        }
     }
-    fn user(&mut self) -> &mut ScriptedUser {
-        &mut self.user
-    }
-    fn clock(&self) -> &FakeClock {
-        &self.clock
-    }
-    fn rng(&mut self) -> &mut SeededRng {
-        &mut self.rng
+
+    /// [`Authenticator::reply_scripted`], the response bytes only.
+    pub fn process_scripted(&mut self, request: &[u8], ctx: &RequestContext) -> Vec<u8> {
+        self.reply_scripted(request, ctx).bytes
     }
 }
 

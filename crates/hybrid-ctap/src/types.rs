@@ -10,6 +10,26 @@ use crate::error::Error;
 /// The only credential type (WebAuthn §5.8.2 `PublicKeyCredentialType`).
 pub const PUBLIC_KEY: &str = "public-key";
 
+/// `clientDataHash` is a SHA-256 output (WebAuthn §5.8.1; Chromium
+/// `kClientDataHashLength`); any other length → `CTAP1_ERR_INVALID_LENGTH`.
+pub const CLIENT_DATA_HASH_LEN: usize = 32;
+/// A PRF salt is a SHA-256 output (hybrid-protocol.md §7.4), the
+/// hmac-secret evaluation input (CTAP 2.1 §12.5); any other length →
+/// `CTAP1_ERR_INVALID_LENGTH`.
+pub const PRF_SALT_LEN: usize = 32;
+/// The longest user handle (WebAuthn §5.4.3 `user.id`: "maximum size is 64
+/// bytes"); longer → `CTAP1_ERR_INVALID_LENGTH`.
+pub const MAX_USER_ID_LEN: usize = 64;
+
+/// Checks that a byte string has exactly `len` bytes.
+pub(crate) fn exact_len(bytes: Vec<u8>, len: usize, what: &'static str) -> Result<Vec<u8>, Error> {
+    if bytes.len() == len {
+        Ok(bytes)
+    } else {
+        Err(Error::InvalidLength(what))
+    }
+}
+
 /// `PublicKeyCredentialRpEntity` (CTAP 2.1 §6.1 `rp`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpEntity {
@@ -44,7 +64,8 @@ impl RpEntity {
 /// `PublicKeyCredentialUserEntity` (CTAP 2.1 §6.1 `user`, §6.2 response key 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserEntity {
-    /// `id`: the user handle (at most 64 bytes per WebAuthn; not enforced here).
+    /// `id`: the user handle, at most [`MAX_USER_ID_LEN`] bytes (longer is
+    /// refused when parsing).
     pub id: Vec<u8>,
     /// `name`.
     pub name: Option<String>,
@@ -59,6 +80,9 @@ impl UserEntity {
             cbor::required(cbor::take_text(&mut m, "id"), "user.id")?,
             "user.id",
         )?;
+        if id.len() > MAX_USER_ID_LEN {
+            return Err(Error::InvalidLength("user.id"));
+        }
         let name = cbor::take_text(&mut m, "name")
             .map(|v| cbor::text(v, "user.name"))
             .transpose()?;
@@ -217,7 +241,8 @@ impl Options {
 }
 
 /// One PRF evaluation input: salts already hashed by the client
-/// (hybrid-protocol.md §7.4: `SHA-256("WebAuthn PRF" || 0x00 || x)`).
+/// (hybrid-protocol.md §7.4: `SHA-256("WebAuthn PRF" || 0x00 || x)`), each
+/// exactly [`PRF_SALT_LEN`] bytes (checked when parsing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrfSalts {
     /// `first`.
@@ -235,12 +260,12 @@ impl PrfSalts {
         // Chromium's phone treats a missing/non-bytes `first` as a parse
         // failure (v2_authenticator.cc); we answer CTAP2_ERR_INVALID_CBOR.
         let first = match cbor::take_text(&mut m, "first") {
-            Some(Value::Bytes(b)) => b,
+            Some(Value::Bytes(b)) => exact_len(b, PRF_SALT_LEN, "prf first")?,
             Some(_) => return Err(Error::UnexpectedType("prf first")),
             None => return Err(Error::Malformed("prf eval without first")),
         };
         let second = cbor::take_text(&mut m, "second")
-            .map(|v| cbor::bytes(v, "prf second"))
+            .map(|v| exact_len(cbor::bytes(v, "prf second")?, PRF_SALT_LEN, "prf second"))
             .transpose()?;
         Ok(PrfSalts { first, second })
     }

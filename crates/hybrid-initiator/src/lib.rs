@@ -40,6 +40,7 @@ mod timeline;
 pub use advert::{AdvertSource, MatchedAdvert};
 pub use desktop::Desktop;
 pub use error::{Error, Stage};
+pub use hybrid_ctap::rp::{RegisteredCredential, RelyingParty};
 pub use resolver::Resolver;
 pub use session::{Channel, Connection, DEFAULT_IO_TIMEOUT};
 pub use timeline::{Phase, Timeline};

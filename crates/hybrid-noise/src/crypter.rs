@@ -13,7 +13,7 @@
 use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
 use crate::error::{DecryptFailure, Error};
@@ -76,6 +76,14 @@ pub fn unpad(padded: &[u8]) -> Result<&[u8], DecryptFailure> {
     })
 }
 
+/// AES-256-GCM keyed with `key`, lent by reference: no copy of the key is
+/// left on the stack, and the key schedule is wiped when the cipher is
+/// dropped (`aes` with `zeroize`).
+fn cipher(key: &Zeroizing<[u8; KEY_LEN]>) -> Aes256Gcm {
+    let key: &[u8; KEY_LEN] = key;
+    Aes256Gcm::new(key.into())
+}
+
 /// One session's transport cipher: a read key and a write key, each with its
 /// own sequence counter. Keys are zeroized on drop and never printed.
 pub struct Crypter {
@@ -125,7 +133,7 @@ impl Crypter {
             return Err(Error::SequenceExhausted);
         }
         let padded = Zeroizing::new(pad(plaintext));
-        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.write_key));
+        let cipher = cipher(&self.write_key);
         let n = nonce(self.write_seq);
         let out = cipher
             .encrypt(&Nonce::from(n), padded.as_slice())
@@ -140,7 +148,7 @@ impl Crypter {
         if self.read_seq >= MAX_SEQUENCE {
             return Err(Error::SequenceExhausted);
         }
-        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.read_key));
+        let cipher = cipher(&self.read_key);
         let n = nonce(self.read_seq);
         let padded = Zeroizing::new(
             cipher
@@ -176,6 +184,15 @@ impl Crypter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Issue 16: the traffic keys are lent to AES-GCM without a stack copy
+    /// (see `cipher`), and the AES key schedule built from them is wiped
+    /// when the cipher is dropped (`aes`'s `zeroize` feature).
+    #[test]
+    fn zeroize_traffic_key_schedules() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
 
     fn pair() -> (Crypter, Crypter) {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
@@ -217,7 +234,7 @@ mod tests {
     }
 
     fn seal_raw(key: &[u8; 32], seq: u32, padded: &[u8]) -> Vec<u8> {
-        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))
+        cipher(&Zeroizing::new(*key))
             .encrypt(&Nonce::from(nonce(seq)), padded)
             .unwrap()
     }

@@ -82,10 +82,25 @@ pub enum Key6 {
 }
 
 impl Key6 {
-    /// Whether key 6 offers the CTAP 2.3 BLE L2CAP data channel (an array
-    /// containing 1). Any other form is treated like "no key 6" (§1.3).
+    /// Channel value 0 in a key-6 array: the WebSocket tunnel
+    /// ("cloud-assisted"; libwebauthn/pxp `qr_code_device.rs`).
+    pub const CHANNEL_TUNNEL: u64 = 0;
+    /// Channel value 1 in a key-6 array: the CTAP 2.3 BLE L2CAP data channel
+    /// (`hybrid-ble-l2cap.md` §1).
+    pub const CHANNEL_BLE_L2CAP: u64 = 1;
+
+    /// Whether key 6 offers the CTAP 2.3 BLE L2CAP data channel: an array of
+    /// unsigned integers that contains 1 (`hybrid-ble-l2cap.md` §1; what
+    /// libwebauthn ≥ 0.5 and pxp send is `[0, 1]`, bytes `82 00 01`).
+    ///
+    /// Everything else means "tunnel only": no key 6 (every Chromium QR), the
+    /// pre-2.3 bool of Chromium/webauthn-rs (§1.3 CONFLICT), an array holding
+    /// anything but unsigned integers, or any other type. Unknown channel
+    /// values in a clean array are ignored. Erring towards "tunnel only" is the
+    /// safe side: offering BLE by mistake would append a suffix to the advert,
+    /// and Chromium drops adverts that are not exactly 20 bytes.
     pub fn offers_ble_l2cap(&self) -> bool {
-        matches!(self, Key6::Channels(c) if c.contains(&1))
+        matches!(self, Key6::Channels(c) if c.contains(&Self::CHANNEL_BLE_L2CAP))
     }
 
     fn from_value(v: Option<&Value>) -> Self {
@@ -403,6 +418,14 @@ impl QrCode {
     /// Key 6 (§1.3 CONFLICT).
     pub fn key6(&self) -> &Key6 {
         &self.key6
+    }
+
+    /// Whether this QR offers the CTAP 2.3 BLE L2CAP data channel (key 6 is
+    /// an array of unsigned integers containing 1); see
+    /// [`Key6::offers_ble_l2cap`]. When false the phone must advertise the
+    /// plain 20-byte EID and use the tunnel only.
+    pub fn offers_ble_l2cap(&self) -> bool {
+        self.key6.offers_ble_l2cap()
     }
 
     /// The payload as CTAP2-canonical CBOR (as Chromium's `qr::Encode`

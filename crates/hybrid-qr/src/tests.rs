@@ -430,3 +430,97 @@ fn freshness() {
     assert!(f.check(&qr, 0).is_err());
     assert!(f.check(&qr, u64::MAX).is_ok());
 }
+
+/// A QR payload built byte by byte: `{0: point, 1: secret, 6: <raw>}`, so
+/// key 6 carries exactly the bytes a desktop wrote (`hybrid-ble-l2cap.md` §1).
+fn uri_with_raw_key6(raw: &[u8]) -> String {
+    let mut cbor = vec![0xa3, 0x00, 0x58, 0x21];
+    cbor.extend_from_slice(&point());
+    cbor.extend_from_slice(&[0x01, 0x50]);
+    cbor.extend_from_slice(&[7; 16]);
+    cbor.push(0x06);
+    cbor.extend_from_slice(raw);
+    uri_of_cbor(&cbor)
+}
+
+#[test]
+fn key6_ble_l2cap_offer_from_raw_bytes() {
+    let cases: &[(&[u8], Key6, bool)] = &[
+        // libwebauthn / pxp `CloudAssistedOrLocal`: exactly `82 00 01`.
+        (&[0x82, 0x00, 0x01], Key6::Channels(vec![0, 1]), true),
+        // BLE only (legal in the noise crate; libwebauthn never sends it).
+        (&[0x81, 0x01], Key6::Channels(vec![1]), true),
+        // Order and duplicates do not matter.
+        (&[0x82, 0x01, 0x00], Key6::Channels(vec![1, 0]), true),
+        (&[0x82, 0x01, 0x01], Key6::Channels(vec![1, 1]), true),
+        // Tunnel only, empty, unknown channels.
+        (&[0x81, 0x00], Key6::Channels(vec![0]), false),
+        (&[0x80], Key6::Channels(vec![]), false),
+        (&[0x81, 0x02], Key6::Channels(vec![2]), false),
+        // Unknown values are ignored, also huge ones.
+        (
+            &[0x83, 0x00, 0x01, 0x02],
+            Key6::Channels(vec![0, 1, 2]),
+            true,
+        ),
+        (
+            &[
+                0x82, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+            Key6::Channels(vec![u64::MAX, 1]),
+            true,
+        ),
+        (
+            &[0x81, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            Key6::Channels(vec![u64::MAX]),
+            false,
+        ),
+        // 1 written non-minimally is still 1 (the tolerant reader).
+        (&[0x81, 0x18, 0x01], Key6::Channels(vec![1]), true),
+        // Indefinite-length array (tolerant reader).
+        (&[0x9f, 0x00, 0x01, 0xff], Key6::Channels(vec![0, 1]), true),
+        // The pre-2.3 bool (Chromium/webauthn-rs): tunnel only.
+        (&[0xf5], Key6::Bool(true), false),
+        (&[0xf4], Key6::Bool(false), false),
+        // Garbage: tunnel only, and the QR still parses.
+        (&[0x01], Key6::Other, false),
+        (&[0x20], Key6::Other, false),
+        (&[0x61, 0x31], Key6::Other, false),
+        (&[0x41, 0x01], Key6::Other, false),
+        (&[0xf6], Key6::Other, false),
+        (&[0xa1, 0x01, 0x01], Key6::Other, false),
+        (&[0xf9, 0x3c, 0x00], Key6::Other, false),
+        // Arrays holding anything but unsigned integers: tunnel only, even
+        // with a 1 in them (the safe side: no suffix for an odd desktop).
+        (&[0x82, 0x01, 0x20], Key6::Other, false),
+        (&[0x82, 0x01, 0x61, 0x31], Key6::Other, false),
+        (&[0x82, 0x01, 0xf5], Key6::Other, false),
+        (&[0x81, 0x81, 0x01], Key6::Other, false),
+        // A bignum (tag 2) is not an unsigned integer of this kind.
+        (&[0x81, 0xc2, 0x41, 0x01], Key6::Other, false),
+        (&[0xc2, 0x41, 0x01], Key6::Other, false),
+    ];
+    for (raw, want, offers) in cases {
+        let qr = parse(&uri_with_raw_key6(raw))
+            .unwrap_or_else(|e| panic!("key 6 = {raw:02x?} must not reject the QR: {e}"));
+        assert_eq!(qr.key6(), want, "{raw:02x?}");
+        assert_eq!(qr.offers_ble_l2cap(), *offers, "{raw:02x?}");
+        assert_eq!(qr.key6().offers_ble_l2cap(), *offers, "{raw:02x?}");
+    }
+    // No key 6 at all (every Chromium QR): tunnel only.
+    let qr = parse(&uri_of(basic())).unwrap();
+    assert!(!qr.offers_ble_l2cap());
+}
+
+#[test]
+fn key6_channel_constants_match_libwebauthn() {
+    assert_eq!(Key6::CHANNEL_TUNNEL, 0);
+    assert_eq!(Key6::CHANNEL_BLE_L2CAP, 1);
+    // Encoding `[0, 1]` gives libwebauthn's exact bytes at the end of the map.
+    let p: [u8; 33] = point().try_into().unwrap();
+    let qr = QrCode::new(p, [7; 16])
+        .unwrap()
+        .with_key6(Key6::Channels(vec![0, 1]));
+    assert!(qr.to_cbor().ends_with(&[0x06, 0x82, 0x00, 0x01]));
+    assert!(qr.offers_ble_l2cap());
+}

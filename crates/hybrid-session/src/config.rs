@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hybrid_tunnel::TunnelBase;
+use hybrid_tunnel_names::TunnelBase;
 
 /// Default [`SessionConfig::wait_for_desktop`]: 120 s (conformance checklist
 /// "Desktop never connects"; hybrid-protocol.md §10 step 6 suggests 60–120 s).
@@ -11,6 +11,8 @@ pub const DEFAULT_WAIT_FOR_DESKTOP: Duration = Duration::from_secs(120);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`SessionConfig::shutdown_grace`]: 5 s ("a few seconds", §6.3).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Default [`SessionConfig::approval_timeout`]: 60 s.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a [`crate::PhoneSession`] needs besides the QR code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,11 @@ pub struct SessionConfig {
     /// How long to wait for a CTAP request after the handshake (or after a
     /// reply, when more commands are allowed).
     pub command_timeout: Duration,
+    /// How long the user has to answer one approval (consent and the PIN,
+    /// wrong-PIN back-off included), from
+    /// [`crate::PhoneSession::on_user_needed`]; then
+    /// [`crate::Action::UserTimedOut`].
+    pub approval_timeout: Duration,
     /// How many CTAP requests are answered; 1 like phones do (§8.3). A
     /// further request closes the session ([`crate::FailReason::SecondCommand`]).
     /// 0 is treated as 1. The getNextAssertion follow-ups a getAssertion reply
@@ -50,7 +57,7 @@ impl SessionConfig {
 }
 
 impl Default for SessionConfig {
-    /// Domain 0 (`cable.ua5v.com`), 120 s / 60 s / 1 command / 5 s, and an
+    /// Domain 0 (`cable.ua5v.com`), 120 s / 60 s / 60 s / 1 command / 5 s, and an
     /// **empty** getInfo: set [`SessionConfig::get_info`] (the `hybridd`
     /// driver fills it from its CTAP handler when left empty).
     fn default() -> Self {
@@ -58,6 +65,7 @@ impl Default for SessionConfig {
             tunnel: TunnelBase::Domain(0),
             wait_for_desktop: DEFAULT_WAIT_FOR_DESKTOP,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             max_commands: 1,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             get_info: Vec::new(),

@@ -6,7 +6,7 @@
 //! handling", §6 and the §10 checklist: the order of the steps (open the
 //! tunnel → advertise → handshake → post-handshake message → CTAP request(s)
 //! → close), every wait (tunnel open, desktop's msg1, idle before a request,
-//! grace after the reply), what ends the session and how ([`Outcome`],
+//! the user's approval, grace after the reply), what ends the session and how ([`Outcome`],
 //! [`FailReason`]), the one-command rule (§8.3) and the getNextAssertion
 //! follow-ups a discoverable getAssertion announces (CTAP 2.1 §6.3), and that the phone never
 //! sends a shutdown frame nor a linking map. Keys (QR secret, EID key, PSK,
@@ -15,13 +15,14 @@
 //!
 //! **Does not own** any IO, clock or task: inputs are method calls carrying
 //! an [`std::time::Instant`] (`on_tunnel_open`, `on_message`,
-//! `on_ctap_response`, `on_tunnel_closed`, `handle_timeout`, `cancel`, …),
+//! `on_user_needed`, `on_ctap_response`, `on_tunnel_closed`,
+//! `handle_timeout`, `cancel`, …),
 //! outputs are [`Action`]s pulled with [`PhoneSession::poll_action`] and a
 //! deadline from [`PhoneSession::poll_timeout`]. The bytes come from the
 //! protocol crates: QR parsing and freshness (`hybrid-qr`, done by the
 //! caller), derivation/advert/PSK (`hybrid-ble`), Noise, Crypter and framing
-//! (`hybrid-noise`), tunnel names (`hybrid-tunnel`). CTAP semantics belong to
-//! `hybrid-ctap`; the tokio driver is `hybridd::phone`. No panic is
+//! (`hybrid-noise`), tunnel names (`hybrid-tunnel-names`). CTAP semantics belong to
+//! `hybrid-ctap`; the tokio driver is `hybridd::ceremony`. No panic is
 //! reachable from peer input; after `Finished` every input is ignored.
 #![forbid(unsafe_code)]
 
@@ -30,7 +31,8 @@ mod outcome;
 mod session;
 
 pub use config::{
-    SessionConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WAIT_FOR_DESKTOP,
+    SessionConfig, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WAIT_FOR_DESKTOP,
 };
 pub use outcome::{FailReason, Outcome};
 pub use session::{Action, Phases, PhoneSession};

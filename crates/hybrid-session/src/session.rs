@@ -6,13 +6,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hybrid_ble::{EidKey, EidPlaintext, Psk, ADVERT_LEN};
-use hybrid_ctap::command::{CMD_GET_ASSERTION, CMD_GET_NEXT_ASSERTION};
-use hybrid_ctap::response::split_response;
-use hybrid_ctap::GetAssertionResponse;
+use hybrid_ctap::command::CMD_GET_NEXT_ASSERTION;
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{Crypter, Ephemeral, Frame, MessageType, Responder};
 use hybrid_qr::QrCode;
-use hybrid_tunnel::{RoutingId, TunnelId};
+use hybrid_tunnel_names::{RoutingId, TunnelId};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
@@ -20,29 +18,18 @@ use zeroize::Zeroizing;
 use crate::config::SessionConfig;
 use crate::outcome::{FailReason, Outcome};
 
-/// How many getNextAssertion follow-ups a getAssertion reply
-/// (`status || CBOR`) announces: `numberOfCredentials` − 1 for a success
-/// that carries it (CTAP 2.1 §6.2.2 step 13), else 0. Read with
-/// hybrid-ctap's own response parser; anything it refuses announces none.
-pub(crate) fn announced_follow_ups(response: &[u8]) -> usize {
-    split_response(response)
-        .ok()
-        .and_then(|cbor| GetAssertionResponse::from_cbor(cbor).ok())
-        .and_then(|r| r.number_of_credentials)
-        .and_then(|n| usize::try_from(n).ok())
-        .map_or(0, |n| n.saturating_sub(1))
-}
-
 /// What the session asks its driver to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Open the phone's tunnel: `GET /cable/new/<tunnel id>` on
-    /// [`SessionConfig::tunnel`] (§4.2, §10 step 3). `url` is that URL,
-    /// for display; then call [`PhoneSession::on_tunnel_open`] or
-    /// [`PhoneSession::on_tunnel_error`].
+    /// [`SessionConfig::tunnel`] (§4.2, §10 step 3) — `url`, with `origin`
+    /// as the `Origin` header; then call [`PhoneSession::on_tunnel_open`]
+    /// or [`PhoneSession::on_tunnel_error`].
     OpenTunnel {
-        /// The `/cable/new/` URL.
+        /// The `/cable/new/` URL, to open as it is.
         url: String,
+        /// The `Origin` header to send (the tunnel server's base, §4.2).
+        origin: String,
         /// The tunnel ID derived from the QR secret (§2.2 purpose 2).
         tunnel_id: TunnelId,
     },
@@ -53,11 +40,18 @@ pub enum Action {
     /// Send one binary WebSocket message.
     Send(Vec<u8>),
     /// Run this CTAP request (`command byte || CBOR`) and hand the answer to
-    /// [`PhoneSession::on_ctap_response`].
+    /// [`PhoneSession::on_ctap_response`]. If the request needs the user,
+    /// say so with [`PhoneSession::on_user_needed`]: the approval deadline
+    /// starts then.
     Ctap {
         /// The request.
         request: Vec<u8>,
     },
+    /// The user did not answer within [`SessionConfig::approval_timeout`]:
+    /// stop asking and answer the request as timed out (the CTAP handler's
+    /// `CTAP2_ERR_USER_ACTION_TIMEOUT`), then hand that reply to
+    /// [`PhoneSession::on_ctap_response`] as usual.
+    UserTimedOut,
     /// Close the tunnel (normal closure). Never preceded by a shutdown frame
     /// (§6.3: the phone never sends `00`).
     Close,
@@ -76,10 +70,19 @@ pub struct Phases {
     /// The advert was handed out (`StartAdvert`), or the driver's report of
     /// the radio starting ([`PhoneSession::on_advert_started`]).
     pub advert_out: Option<Instant>,
-    /// msg2 was produced.
+    /// The desktop's first message (msg1, §5.3) arrived — the QR reached a
+    /// handshake, whatever its result (hybridd's replay policy keys on this).
+    pub desktop_message: Option<Instant>,
+    /// msg2 and the post-handshake message were produced.
     pub handshake_done: Option<Instant>,
     /// The first CTAP request arrived.
     pub first_command: Option<Instant>,
+    /// Time spent waiting for the user (prompt shown → answer known,
+    /// including the PIN check), summed over the session's approvals; the
+    /// CTAP processing time is `reply_sent − first_command − user_wait`.
+    pub user_wait: Duration,
+    /// How many times the user was asked.
+    pub approvals: u32,
     /// The (last) CTAP reply was handed out.
     pub reply_sent: Option<Instant>,
     /// `Finished` was produced.
@@ -100,6 +103,13 @@ struct Secrets {
     desktop_identity: PublicKey,
 }
 
+/// The outstanding request is waiting for the user.
+#[derive(Debug, Clone, Copy)]
+struct UserWait {
+    since: Instant,
+    deadline: Instant,
+}
+
 enum State {
     /// `OpenTunnel` was issued; waiting for the tunnel.
     OpeningTunnel { deadline: Instant },
@@ -115,14 +125,15 @@ enum State {
         answered: usize,
         /// Whether a request is with the CTAP handler.
         outstanding: bool,
-        /// The command byte of the request last handed out.
-        last_command: u8,
-        /// How many `authenticatorGetNextAssertion` follow-ups the last
-        /// getAssertion announced and the desktop has not asked for yet.
+        /// How many `authenticatorGetNextAssertion` follow-ups the CTAP
+        /// handler's last reply left open (CTAP 2.1 §6.3).
         follow_ups: usize,
         /// The command timeout (none while a request is outstanding) or,
         /// once every allowed command is answered, the shutdown grace.
         deadline: Option<Instant>,
+        /// While the outstanding request waits for the user: when that
+        /// wait began and when it ends (the approval deadline).
+        user: Option<UserWait>,
     },
     /// `Finished` issued; every input is ignored.
     Done,
@@ -178,8 +189,11 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                 started: now,
                 tunnel_open: None,
                 advert_out: None,
+                desktop_message: None,
                 handshake_done: None,
                 first_command: None,
+                user_wait: Duration::ZERO,
+                approvals: 0,
                 reply_sent: None,
                 finished: None,
             },
@@ -202,12 +216,18 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             desktop_identity,
         });
         drop(qr);
-        match session.config.tunnel.new_url(&tunnel_id) {
-            Ok(url) => {
+        let tunnel = &session.config.tunnel;
+        match tunnel
+            .new_url(&tunnel_id)
+            .and_then(|url| Ok((url, tunnel.origin()?)))
+        {
+            Ok((url, origin)) => {
                 session.tunnel_requested = true;
-                session
-                    .actions
-                    .push_back(Action::OpenTunnel { url, tunnel_id });
+                session.actions.push_back(Action::OpenTunnel {
+                    url,
+                    origin,
+                    tunnel_id,
+                });
             }
             Err(e) => session.fail(now, FailReason::TunnelUnreachable(e.to_string())),
         }
@@ -219,13 +239,17 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         self.actions.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next;
-    /// `None` while a CTAP request is with the handler or once finished.
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next:
+    /// the approval deadline while the user is asked; `None` while a CTAP
+    /// request is with the handler otherwise, and once finished.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::OpeningTunnel { deadline } | State::Advertising { deadline, .. } => {
                 Some(*deadline)
             }
+            State::Ready {
+                user: Some(wait), ..
+            } => Some(wait.deadline),
             State::Ready { deadline, .. } => *deadline,
             State::Done => None,
         }
@@ -235,6 +259,8 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// * tunnel not open → `TunnelUnreachable`;
     /// * no msg1 → advert stopped, tunnel closed, `DesktopNeverConnected`
     ///   (§5.3 "Failure handling": a timeout is handled like an early close);
+    /// * the user did not answer in time → `UserTimedOut` (the session goes
+    ///   on: the handler answers the request as timed out);
     /// * no request after the handshake → `CommandTimeout`;
     /// * grace after the last reply over → close, `Completed`.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -243,6 +269,13 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         };
         if now < deadline {
             return;
+        }
+        if let State::Ready { user, .. } = &mut self.state {
+            if let Some(wait) = user.take() {
+                self.phases.user_wait += now.saturating_duration_since(wait.since);
+                self.actions.push_back(Action::UserTimedOut);
+                return;
+            }
         }
         match &self.state {
             State::OpeningTunnel { .. } => {
@@ -398,21 +431,62 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         }
     }
 
+    /// The outstanding request needs the user (the CTAP handler yielded an
+    /// approval request): the approval deadline,
+    /// [`SessionConfig::approval_timeout`], runs from `now` (each approval
+    /// of a request gets its own). Ignored unless a request is outstanding.
+    pub fn on_user_needed(&mut self, now: Instant) {
+        let timeout = self.config.approval_timeout;
+        if let State::Ready {
+            outstanding: true,
+            user,
+            ..
+        } = &mut self.state
+        {
+            if let Some(old) = user.take() {
+                self.phases.user_wait += now.saturating_duration_since(old.since);
+            }
+            self.phases.approvals += 1;
+            *user = Some(UserWait {
+                since: now,
+                deadline: now + timeout,
+            });
+        }
+    }
+
+    /// The user's answer is known (approved, declined, or the PIN check
+    /// done): the approval deadline stops. Ignored when none runs.
+    pub fn on_user_answered(&mut self, now: Instant) {
+        if let State::Ready { user, .. } = &mut self.state {
+            if let Some(wait) = user.take() {
+                self.phases.user_wait += now.saturating_duration_since(wait.since);
+            }
+        }
+    }
+
+    /// Whether the outstanding request waits for the user (between
+    /// [`on_user_needed`](Self::on_user_needed) and the answer or
+    /// `UserTimedOut`).
+    pub fn is_waiting_for_user(&self) -> bool {
+        matches!(self.state, State::Ready { user: Some(_), .. })
+    }
+
     /// The CTAP handler's answer (`status || CBOR`) to the outstanding
     /// request: sent as `enc(01 ‖ response)` (§6.3). When the allowed number
     /// of commands is answered, the session waits `shutdown_grace` for the
     /// desktop's shutdown or close, then closes; otherwise it waits
     /// `command_timeout` for the next request.
     ///
-    /// A successful getAssertion reply that announces
-    /// `numberOfCredentials` = n > 1 (CTAP 2.1 §6.2.2 step 13) lets the
-    /// desktop fetch the other n − 1 assertions with
-    /// `authenticatorGetNextAssertion` (§6.3) in the same session, within
-    /// the same shutdown grace, without counting toward
-    /// [`SessionConfig::max_commands`]: the assertions belong to the one
-    /// ceremony the user approved. Chromium's `GetAssertionTask`
-    /// (`device/fido/get_assertion_task.cc`) and libwebauthn both fetch them.
-    pub fn on_ctap_response(&mut self, response: Vec<u8>, now: Instant) {
+    /// `follow_ups` is how many `authenticatorGetNextAssertion` requests the
+    /// handler still serves for this ceremony (`numberOfCredentials` − 1
+    /// after a discovery getAssertion, CTAP 2.1 §6.2.2 step 13, counting
+    /// down; `hybrid_ctap::Reply::follow_ups`). The desktop may send that
+    /// many in the same session, within the same shutdown grace, without
+    /// counting toward [`SessionConfig::max_commands`]: the assertions
+    /// belong to the one ceremony the user approved. Chromium's
+    /// `GetAssertionTask` (`device/fido/get_assertion_task.cc`) and
+    /// libwebauthn both fetch them.
+    pub fn on_ctap_response(&mut self, response: Vec<u8>, follow_ups: usize, now: Instant) {
         let max = self.max_commands();
         let (command_timeout, grace) = (self.config.command_timeout, self.config.shutdown_grace);
         let State::Ready {
@@ -420,9 +494,9 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             received,
             answered,
             outstanding,
-            last_command,
-            follow_ups,
+            follow_ups: open,
             deadline,
+            user,
         } = &mut self.state
         else {
             return;
@@ -430,13 +504,10 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         if !*outstanding {
             return;
         }
-        match *last_command {
-            CMD_GET_ASSERTION => *follow_ups = announced_follow_ups(&response),
-            // The remaining count was taken when the request arrived; an
-            // error ends the list (§6.3: NOT_ALLOWED once it is exhausted).
-            CMD_GET_NEXT_ASSERTION if response.first() != Some(&0) => *follow_ups = 0,
-            _ => {}
+        if let Some(wait) = user.take() {
+            self.phases.user_wait += now.saturating_duration_since(wait.since);
         }
+        *open = follow_ups;
         let mut frame = Zeroizing::new(Vec::with_capacity(response.len() + 1));
         frame.push(MessageType::Ctap as u8);
         frame.extend_from_slice(&response);
@@ -502,6 +573,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         match self.state {
             State::OpeningTunnel { .. } => "opening-tunnel",
             State::Advertising { .. } => "advertising",
+            State::Ready { user: Some(_), .. } => "waiting-for-user",
             State::Ready {
                 outstanding: true, ..
             } => "processing",
@@ -518,6 +590,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         let State::Advertising { psk, .. } = &self.state else {
             return;
         };
+        self.phases.desktop_message.get_or_insert(now);
         let Some(secrets) = &self.secrets else {
             return;
         };
@@ -546,9 +619,9 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             received: 0,
             answered: 0,
             outstanding: false,
-            last_command: 0,
             follow_ups: 0,
             deadline: Some(now + self.config.command_timeout),
+            user: None,
         };
     }
 
@@ -559,9 +632,9 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             received,
             answered,
             outstanding,
-            last_command,
             follow_ups,
             deadline,
+            ..
         } = &mut self.state
         else {
             return;
@@ -593,7 +666,6 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                     *received += 1;
                     *follow_ups = 0;
                 }
-                *last_command = command;
                 *outstanding = true;
                 *deadline = None;
                 self.phases.first_command.get_or_insert(now);

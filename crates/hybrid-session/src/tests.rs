@@ -8,7 +8,7 @@ use hybrid_ble::{EidKey, ADVERT_LEN};
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Frame, Initiator};
 use hybrid_qr::QrCode;
-use hybrid_tunnel::{RoutingId, TunnelBase, TunnelId};
+use hybrid_tunnel_names::{RoutingId, TunnelBase, TunnelId};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::SecretKey;
 use rand_core::OsRng;
@@ -58,6 +58,7 @@ fn config() -> SessionConfig {
         tunnel: TunnelBase::url("ws://127.0.0.1:1", 0).unwrap(),
         wait_for_desktop: Duration::from_secs(120),
         command_timeout: Duration::from_secs(60),
+        approval_timeout: Duration::from_secs(30),
         max_commands: 1,
         shutdown_grace: Duration::from_secs(5),
         get_info: GET_INFO.to_vec(),
@@ -85,6 +86,7 @@ impl Harness {
             actions,
             vec![Action::OpenTunnel {
                 url: format!("ws://127.0.0.1:1/cable/new/{}", tunnel_id.to_hex()),
+                origin: "ws://127.0.0.1:1".into(),
                 tunnel_id
             }]
         );
@@ -176,7 +178,7 @@ fn happy_path_one_command_then_shutdown() {
         None,
         "no timeout while processing"
     );
-    h.session.on_ctap_response(vec![0x00, 0xa0], h.at(10));
+    h.session.on_ctap_response(vec![0x00, 0xa0], 0, h.at(10));
     let actions = drain(&mut h.session);
     let [Action::Send(reply)] = &actions[..] else {
         panic!("{actions:?}");
@@ -205,7 +207,7 @@ fn happy_path_one_command_then_shutdown() {
     h.session.on_tunnel_closed(h.at(12));
     h.session.cancel(h.at(12));
     h.session.handle_timeout(h.at(1000));
-    h.session.on_ctap_response(vec![0], h.at(12));
+    h.session.on_ctap_response(vec![0], 0, h.at(12));
     assert!(drain(&mut h.session).is_empty());
 }
 
@@ -216,7 +218,7 @@ fn reply_then_peer_close_completes() {
     h.session
         .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(3));
     drain(&mut h.session);
-    h.session.on_ctap_response(vec![0x27], h.at(4));
+    h.session.on_ctap_response(vec![0x27], 0, h.at(4));
     drain(&mut h.session);
     h.session.on_tunnel_closed(h.at(5));
     ends_with(&h.finished(), Outcome::Completed { commands: 1 });
@@ -229,7 +231,7 @@ fn shutdown_grace_expires_then_close() {
     h.session
         .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(3));
     drain(&mut h.session);
-    h.session.on_ctap_response(vec![0x00], h.at(4));
+    h.session.on_ctap_response(vec![0x00], 0, h.at(4));
     drain(&mut h.session);
     h.session.handle_timeout(h.at(8));
     assert!(drain(&mut h.session).is_empty(), "grace not over at 4 s");
@@ -423,7 +425,7 @@ fn ctap_while_outstanding_closes() {
         Some(Action::Finished(Outcome::Failed(FailReason::BadFrame(_))))
     ));
     // The late answer is dropped.
-    h.session.on_ctap_response(vec![0], h.at(5));
+    h.session.on_ctap_response(vec![0], 0, h.at(5));
     assert!(drain(&mut h.session).is_empty());
 }
 
@@ -434,7 +436,7 @@ fn second_command_closes_without_shutdown() {
     h.session
         .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(3));
     drain(&mut h.session);
-    h.session.on_ctap_response(vec![0x00], h.at(4));
+    h.session.on_ctap_response(vec![0x00], 0, h.at(4));
     drain(&mut h.session);
     h.session
         .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(5));
@@ -452,7 +454,7 @@ fn two_commands_allowed() {
         h.session
             .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(t));
         drain(&mut h.session);
-        h.session.on_ctap_response(vec![0x00], h.at(t + 1));
+        h.session.on_ctap_response(vec![0x00], 0, h.at(t + 1));
         let actions = drain(&mut h.session);
         assert!(matches!(&actions[..], [Action::Send(_)]));
         let expect = if i == 1 { h.at(t + 61) } else { h.at(t + 6) };
@@ -487,9 +489,17 @@ fn assertion_reply(n: Option<i64>) -> Vec<u8> {
     out
 }
 
-/// Sends one CTAP request at `t` and answers it at `t + 1`; the reply must
-/// go out and the grace deadline follow.
-fn serve(h: &mut Harness, desktop: &mut Crypter, request: &[u8], reply: Vec<u8>, t: u64) {
+/// Sends one CTAP request at `t` and answers it at `t + 1` with `reply`,
+/// the CTAP handler saying `follow_ups` getNextAssertions remain; the reply
+/// must go out and the grace deadline follow.
+fn serve(
+    h: &mut Harness,
+    desktop: &mut Crypter,
+    request: &[u8],
+    reply: Vec<u8>,
+    follow_ups: usize,
+    t: u64,
+) {
     let mut frame = vec![0x01];
     frame.extend_from_slice(request);
     h.session
@@ -501,18 +511,26 @@ fn serve(h: &mut Harness, desktop: &mut Crypter, request: &[u8], reply: Vec<u8>,
             request: request.to_vec()
         }]
     );
-    h.session.on_ctap_response(reply, h.at(t + 1));
+    h.session.on_ctap_response(reply, follow_ups, h.at(t + 1));
     let actions = drain(&mut h.session);
     assert!(matches!(&actions[..], [Action::Send(_)]), "{actions:?}");
     assert_eq!(h.session.poll_timeout(), Some(h.at(t + 6)));
 }
 
 /// A session past the handshake whose first request, a getAssertion, was
-/// answered with `reply` at t0+4.
-fn after_get_assertion(reply: Vec<u8>) -> (Harness, Crypter) {
+/// answered at t0+4 with an assertion announcing `n` credentials.
+fn after_get_assertion(n: Option<i64>) -> (Harness, Crypter) {
     let mut h = Harness::new(config());
     let mut desktop = h.handshake();
-    serve(&mut h, &mut desktop, &[0x02, 0xa0], reply, 3);
+    let follow_ups = n.map_or(0, |n| usize::try_from(n - 1).unwrap());
+    serve(
+        &mut h,
+        &mut desktop,
+        &[0x02, 0xa0],
+        assertion_reply(n),
+        follow_ups,
+        3,
+    );
     (h, desktop)
 }
 
@@ -526,9 +544,9 @@ fn refused_as_second_command(h: &mut Harness, desktop: &mut Crypter, command: u8
 
 #[test]
 fn get_next_assertion_follow_ups_are_served() {
-    let (mut h, mut desktop) = after_get_assertion(assertion_reply(Some(3)));
-    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 5);
-    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 7);
+    let (mut h, mut desktop) = after_get_assertion(Some(3));
+    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 1, 5);
+    serve(&mut h, &mut desktop, &[0x08], assertion_reply(None), 0, 7);
     // All three announced assertions were fetched: a fourth is refused.
     refused_as_second_command(&mut h, &mut desktop, 0x08, 9);
 }
@@ -536,47 +554,117 @@ fn get_next_assertion_follow_ups_are_served() {
 #[test]
 fn follow_ups_complete_on_close_and_need_the_announcement() {
     // The desktop may take fewer than announced and close: still Completed.
-    let (mut h, _) = after_get_assertion(assertion_reply(Some(2)));
+    let (mut h, _) = after_get_assertion(Some(2));
     h.session.on_tunnel_closed(h.at(5));
     ends_with(&h.finished(), Outcome::Completed { commands: 1 });
 
     // Without numberOfCredentials, getNextAssertion is a second command.
-    let (mut h, mut desktop) = after_get_assertion(assertion_reply(None));
+    let (mut h, mut desktop) = after_get_assertion(None);
     refused_as_second_command(&mut h, &mut desktop, 0x08, 5);
 
-    // Only a getAssertion reply announces follow-ups, and only getNextAssertion
-    // may use them.
-    for (request, next) in [([0x01, 0xa0], 0x08), ([0x02, 0xa0], 0x02)] {
+    // Only getNextAssertion may use announced follow-ups, and only as many
+    // as the handler says remain (none after a makeCredential).
+    for (request, follow_ups, next) in [([0x01, 0xa0], 0, 0x08), ([0x02, 0xa0], 1, 0x02)] {
         let mut h = Harness::new(config());
         let mut desktop = h.handshake();
-        serve(&mut h, &mut desktop, &request, assertion_reply(Some(2)), 3);
+        let reply = assertion_reply(Some(2));
+        serve(&mut h, &mut desktop, &request, reply, follow_ups, 3);
         refused_as_second_command(&mut h, &mut desktop, next, 5);
     }
 }
 
 #[test]
 fn a_failed_follow_up_ends_the_list() {
-    let (mut h, mut desktop) = after_get_assertion(assertion_reply(Some(5)));
-    // CTAP2_ERR_NOT_ALLOWED (e.g. the 30 s window passed).
-    serve(&mut h, &mut desktop, &[0x08], vec![0x30], 5);
+    let (mut h, mut desktop) = after_get_assertion(Some(5));
+    // CTAP2_ERR_NOT_ALLOWED (e.g. the 30 s window passed): none remain.
+    serve(&mut h, &mut desktop, &[0x08], vec![0x30], 0, 5);
     refused_as_second_command(&mut h, &mut desktop, 0x08, 7);
 }
 
+/// A session whose one request (makeCredential) was handed out at t0+3.
+fn with_request_out() -> (Harness, Crypter) {
+    let mut h = Harness::new(config());
+    let mut desktop = h.handshake();
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, 0x01, 0xa0]).unwrap(), h.at(3));
+    let actions = drain(&mut h.session);
+    assert!(matches!(&actions[..], [Action::Ctap { .. }]), "{actions:?}");
+    assert_eq!(
+        h.session.poll_timeout(),
+        None,
+        "no deadline while processing"
+    );
+    (h, desktop)
+}
+
 #[test]
-fn announced_follow_ups_read_tolerantly() {
-    use crate::session::announced_follow_ups as f;
-    assert_eq!(f(&assertion_reply(Some(3))), 2);
-    assert_eq!(f(&assertion_reply(Some(1))), 0);
-    assert_eq!(f(&assertion_reply(Some(0))), 0);
-    assert_eq!(f(&assertion_reply(Some(-4))), 0);
-    assert_eq!(f(&assertion_reply(None)), 0);
-    let mut error = assertion_reply(Some(3));
-    error[0] = 0x2e;
-    assert_eq!(f(&error), 0, "an error status announces nothing");
-    assert_eq!(f(&[]), 0);
-    assert_eq!(f(&[0x00]), 0);
-    assert_eq!(f(&[0x00, 0xa1, 0x05]), 0, "truncated");
-    assert_eq!(f(&[0x00, 0x82, 0x05, 0x03]), 0, "not a map");
+fn approval_deadline_runs_from_the_question_exactly() {
+    let (mut h, _d) = with_request_out();
+    h.session.on_user_needed(h.at(4));
+    assert!(h.session.is_waiting_for_user());
+    assert_eq!(h.session.state_name(), "waiting-for-user");
+    assert_eq!(h.session.poll_timeout(), Some(h.at(34)));
+    // Not a moment early.
+    h.session
+        .handle_timeout(h.at(34) - Duration::from_millis(1));
+    assert!(drain(&mut h.session).is_empty());
+    h.session.handle_timeout(h.at(34));
+    assert_eq!(drain(&mut h.session), vec![Action::UserTimedOut]);
+    assert!(!h.session.is_waiting_for_user());
+    assert_eq!(h.session.poll_timeout(), None, "the handler answers next");
+    // The handler's timeout reply goes out; the session completes as usual.
+    h.session.on_ctap_response(vec![0x2f], 0, h.at(34));
+    assert!(matches!(&drain(&mut h.session)[..], [Action::Send(_)]));
+    assert_eq!(h.session.poll_timeout(), Some(h.at(39)));
+    h.session.handle_timeout(h.at(39));
+    ends_with(&h.finished(), Outcome::Completed { commands: 1 });
+    let p = h.session.phases();
+    assert_eq!((p.approvals, p.user_wait), (1, Duration::from_secs(30)));
+}
+
+#[test]
+fn answered_in_time_stops_the_deadline_and_counts_the_wait() {
+    let (mut h, _d) = with_request_out();
+    h.session.on_user_needed(h.at(4));
+    h.session.on_user_answered(h.at(9));
+    assert_eq!(h.session.poll_timeout(), None);
+    h.session.handle_timeout(h.at(100));
+    assert!(
+        drain(&mut h.session).is_empty(),
+        "no timeout after the answer"
+    );
+    // A second question for the same request (excludeList hit, then
+    // consent) gets its own full deadline.
+    h.session.on_user_needed(h.at(10));
+    assert_eq!(h.session.poll_timeout(), Some(h.at(40)));
+    h.session.on_ctap_response(vec![0x00], 0, h.at(12));
+    assert!(matches!(&drain(&mut h.session)[..], [Action::Send(_)]));
+    let p = h.session.phases();
+    assert_eq!((p.approvals, p.user_wait), (2, Duration::from_secs(7)));
+    assert_eq!(p.first_command, Some(h.at(3)));
+    assert_eq!(p.reply_sent, Some(h.at(12)));
+    assert_eq!(p.desktop_message, Some(h.at(2)));
+}
+
+#[test]
+fn user_needed_only_counts_with_a_request_out() {
+    let mut h = Harness::new(config());
+    let _d = h.handshake();
+    h.session.on_user_needed(h.at(3));
+    assert!(!h.session.is_waiting_for_user());
+    assert_eq!(h.session.poll_timeout(), Some(h.at(62)), "command timeout");
+}
+
+#[test]
+fn peer_close_or_cancel_while_the_user_is_asked() {
+    let (mut h, _d) = with_request_out();
+    h.session.on_user_needed(h.at(4));
+    h.session.on_tunnel_closed(h.at(5));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::PeerClosedEarly));
+    let (mut h, _d) = with_request_out();
+    h.session.on_user_needed(h.at(4));
+    h.session.cancel(h.at(5));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::Cancelled));
 }
 
 #[test]
@@ -630,7 +718,7 @@ fn cancel_in_every_phase() {
     h.session
         .on_message(&desktop.encrypt(&[0x01, 0x04]).unwrap(), h.at(3));
     drain(&mut h.session);
-    h.session.on_ctap_response(vec![0], h.at(4));
+    h.session.on_ctap_response(vec![0], 0, h.at(4));
     drain(&mut h.session);
     h.session.cancel(h.at(5));
     ends_with(&h.finished(), Outcome::Completed { commands: 1 });

@@ -203,8 +203,18 @@ pub async fn connect_new(
     tunnel_id: &TunnelId,
     opts: &ClientOptions,
 ) -> Result<(PhoneTunnel, RoutingId), ClientError> {
-    let url = base.new_url(tunnel_id)?;
-    let (tunnel, response) = open(&url, &base.origin()?, opts).await?;
+    open_new(&base.new_url(tunnel_id)?, &base.origin()?, opts).await
+}
+
+/// Phone, QR mode, with the `/cable/new/` URL and `Origin` already built
+/// (a session that derived them from its [`TunnelBase`] hands them over;
+/// nothing is rebuilt). Returns the tunnel and the routing id.
+pub async fn open_new(
+    url: &str,
+    origin: &str,
+    opts: &ClientOptions,
+) -> Result<(PhoneTunnel, RoutingId), ClientError> {
+    let (tunnel, response) = open(url, origin, opts).await?;
     let routing_id = routing_id_of(&response)?;
     Ok((tunnel, routing_id))
 }

@@ -94,6 +94,21 @@ pub enum VaultError {
     /// A value could not be stored (out of the range the schema allows).
     #[error("invalid credential data: {0}")]
     InvalidData(&'static str),
+    /// A credential's metadata does not match the tag made with the vault
+    /// key: the row was edited outside hybridd. The credential is not used.
+    #[error("credential {0} was modified outside hybridd (its metadata no longer matches the tag made with the vault key) and will not be used; restore the vault from a backup, or delete that credential (`hybridd credentials delete {0}`)")]
+    Tampered(String),
+    /// The stored Argon2 parameters are below [`crate::KdfParams::MINIMUM`]
+    /// and the vault was not made for tests: the file was edited.
+    #[error("the vault's PIN key-derivation parameters (m = {} KiB, t = {}) are below the minimum and the vault was not made for tests: the file was tampered with or damaged; restore it from a backup", .0.m_cost_kib, .0.t_cost)]
+    KdfBelowMinimum(crate::KdfParams),
+    /// A PIN change asked for parameters below the minimum on a vault not
+    /// made for tests.
+    #[error("refusing to seal the vault key with Argon2 parameters below the minimum (m = {} KiB, t = {}): this vault holds real credentials (unset HYBRIDD_INSECURE_FAST_KDF)", .0.m_cost_kib, .0.t_cost)]
+    WouldWeakenKdf(crate::KdfParams),
+    /// Another process re-sealed the vault key during a PIN change.
+    #[error("the vault's PIN was changed by another process at the same time; nothing was changed here, try again")]
+    ChangedConcurrently,
     /// Argon2 refused its parameters.
     #[error("PIN key derivation failed: {0}")]
     Kdf(String),

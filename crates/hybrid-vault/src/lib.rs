@@ -4,12 +4,16 @@
 //! `synchronous=FULL`) holding the passkeys the device answers
 //! makeCredential / getAssertion with. Credential metadata (RP ID, user
 //! names, counters, public keys) is stored in clear so it can be searched
-//! before the user is asked anything; each credential's secrets are sealed
-//! with AES-256-GCM under a random 32-byte *vault key* (AAD = credential ID),
-//! and the vault key is sealed under a key derived from the user's PIN with
-//! Argon2id. It also owns the PIN policy, the persisted wrong-PIN counter
-//! with its delays and lockout, file permissions and schema migrations.
-//! See `docs/vault.md`.
+//! before the user is asked anything, and authenticated by a per-row
+//! HMAC-SHA256 tag under a key derived from the vault key (checked once the
+//! vault is unlocked: an edited row is refused); each credential's secrets
+//! are sealed with AES-256-GCM under a random 32-byte *vault key* (AAD =
+//! credential ID), and the vault key is sealed under a key derived from the
+//! user's PIN with Argon2id, bound to the vault's identity and KDF
+//! parameters. It also owns the PIN policy, the KDF minimum, the persisted
+//! wrong-PIN counter with its delays and lockout, file permissions and
+//! schema migrations (including the unlock-time migration of version-1
+//! vaults). See `docs/vault.md`.
 //!
 //! **Does not own** CTAP semantics (allow lists, credProtect, user presence:
 //! `hybrid-ctap`, whose [`hybrid_ctap::store::CredentialStore`] seam

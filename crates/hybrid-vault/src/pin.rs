@@ -66,10 +66,24 @@ impl KdfParams {
     };
 
     /// Argon2's minimum cost. Offers no protection against guessing:
-    /// for tests and benchmarks only.
+    /// for tests and benchmarks only. A vault created with parameters below
+    /// [`KdfParams::MINIMUM`] is recorded as *made for tests* (see
+    /// [`crate::Vault::create`]).
     pub const INSECURE_FOR_TESTS: KdfParams = KdfParams {
         m_cost_kib: 8,
         t_cost: 1,
+        p_cost: 1,
+    };
+
+    /// The documented minimum for a vault holding real credentials:
+    /// m = 19 MiB, t = 2, p = 1, the smallest Argon2id configuration the
+    /// OWASP Password Storage Cheat Sheet recommends. A vault whose stored
+    /// parameters are below it (smaller `m` or smaller `t`) is refused unless
+    /// it records — authenticated with its sealed key — that it was made for
+    /// tests (`docs/vault.md`, "KDF parameters").
+    pub const MINIMUM: KdfParams = KdfParams {
+        m_cost_kib: 19 * 1024,
+        t_cost: 2,
         p_cost: 1,
     };
 
@@ -78,6 +92,22 @@ impl KdfParams {
     const MAX_M_KIB: u32 = 4 * 1024 * 1024;
     const MAX_T: u32 = 64;
     const MAX_P: u32 = 16;
+
+    /// Whether these parameters are below [`KdfParams::MINIMUM`] (less memory
+    /// or fewer passes): acceptable only for a vault made for tests.
+    pub fn is_below_minimum(self) -> bool {
+        self.m_cost_kib < Self::MINIMUM.m_cost_kib || self.t_cost < Self::MINIMUM.t_cost
+    }
+
+    /// Each cost the larger of `self`'s and `other`'s: what a re-seal uses so
+    /// that it never weakens a vault made with stronger parameters.
+    pub fn at_least(self, other: KdfParams) -> KdfParams {
+        KdfParams {
+            m_cost_kib: self.m_cost_kib.max(other.m_cost_kib),
+            t_cost: self.t_cost.max(other.t_cost),
+            p_cost: self.p_cost.max(other.p_cost),
+        }
+    }
 
     pub(crate) fn validate(self) -> Result<argon2::Params, VaultError> {
         if self.m_cost_kib > Self::MAX_M_KIB
@@ -158,5 +188,34 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn minimum_and_upgrade() {
+        assert!(KdfParams::INSECURE_FOR_TESTS.is_below_minimum());
+        assert!(!KdfParams::MINIMUM.is_below_minimum());
+        assert!(!KdfParams::DEFAULT.is_below_minimum());
+        let low_t = KdfParams {
+            t_cost: 1,
+            ..KdfParams::DEFAULT
+        };
+        assert!(low_t.is_below_minimum());
+        assert_eq!(
+            KdfParams::MINIMUM.at_least(KdfParams::DEFAULT),
+            KdfParams::DEFAULT
+        );
+        let strong = KdfParams {
+            m_cost_kib: 256 * 1024,
+            t_cost: 1,
+            p_cost: 4,
+        };
+        assert_eq!(
+            strong.at_least(KdfParams::DEFAULT),
+            KdfParams {
+                m_cost_kib: 256 * 1024,
+                t_cost: 3,
+                p_cost: 4
+            }
+        );
     }
 }

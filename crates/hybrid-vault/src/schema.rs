@@ -64,6 +64,17 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER credentials_count_delete AFTER DELETE ON credentials BEGIN
         UPDATE vault_meta SET credential_count = credential_count - 1;
     END;",
+    // Version 2: the vault key sealed with AAD binding it to the vault's
+    // identity and KDF parameters (`key_format` 2), the "made for tests"
+    // flag, and a tag authenticating each credential's metadata. Filled in
+    // on the first unlock (key_format stays 1 until then: docs/vault.md).
+    "ALTER TABLE vault_meta ADD COLUMN vault_id BLOB
+        CHECK (vault_id IS NULL OR length(vault_id) = 16);
+    ALTER TABLE vault_meta ADD COLUMN key_format INTEGER NOT NULL DEFAULT 1
+        CHECK (key_format IN (1, 2));
+    ALTER TABLE vault_meta ADD COLUMN kdf_for_tests INTEGER NOT NULL DEFAULT 0
+        CHECK (kdf_for_tests IN (0, 1));
+    ALTER TABLE credentials ADD COLUMN meta_mac BLOB;",
 ];
 
 /// Refuses anything that is not an SQLite 3 file, before SQLite opens it.

@@ -2,13 +2,21 @@
 //!
 //! A sealed blob is `nonce (12) ‖ ciphertext ‖ tag (16)`, with a fresh random
 //! nonce per seal. The associated data binds each blob to its place: the vault
-//! key to the vault, a credential's secrets to its credential ID, so rows
-//! cannot be swapped or moved between credentials.
+//! key to its vault's identity and KDF parameters ([`vault_key_aad`]), a
+//! credential's secrets to its credential ID, so rows cannot be swapped or
+//! moved between credentials.
+//!
+//! Credential *metadata* (kept in clear for lookups before the PIN) is
+//! authenticated by an HMAC-SHA256 tag per row ([`MetaKey`]) under a key
+//! derived from the vault key: an edit of any column is detected once the
+//! vault is unlocked.
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hybrid_ctap::store::CredentialSecrets;
+use hmac::{Hmac, Mac};
+use hybrid_ctap::store::{CredentialMeta, CredentialSecrets};
 use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::error::VaultError;
@@ -18,9 +26,20 @@ pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
-/// Associated data of the sealed vault key.
-pub(crate) const AAD_VAULT_KEY: &[u8] = b"hybridd-vault/v1/vault-key";
+/// Associated data of the sealed vault key in key format 1 (schema version
+/// 1): a constant, so a sealed key was not tied to its vault. Read only to
+/// migrate such a vault.
+pub(crate) const AAD_VAULT_KEY_V1: &[u8] = b"hybridd-vault/v1/vault-key";
+const AAD_VAULT_KEY_V2: &[u8] = b"hybridd-vault/v2/vault-key";
 const AAD_CREDENTIAL_PREFIX: &[u8] = b"hybridd-vault/v1/credential/";
+/// HKDF info of the metadata key.
+const META_KEY_INFO: &[u8] = b"hybridd-vault/v2/credential-metadata-key";
+/// Domain label at the start of every tagged metadata encoding.
+const META_LABEL: &[u8] = b"hybridd-vault/v2/credential-metadata";
+/// Length of a vault's random identity.
+pub const VAULT_ID_LEN: usize = 16;
+/// Length of a metadata tag (HMAC-SHA256).
+pub const META_TAG_LEN: usize = 32;
 
 /// Version byte of the secrets encoding.
 const SECRETS_V1: u8 = 1;
@@ -106,6 +125,132 @@ pub(crate) fn open(
         .decrypt_in_place(&Nonce::from(nonce), aad, &mut *buf)
         .map_err(|_| VaultError::Decrypt)?;
     Ok(buf)
+}
+
+/// Associated data of the sealed vault key in key format 2: binds it to the
+/// vault's identity, its Argon2 salt and parameters and its "made for tests"
+/// flag, so none of them can be swapped in from another vault or lowered
+/// (`vault_id ‖ salt` are length-prefixed; the costs are big-endian u32).
+pub(crate) fn vault_key_aad(
+    vault_id: &[u8],
+    salt: &[u8],
+    params: crate::pin::KdfParams,
+    for_tests: bool,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_VAULT_KEY_V2.len() + 8 + vault_id.len() + salt.len() + 13);
+    aad.extend_from_slice(AAD_VAULT_KEY_V2);
+    put_bytes(&mut aad, vault_id);
+    put_bytes(&mut aad, salt);
+    for n in [params.m_cost_kib, params.t_cost, params.p_cost] {
+        aad.extend_from_slice(&n.to_be_bytes());
+    }
+    aad.push(u8::from(for_tests));
+    aad
+}
+
+/// Appends `u32 length ‖ bytes` (lengths here are far below 4 GiB; a longer
+/// field is cut off at the length the prefix states, which keeps the
+/// encoding injective).
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes.get(..len as usize).unwrap_or(bytes));
+}
+
+fn put_opt_text(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_bytes(out, s.as_bytes());
+        }
+    }
+}
+
+/// The key that tags credential metadata: HKDF-SHA256 (RFC 5869) of the
+/// vault key, salted with the vault's identity.
+pub(crate) struct MetaKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl core::fmt::Debug for MetaKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MetaKey(..)")
+    }
+}
+
+impl MetaKey {
+    pub(crate) fn derive(vault_key: &SecretKey, vault_id: &[u8]) -> Result<Self, VaultError> {
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id), vault_key.0.as_ref());
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+        hk.expand(META_KEY_INFO, out.as_mut())
+            .map_err(|_| VaultError::Kdf("HKDF refused a 32-byte output".into()))?;
+        Ok(MetaKey(out))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC zero-pads keys shorter than SHA-256's 64-byte block
+        // (RFC 2104), so the padded block is the same key, and infallible.
+        let mut block = Zeroizing::new([0u8; 64]);
+        for (d, s) in block.iter_mut().zip(self.0.iter()) {
+            *d = *s;
+        }
+        let block: &[u8; 64] = &block;
+        <Hmac<Sha256> as KeyInit>::new(block.into())
+    }
+
+    /// The tag of `meta` (every field, in a fixed injective encoding).
+    pub(crate) fn tag(&self, meta: &CredentialMeta) -> [u8; META_TAG_LEN] {
+        let mut m = self.mac();
+        m.update(&encode_meta(meta));
+        m.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is `meta`'s tag (constant-time comparison).
+    pub(crate) fn verify(&self, meta: &CredentialMeta, tag: &[u8]) -> bool {
+        let mut m = self.mac();
+        m.update(&encode_meta(meta));
+        m.verify_slice(tag).is_ok()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+/// The tagged encoding of a credential's metadata: a domain label, then every
+/// field of [`CredentialMeta`] in declaration order (byte strings and texts
+/// length-prefixed, options with a presence byte, integers big-endian).
+fn encode_meta(m: &CredentialMeta) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        META_LABEL.len()
+            + 64
+            + m.id.len()
+            + m.rp_id.len()
+            + m.user_id.len()
+            + m.public_key_cose.len(),
+    );
+    out.extend_from_slice(META_LABEL);
+    put_bytes(&mut out, &m.id);
+    put_bytes(&mut out, m.rp_id.as_bytes());
+    put_opt_text(&mut out, m.rp_name.as_deref());
+    put_bytes(&mut out, &m.user_id);
+    put_opt_text(&mut out, m.user_name.as_deref());
+    put_opt_text(&mut out, m.user_display_name.as_deref());
+    out.extend_from_slice(&m.algorithm.to_be_bytes());
+    put_bytes(&mut out, &m.public_key_cose);
+    out.push(u8::from(m.discoverable));
+    out.push(m.cred_protect);
+    out.extend_from_slice(&m.sign_count.to_be_bytes());
+    out.extend_from_slice(&m.created_unix.to_be_bytes());
+    match m.last_used_unix {
+        None => out.push(0),
+        Some(t) => {
+            out.push(1);
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+    }
+    out
 }
 
 /// Associated data for the secrets of credential `id`.

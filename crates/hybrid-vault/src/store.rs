@@ -6,13 +6,18 @@ use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore, Sto
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use crate::error::VaultError;
-use crate::seal::{self, SecretKey};
+use crate::seal::{self, MetaKey, SecretKey};
 use crate::vault::Vault;
 
-/// Columns of [`CredentialMeta`], in the order [`meta_from_row`] reads them.
+/// Columns of [`CredentialMeta`] and the row's tag, in the order
+/// [`meta_from_row`] reads them.
 const META_COLUMNS: &str =
     "seq, id, rp_id, rp_name, user_id, user_name, user_display_name, algorithm, \
-     public_key_cose, discoverable, cred_protect, sign_count, created_unix, last_used_unix";
+     public_key_cose, discoverable, cred_protect, sign_count, created_unix, last_used_unix, \
+     meta_mac";
+
+/// Rows tagged per statement while migrating a version-1 vault.
+const TAG_BATCH: i64 = 512;
 
 /// Credential IDs per `IN (…)` query of an allow-list lookup.
 const IDS_PER_QUERY: usize = 256;
@@ -20,10 +25,17 @@ const IDS_PER_QUERY: usize = 256;
 /// SQLite's extended result code for a UNIQUE constraint violation.
 const SQLITE_CONSTRAINT_UNIQUE: std::ffi::c_int = 2067;
 
-fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, CredentialMeta)> {
-    Ok((
-        r.get(0)?,
-        CredentialMeta {
+/// One credential row: its insertion order, metadata and tag.
+struct StoredRow {
+    seq: i64,
+    meta: CredentialMeta,
+    tag: Option<Vec<u8>>,
+}
+
+fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        seq: r.get(0)?,
+        meta: CredentialMeta {
             id: r.get(1)?,
             rp_id: r.get(2)?,
             rp_name: r.get(3)?,
@@ -38,12 +50,58 @@ fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, CredentialMeta)> {
             created_unix: r.get(12)?,
             last_used_unix: r.get(13)?,
         },
-    ))
+        tag: r.get(14)?,
+    })
+}
+
+/// A short printable name of a credential for messages: its ID's first
+/// bytes in hex (what `hybridd credentials delete` takes).
+fn id_prefix(id: &[u8]) -> String {
+    id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a row's tag under `key`; a missing or wrong tag is
+/// [`VaultError::Tampered`].
+fn check_tag(key: &MetaKey, row: &StoredRow) -> Result<(), VaultError> {
+    match &row.tag {
+        Some(tag) if key.verify(&row.meta, tag) => Ok(()),
+        _ => {
+            tracing::warn!(
+                credential = %id_prefix(&row.meta.id),
+                "credential metadata does not match its tag: refused"
+            );
+            Err(VaultError::Tampered(id_prefix(&row.meta.id)))
+        }
+    }
+}
+
+/// Tags every credential row (the migration of a version-1 vault), inside
+/// the caller's transaction, in batches by `seq`.
+pub(crate) fn tag_all_rows(tx: &Transaction<'_>, key: &MetaKey) -> Result<(), VaultError> {
+    let mut after = i64::MIN;
+    loop {
+        let rows: Vec<StoredRow> = tx
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM credentials WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?
+            .query_map(params![after, TAG_BATCH], meta_from_row)?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.seq;
+        let mut update =
+            tx.prepare_cached("UPDATE credentials SET meta_mac = ?1 WHERE seq = ?2")?;
+        for row in &rows {
+            update.execute(params![&key.tag(&row.meta)[..], row.seq])?;
+        }
+    }
 }
 
 fn insert_one(
     tx: &Transaction<'_>,
     key: &SecretKey,
+    meta_key: &MetaKey,
     capacity: u64,
     meta: &CredentialMeta,
     secrets: &CredentialSecrets,
@@ -77,8 +135,8 @@ fn insert_one(
         .prepare_cached(
             "INSERT INTO credentials (id, rp_id, rp_name, user_id, user_name, user_display_name,
                  algorithm, public_key_cose, discoverable, cred_protect, sign_count, created_unix,
-                 last_used_unix, sealed_secrets)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 last_used_unix, sealed_secrets, meta_mac)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             meta.id,
@@ -95,6 +153,7 @@ fn insert_one(
             meta.created_unix,
             meta.last_used_unix,
             sealed,
+            &meta_key.tag(meta)[..],
         ]);
     match inserted {
         Ok(_) => Ok(()),
@@ -108,18 +167,34 @@ fn insert_one(
 }
 
 impl Vault {
+    /// Checks each row's tag when the vault is unlocked (the metadata key is
+    /// in memory); while locked, metadata cannot be authenticated and is
+    /// returned as stored (it is authenticated again before any use that
+    /// needs the vault key: secrets, counters).
+    fn checked(&self, rows: Vec<StoredRow>) -> Result<Vec<StoredRow>, VaultError> {
+        if let Some(key) = &self.meta_key {
+            for row in &rows {
+                check_tag(key, row)?;
+            }
+        }
+        Ok(rows)
+    }
+
     /// Every credential's metadata, newest (most recently stored) first.
-    /// Works while locked.
+    /// Works while locked; while unlocked, a row whose metadata was edited
+    /// outside hybridd fails the whole call with [`VaultError::Tampered`].
     pub fn list(&self) -> Result<Vec<CredentialMeta>, VaultError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {META_COLUMNS} FROM credentials ORDER BY seq DESC"
         ))?;
-        let rows = stmt.query_map([], meta_from_row)?;
-        rows.map(|r| r.map(|(_, m)| m).map_err(VaultError::from))
-            .collect()
+        let rows = stmt
+            .query_map([], meta_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.checked(rows)?.into_iter().map(|r| r.meta).collect())
     }
 
-    /// See [`CredentialStore::find`]. Works while locked.
+    /// See [`CredentialStore::find`]. Works while locked; while unlocked,
+    /// every returned row's tag is checked ([`VaultError::Tampered`]).
     pub fn find_credentials(
         &self,
         rp_id: &str,
@@ -130,14 +205,14 @@ impl Vault {
                 "SELECT {META_COLUMNS} FROM credentials
                  WHERE rp_id = ?1 AND discoverable = 1 ORDER BY seq DESC"
             ))?;
-            let rows = stmt.query_map([rp_id], meta_from_row)?;
-            return rows
-                .map(|r| r.map(|(_, m)| m).map_err(VaultError::from))
-                .collect();
+            let rows = stmt
+                .query_map([rp_id], meta_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(self.checked(rows)?.into_iter().map(|r| r.meta).collect());
         };
         let unique: BTreeSet<&[u8]> = ids.iter().map(Vec::as_slice).collect();
         let unique: Vec<&[u8]> = unique.into_iter().collect();
-        let mut found: Vec<(i64, CredentialMeta)> = Vec::new();
+        let mut found: Vec<StoredRow> = Vec::new();
         for chunk in unique.chunks(IDS_PER_QUERY) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let mut stmt = self.conn.prepare_cached(&format!(
@@ -150,8 +225,8 @@ impl Vault {
                 found.push(row?);
             }
         }
-        found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-        Ok(found.into_iter().map(|(_, m)| m).collect())
+        found.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        Ok(self.checked(found)?.into_iter().map(|r| r.meta).collect())
     }
 
     /// See [`CredentialStore::insert`]; needs the vault unlocked.
@@ -169,20 +244,45 @@ impl Vault {
         &mut self,
         items: impl IntoIterator<Item = (&'a CredentialMeta, &'a CredentialSecrets)>,
     ) -> Result<(), VaultError> {
-        let key = self.key.as_ref().ok_or(VaultError::NotUnlocked)?;
+        let (Some(key), Some(meta_key)) = (self.key.as_ref(), self.meta_key.as_ref()) else {
+            return Err(VaultError::NotUnlocked);
+        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (meta, secrets) in items {
-            insert_one(&tx, key, self.capacity, meta, secrets)?;
+            insert_one(&tx, key, meta_key, self.capacity, meta, secrets)?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// See [`CredentialStore::secrets`]; needs the vault unlocked.
+    /// One row by credential ID, its tag checked (`conn` may be a
+    /// transaction).
+    fn verified_row(
+        conn: &rusqlite::Connection,
+        meta_key: &MetaKey,
+        id: &[u8],
+    ) -> Result<StoredRow, VaultError> {
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM credentials WHERE id = ?1"
+            ))?
+            .query_row([id], meta_from_row)
+            .optional()?
+            .ok_or(VaultError::NoSuchCredential)?;
+        check_tag(meta_key, &row)?;
+        Ok(row)
+    }
+
+    /// See [`CredentialStore::secrets`]; needs the vault unlocked. The row's
+    /// metadata tag is checked first: secrets of an edited credential are
+    /// never handed out ([`VaultError::Tampered`]).
     pub fn credential_secrets(&self, id: &[u8]) -> Result<CredentialSecrets, VaultError> {
-        let key = self.key.as_ref().ok_or(VaultError::NotUnlocked)?;
+        let (Some(key), Some(meta_key)) = (self.key.as_ref(), self.meta_key.as_ref()) else {
+            return Err(VaultError::NotUnlocked);
+        };
+        Self::verified_row(&self.conn, meta_key, id)?;
         let sealed: Vec<u8> = self
             .conn
             .prepare_cached("SELECT sealed_secrets FROM credentials WHERE id = ?1")?
@@ -194,21 +294,30 @@ impl Vault {
     }
 
     /// See [`CredentialStore::next_sign_count`]. Saturates at `u32::MAX`
-    /// (never wraps, never goes backwards). Works while locked.
+    /// (never wraps, never goes backwards). Needs the vault unlocked: the
+    /// counter is part of the tagged metadata, so the row's tag is checked
+    /// (an edited counter is refused, [`VaultError::Tampered`]) and renewed.
     pub fn bump_sign_count(&mut self, id: &[u8], now_unix: u64) -> Result<u32, VaultError> {
+        let Some(meta_key) = self.meta_key.as_ref() else {
+            return Err(VaultError::NotUnlocked);
+        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let count: u32 = tx
-            .prepare_cached(
-                "UPDATE credentials SET sign_count = MIN(sign_count + 1, 4294967295), last_used_unix = ?2
-                 WHERE id = ?1 RETURNING sign_count",
-            )?
-            .query_row(params![id, now_unix], |r| r.get(0))
-            .optional()?
-            .ok_or(VaultError::NoSuchCredential)?;
+        let mut row = Self::verified_row(&tx, meta_key, id)?;
+        row.meta.sign_count = row.meta.sign_count.saturating_add(1);
+        row.meta.last_used_unix = Some(now_unix);
+        tx.prepare_cached(
+            "UPDATE credentials SET sign_count = ?1, last_used_unix = ?2, meta_mac = ?3 WHERE seq = ?4",
+        )?
+        .execute(params![
+            row.meta.sign_count,
+            now_unix,
+            &meta_key.tag(&row.meta)[..],
+            row.seq
+        ])?;
         tx.commit()?;
-        Ok(count)
+        Ok(row.meta.sign_count)
     }
 }
 

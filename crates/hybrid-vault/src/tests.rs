@@ -65,8 +65,12 @@ fn no_secret_appears_in_the_files() {
     let params = KdfParams::INSECURE_FOR_TESTS;
     let mut v = Vault::create(&path, PIN, params).unwrap();
     let vault_key = v.key.as_ref().unwrap().expose().to_vec();
-    let mut needles: Vec<(&str, Vec<u8>)> =
-        vec![("PIN", PIN.as_bytes().to_vec()), ("vault key", vault_key)];
+    let meta_key = v.meta_key.as_ref().unwrap().expose().to_vec();
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![
+        ("PIN", PIN.as_bytes().to_vec()),
+        ("vault key", vault_key),
+        ("metadata key", meta_key),
+    ];
     for i in 0..20u8 {
         let private = pattern(i);
         let prf = pattern(i + 100);

@@ -11,7 +11,15 @@ use crate::error::VaultError;
 use crate::fsperm;
 use crate::pin::{self, KdfParams, MAX_PIN_FAILURES, SALT_LEN};
 use crate::schema;
-use crate::seal::{self, SecretKey, AAD_VAULT_KEY, KEY_LEN};
+use crate::seal::{self, MetaKey, SecretKey, AAD_VAULT_KEY_V1, KEY_LEN, VAULT_ID_LEN};
+use crate::store;
+
+/// `vault_meta.key_format` of a version-1 vault not yet migrated: the vault
+/// key sealed with a constant AAD, credential metadata untagged.
+const KEY_FORMAT_V1: i64 = 1;
+/// `vault_meta.key_format` written by this version: the vault key bound to
+/// the vault's identity and KDF parameters, every credential row tagged.
+pub(crate) const KEY_FORMAT: i64 = 2;
 
 /// Default maximum number of credentials in a vault.
 pub const DEFAULT_CAPACITY: u64 = 100_000;
@@ -40,6 +48,8 @@ pub struct Vault {
     pub(crate) conn: Connection,
     path: PathBuf,
     pub(crate) key: Option<SecretKey>,
+    /// Tags credential metadata; present exactly when `key` is.
+    pub(crate) meta_key: Option<MetaKey>,
     pub(crate) capacity: u64,
 }
 
@@ -60,6 +70,59 @@ struct PinRecord {
     sealed_key: Vec<u8>,
     failures: u32,
     next_attempt_ms: u64,
+    /// The vault's identity (key format 2; `None` before the migration).
+    vault_id: Option<Vec<u8>>,
+    /// [`KEY_FORMAT_V1`] or [`KEY_FORMAT`].
+    key_format: i64,
+    /// The vault was made for tests (may use parameters below the minimum).
+    /// Authenticated by the sealed key's AAD in key format 2; *ignored* in
+    /// key format 1, where it did not exist.
+    for_tests: bool,
+}
+
+impl PinRecord {
+    /// Whether the vault is a test vault, as far as authenticated data says:
+    /// in key format 1 a vault could only have parameters below the minimum
+    /// if it was made with the test-only ones (the parameters themselves are
+    /// authenticated by a successful unlock: they are Argon2's input).
+    fn made_for_tests(&self) -> bool {
+        if self.key_format == KEY_FORMAT_V1 {
+            self.params.is_below_minimum()
+        } else {
+            self.for_tests
+        }
+    }
+
+    /// Refuses what no honest vault holds: parameters out of range, or below
+    /// the minimum without the test flag; a bound key without an identity.
+    fn check(&self) -> Result<(), VaultError> {
+        self.params.validate().map_err(|e| {
+            VaultError::Corrupt(format!("stored key-derivation parameters rejected: {e}"))
+        })?;
+        match self.key_format {
+            KEY_FORMAT_V1 => Ok(()),
+            KEY_FORMAT => {
+                if self.vault_id.as_ref().map(Vec::len) != Some(VAULT_ID_LEN) {
+                    return Err(VaultError::Corrupt("the vault has no identity".into()));
+                }
+                if self.params.is_below_minimum() && !self.for_tests {
+                    return Err(VaultError::KdfBelowMinimum(self.params));
+                }
+                Ok(())
+            }
+            other => Err(VaultError::Corrupt(format!("unknown key format {other}"))),
+        }
+    }
+
+    /// The AAD the sealed vault key was sealed with.
+    fn aad(&self) -> Vec<u8> {
+        match (&self.vault_id, self.key_format) {
+            (Some(id), KEY_FORMAT) => {
+                seal::vault_key_aad(id, &self.salt, self.params, self.for_tests)
+            }
+            _ => AAD_VAULT_KEY_V1.to_vec(),
+        }
+    }
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -101,6 +164,15 @@ impl Vault {
         let path = path.as_ref();
         pin::check_policy(pin)?;
         params.validate()?;
+        let for_tests = params.is_below_minimum();
+        if for_tests {
+            tracing::warn!(
+                m_kib = params.m_cost_kib,
+                t = params.t_cost,
+                "creating a vault with Argon2 parameters below the minimum: it is recorded as \
+                 made for tests and its PIN can be brute-forced; never store real credentials in it"
+            );
+        }
         let dir = fsperm::parent_dir(path);
         fsperm::ensure_private_dir(&dir, true)?;
         if path.symlink_metadata().is_ok() {
@@ -120,7 +192,10 @@ impl Vault {
         let vault_key = SecretKey::random()?;
         let mut salt = [0u8; SALT_LEN];
         seal::fill_random(&mut salt)?;
-        let sealed = seal_vault_key(&vault_key, pin, &salt, params)?;
+        let mut vault_id = [0u8; VAULT_ID_LEN];
+        seal::fill_random(&mut vault_id)?;
+        let aad = seal::vault_key_aad(&vault_id, &salt, params, for_tests);
+        let sealed = seal_vault_key(&vault_key, pin, &salt, params, &aad)?;
         {
             let mut conn = Connection::open_with_flags(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
             conn.pragma_update(None, "synchronous", "FULL")?;
@@ -128,15 +203,19 @@ impl Vault {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
             schema::create_schema(&tx)?;
             tx.execute(
-                "INSERT INTO vault_meta (singleton, magic, kdf_salt, kdf_m_kib, kdf_t, kdf_p, sealed_vault_key)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO vault_meta (singleton, magic, kdf_salt, kdf_m_kib, kdf_t, kdf_p,
+                     sealed_vault_key, vault_id, key_format, kdf_for_tests)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     schema::MAGIC,
                     &salt[..],
                     params.m_cost_kib,
                     params.t_cost,
                     params.p_cost,
-                    sealed
+                    sealed,
+                    &vault_id[..],
+                    KEY_FORMAT,
+                    for_tests
                 ],
             )?;
             tx.commit()?;
@@ -161,7 +240,7 @@ impl Vault {
         fsperm::sync_dir(&dir)?;
 
         let mut vault = Vault::open(path)?;
-        vault.key = Some(vault_key);
+        vault.set_unlocked(vault_key)?;
         Ok(vault)
     }
 
@@ -216,11 +295,10 @@ impl Vault {
             conn,
             path: path.to_owned(),
             key: None,
+            meta_key: None,
             capacity: DEFAULT_CAPACITY,
         };
-        vault.pin_record()?.params.validate().map_err(|e| {
-            VaultError::Corrupt(format!("stored key-derivation parameters rejected: {e}"))
-        })?;
+        vault.pin_record()?.check()?;
         Ok(vault)
     }
 
@@ -269,48 +347,87 @@ impl Vault {
     /// [`MAX_PIN_FAILURES`] wrong PINs in a row every attempt fails with
     /// [`VaultError::Locked`]. The library never sleeps: `now` is the
     /// caller's wall clock and an early attempt gets [`VaultError::TooSoon`].
+    ///
+    /// A correct PIN also migrates the vault when needed, in one transaction
+    /// (`docs/vault.md`, "Migration"): a version-1 vault gets an identity, its
+    /// key is re-sealed bound to it and every credential row gets its tag;
+    /// a vault not made for tests whose Argon2 parameters are weaker than
+    /// [`KdfParams::DEFAULT`] is re-sealed with the default (an extra Argon2
+    /// run, once).
     pub fn unlock(&mut self, pin: &str, now: SystemTime) -> Result<(), VaultError> {
-        let key = self.verify_pin(pin, now)?;
-        self.key = Some(key);
-        Ok(())
+        let (key, rec) = self.verify_pin(pin, now)?;
+        let for_tests = rec.made_for_tests();
+        let params = if for_tests {
+            rec.params
+        } else {
+            rec.params.at_least(KdfParams::DEFAULT)
+        };
+        if rec.key_format == KEY_FORMAT_V1 || params != rec.params {
+            self.reseal(&key, pin, params, for_tests, &rec, false)?;
+            tracing::info!(
+                from_format = rec.key_format,
+                m_kib = params.m_cost_kib,
+                t = params.t_cost,
+                "vault key re-sealed (key format {KEY_FORMAT})"
+            );
+        }
+        self.set_unlocked(key)
     }
 
     /// Forgets the vault key (zeroized); secrets are unavailable until the
     /// next [`Vault::unlock`].
     pub fn lock(&mut self) {
         self.key = None;
+        self.meta_key = None;
     }
 
-    /// Replaces the PIN. The old PIN is verified (and counted) exactly like
-    /// [`Vault::unlock`]; the vault key itself is unchanged, only re-sealed
-    /// under a key derived from `new_pin` with a fresh salt. Leaves the vault
-    /// unlocked.
+    /// Replaces the PIN, applying the current key-derivation parameters
+    /// ([`KdfParams::DEFAULT`], or the vault's own if stronger): see
+    /// [`Vault::change_pin_with_params`].
     pub fn change_pin(
         &mut self,
         old_pin: &str,
         new_pin: &str,
         now: SystemTime,
     ) -> Result<(), VaultError> {
+        self.change_pin_with_params(old_pin, new_pin, now, KdfParams::DEFAULT)
+    }
+
+    /// Replaces the PIN. The old PIN is verified (and counted) exactly like
+    /// [`Vault::unlock`]; the vault key itself is unchanged, only re-sealed
+    /// under a key derived from `new_pin` with a fresh salt and `params`
+    /// (each cost at least the vault's current one). Parameters below
+    /// [`KdfParams::MINIMUM`] are accepted only for a vault made for tests
+    /// ([`VaultError::WouldWeakenKdf`] otherwise); parameters at or above it
+    /// make the vault a normal one. Leaves the vault unlocked.
+    pub fn change_pin_with_params(
+        &mut self,
+        old_pin: &str,
+        new_pin: &str,
+        now: SystemTime,
+        params: KdfParams,
+    ) -> Result<(), VaultError> {
         pin::check_policy(new_pin)?;
-        let key = self.verify_pin(old_pin, now)?;
-        let params = self.pin_record()?.params;
-        let mut salt = [0u8; SALT_LEN];
-        seal::fill_random(&mut salt)?;
-        let sealed = seal_vault_key(&key, new_pin, &salt, params)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE vault_meta SET kdf_salt = ?1, sealed_vault_key = ?2 WHERE singleton = 1",
-            params![&salt[..], sealed],
-        )?;
-        tx.commit()?;
-        // Move the change into the main file and empty the WAL, so the old
-        // sealed key does not linger in it (secure_delete wipes the old cell).
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        self.key = Some(key);
-        Ok(())
+        params.validate()?;
+        let for_tests = params.is_below_minimum();
+        // Refuse before counting an attempt; checked again below against the
+        // record the PIN authenticated.
+        if for_tests && !self.pin_record()?.made_for_tests() {
+            return Err(VaultError::WouldWeakenKdf(params));
+        }
+        let (key, rec) = self.verify_pin(old_pin, now)?;
+        let params = if for_tests {
+            if !rec.made_for_tests() {
+                return Err(VaultError::WouldWeakenKdf(params));
+            }
+            params
+        } else if rec.made_for_tests() {
+            params
+        } else {
+            params.at_least(rec.params)
+        };
+        self.reseal(&key, new_pin, params, for_tests, &rec, true)?;
+        self.set_unlocked(key)
     }
 
     /// The wrong-PIN counter and the earliest time of the next attempt.
@@ -348,8 +465,14 @@ impl Vault {
         read_pin_record(&self.conn)
     }
 
-    /// The shared PIN check of `unlock` and `change_pin`.
-    fn verify_pin(&mut self, pin: &str, now: SystemTime) -> Result<SecretKey, VaultError> {
+    /// The shared PIN check of `unlock` and `change_pin`: the vault key and
+    /// the record it was unsealed from (whose parameters, identity and test
+    /// flag the successful unseal authenticates).
+    fn verify_pin(
+        &mut self,
+        pin: &str,
+        now: SystemTime,
+    ) -> Result<(SecretKey, PinRecord), VaultError> {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
         let rec = {
@@ -357,6 +480,7 @@ impl Vault {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rec = read_pin_record(&tx)?;
+            rec.check()?;
             if rec.failures >= MAX_PIN_FAILURES {
                 return Err(VaultError::Locked(MAX_PIN_FAILURES));
             }
@@ -388,7 +512,7 @@ impl Vault {
         };
 
         let kek = SecretKey::from_bytes(pin::derive_kek(pin, &rec.salt, rec.params)?);
-        match seal::open(&kek, AAD_VAULT_KEY, &rec.sealed_key) {
+        match seal::open(&kek, &rec.aad(), &rec.sealed_key) {
             Ok(bytes) => {
                 let bytes: [u8; KEY_LEN] = bytes
                     .as_slice()
@@ -399,7 +523,7 @@ impl Vault {
                     "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",
                     [],
                 )?;
-                Ok(key)
+                Ok((key, rec))
             }
             Err(VaultError::Decrypt) if rec.failures >= MAX_PIN_FAILURES => {
                 tracing::warn!("wrong PIN; the vault is now locked");
@@ -417,9 +541,96 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Keeps `key` (and the metadata key derived from it and the vault's
+    /// identity) in memory.
+    fn set_unlocked(&mut self, key: SecretKey) -> Result<(), VaultError> {
+        let rec = self.pin_record()?;
+        let id = match (&rec.vault_id, rec.key_format) {
+            (Some(id), KEY_FORMAT) => id,
+            _ => return Err(VaultError::Corrupt("the vault has no identity".into())),
+        };
+        self.meta_key = Some(MetaKey::derive(&key, id)?);
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// Re-seals the vault key under `pin` with a fresh salt and `params`,
+    /// bound to the vault's identity (made now if the vault has none), and —
+    /// for a key-format-1 vault — tags every credential row: all in one
+    /// transaction, so a crash leaves either the old state or the new one.
+    /// Argon2 runs before the write lock is taken. `rec` is the record the
+    /// PIN was verified against; if another process re-sealed meanwhile,
+    /// its result stands and a PIN change (`new_pin`) is refused (try again).
+    fn reseal(
+        &mut self,
+        key: &SecretKey,
+        pin: &str,
+        params: KdfParams,
+        for_tests: bool,
+        rec: &PinRecord,
+        new_pin: bool,
+    ) -> Result<(), VaultError> {
+        let vault_id = match &rec.vault_id {
+            Some(id) if rec.key_format == KEY_FORMAT => id.clone(),
+            _ => {
+                let mut id = vec![0u8; VAULT_ID_LEN];
+                seal::fill_random(&mut id)?;
+                id
+            }
+        };
+        let mut salt = [0u8; SALT_LEN];
+        seal::fill_random(&mut salt)?;
+        let aad = seal::vault_key_aad(&vault_id, &salt, params, for_tests);
+        let sealed = seal_vault_key(key, pin, &salt, params, &aad)?;
+        let meta_key = MetaKey::derive(key, &vault_id)?;
+
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = read_pin_record(&tx)?;
+        if current.sealed_key != rec.sealed_key {
+            // Another process re-sealed since our PIN check. The vault key
+            // never changes, so for an unlock theirs is as good as ours
+            // (and, being format 2, already tagged every row); a new PIN
+            // must not be silently dropped.
+            return if !new_pin && current.key_format == KEY_FORMAT {
+                Ok(())
+            } else {
+                Err(VaultError::ChangedConcurrently)
+            };
+        }
+        tx.execute(
+            "UPDATE vault_meta SET vault_id = ?1, kdf_salt = ?2, kdf_m_kib = ?3, kdf_t = ?4,
+                 kdf_p = ?5, sealed_vault_key = ?6, kdf_for_tests = ?7, key_format = ?8
+             WHERE singleton = 1",
+            params![
+                vault_id,
+                &salt[..],
+                params.m_cost_kib,
+                params.t_cost,
+                params.p_cost,
+                sealed,
+                for_tests,
+                KEY_FORMAT
+            ],
+        )?;
+        if rec.key_format == KEY_FORMAT_V1 {
+            store::tag_all_rows(&tx, &meta_key)?;
+        }
+        tx.commit()?;
+        // Move the change into the main file and empty the WAL, so the old
+        // sealed key does not linger in it (secure_delete wipes the old cell).
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
 fn read_pin_record(conn: &Connection) -> Result<PinRecord, VaultError> {
     conn.query_row(
-        "SELECT kdf_salt, kdf_m_kib, kdf_t, kdf_p, sealed_vault_key, pin_failures, next_attempt_unix_ms
+        "SELECT kdf_salt, kdf_m_kib, kdf_t, kdf_p, sealed_vault_key, pin_failures, next_attempt_unix_ms,
+                vault_id, key_format, kdf_for_tests
          FROM vault_meta WHERE singleton = 1",
         [],
         |r| {
@@ -433,6 +644,9 @@ fn read_pin_record(conn: &Connection) -> Result<PinRecord, VaultError> {
                 sealed_key: r.get(4)?,
                 failures: r.get(5)?,
                 next_attempt_ms: r.get(6)?,
+                vault_id: r.get(7)?,
+                key_format: r.get(8)?,
+                for_tests: r.get(9)?,
             })
         },
     )
@@ -445,9 +659,10 @@ fn seal_vault_key(
     pin: &str,
     salt: &[u8],
     params: KdfParams,
+    aad: &[u8],
 ) -> Result<Vec<u8>, VaultError> {
     let kek = SecretKey::from_bytes(pin::derive_kek(pin, salt, params)?);
-    key.with_bytes(|b| seal::seal(&kek, AAD_VAULT_KEY, b))
+    key.with_bytes(|b| seal::seal(&kek, aad, b))
 }
 
 fn hex_lower(bytes: &[u8]) -> String {

@@ -391,10 +391,15 @@ fn insert_find_secrets_counter() {
         (got[0].sign_count, got[0].last_used_unix),
         (2, Some(1_800_000_001))
     );
+    // The counter is authenticated metadata: bumping it needs the vault key.
+    assert!(matches!(
+        v.next_sign_count(&a.id, 1_800_000_002),
+        Err(StoreError::Locked)
+    ));
+    v.unlock(PIN, at(0)).unwrap();
     assert_eq!(v.next_sign_count(&a.id, 1_800_000_002).unwrap(), 3);
 
     // A new discoverable credential for the same user replaces the old one.
-    v.unlock(PIN, at(0)).unwrap();
     let (a2, sa2) = cred("example.com", b"id-a2-0123456789", b"alice", true);
     v.insert(&a2, &sa2).unwrap();
     assert_eq!(
@@ -454,8 +459,14 @@ fn secrets_and_insert_need_unlock() {
     v.insert(&m, &s).unwrap();
     v.lock();
     assert!(matches!(v.secrets(&m.id), Err(StoreError::Locked)));
-    // Metadata and counters work while locked.
+    // Metadata can be read while locked; the counter (tagged with the vault
+    // key) cannot be bumped.
     assert_eq!(v.find("example.com", None).unwrap().len(), 1);
+    assert!(matches!(
+        v.next_sign_count(&m.id, 5),
+        Err(StoreError::Locked)
+    ));
+    v.unlock(PIN, at(1)).unwrap();
     assert_eq!(v.next_sign_count(&m.id, 5).unwrap(), 1);
 }
 
@@ -504,13 +515,12 @@ fn allow_list_of_1000_ids() {
     let allow: Vec<Vec<u8>> = (0..1000u32)
         .map(|i| format!("credential-{i:06}").into_bytes())
         .collect();
-    let t = std::time::Instant::now();
+    // Its time is a benchmark (`vault/*/find/by_1000_ids` in benches/vault.rs),
+    // not a wall-clock assertion here.
     let found = v.find("example.com", Some(&allow)).unwrap();
-    let took = t.elapsed();
     assert_eq!(found.len(), 500);
     assert!(found.iter().all(|m| m.rp_id == "example.com"));
     // Newest first.
     assert_eq!(found[0].id, b"credential-000998");
     assert_eq!(found[499].id, b"credential-000000");
-    assert!(took < Duration::from_secs(1), "{took:?}");
 }

@@ -67,7 +67,8 @@ pub struct FileConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Radio backend. Default `bluez`.
     pub radio: Option<RadioBackend>,
-    /// BlueZ adapter. Default `hci0`.
+    /// BlueZ adapter (`"hci1"`). Default: the first powered one
+    /// (`hybrid_bluez::choose_adapter`; `hybridd doctor` names it).
     pub adapter: Option<String>,
     /// File the `file` radio writes adverts to.
     pub advert_file: Option<PathBuf>,
@@ -129,13 +130,13 @@ pub struct Overrides {
     pub approval_timeout_secs: Option<u64>,
 }
 
-fn parse_mode(s: &str) -> Result<ApprovalMode, String> {
+fn parse_mode(s: &str) -> Result<ApprovalMode, ConfigError> {
     match s {
         "interactive" => Ok(ApprovalMode::Interactive),
         "auto" => Ok(ApprovalMode::Auto),
-        other => Err(format!(
+        other => Err(ConfigError::Invalid(format!(
             "unknown approval mode {other:?}: use interactive or auto"
-        )),
+        ))),
     }
 }
 
@@ -154,8 +155,8 @@ pub struct Config {
     pub extra_ca_file: Option<PathBuf>,
     /// Radio backend.
     pub radio: RadioBackend,
-    /// BlueZ adapter name.
-    pub adapter: String,
+    /// BlueZ adapter name; `None`: the first powered one.
+    pub adapter: Option<String>,
     /// File radio target (required when `radio = "file"`).
     pub advert_file: Option<PathBuf>,
     /// Wait for the desktop's handshake.
@@ -346,7 +347,7 @@ pub fn resolve(
         tunnel,
         extra_ca_file: o.extra_ca_file.clone().or(file.extra_ca_file),
         radio,
-        adapter: file.adapter.unwrap_or_else(|| "hci0".to_owned()),
+        adapter: file.adapter,
         advert_file,
         wait_for_desktop: Duration::from_secs(secs(
             o.wait_for_desktop_secs,
@@ -405,7 +406,7 @@ mod tests {
         let c = resolve(parse("").unwrap(), &Overrides::default(), None).unwrap();
         assert_eq!(c.tunnel, TunnelBase::Domain(0));
         assert_eq!(c.radio, RadioBackend::Bluez);
-        assert_eq!(c.adapter, "hci0");
+        assert_eq!(c.adapter, None);
         assert_eq!(c.wait_for_desktop, Duration::from_secs(120));
         assert_eq!(c.approval_timeout, Duration::from_secs(60));
         assert_eq!(c.max_qr_age_secs, 600);

@@ -248,7 +248,9 @@ async fn ceremonies_through_haproxy_reach_every_instance_and_survive_one_stoppin
             .env("CABLE_TUNNEL_3", &instances[2]);
         c
     };
-    let check = haproxy_cmd(&["-c", "-f"], "127.0.0.1:443").output().unwrap();
+    let check = haproxy_cmd(&["-c", "-f"], "127.0.0.1:443")
+        .output()
+        .unwrap();
     assert!(
         check.status.success(),
         "the shipped HAProxy configuration does not load: {}",

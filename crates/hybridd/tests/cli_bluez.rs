@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{cdh, scan_output, start_tunnel_server, text, wait_daemon_ready, Home, Killed};
+use hybrid_ble::SERVICE_UUID;
 use hybrid_bluez::fake::{FakeBluez, FakeEvent, FakeOptions, PrivateBus, PrivateBusError};
-use hybrid_bluez::{bus_at, scan, FIDO_SERVICE_UUID};
+use hybrid_bluez::{bus_at, scan};
 use hybrid_ctap::types::UserEntity;
 use hybrid_ctap::RelyingParty;
 use hybrid_initiator::{AdvertSource, Desktop, Resolver};
@@ -95,7 +96,7 @@ impl Scanner {
             let r = scan::watch_service_data(
                 &conn,
                 Some("hci0"),
-                FIDO_SERVICE_UUID,
+                SERVICE_UUID,
                 Duration::from_secs(60),
                 |_, bytes| {
                     record.lock().unwrap().push(bytes.to_vec());
@@ -248,10 +249,29 @@ async fn daemon_with_bluez_radio_serves_a_scanning_desktop() {
     assert_eq!(regs.len(), 1, "{regs:?}");
     let path = regs[0].path.clone();
     assert_eq!(
-        regs[0].service_data(FIDO_SERVICE_UUID).as_deref(),
+        regs[0].service_data(SERVICE_UUID).as_deref(),
         Some(&seen[..])
     );
+    // A QR without key 6 (every Chromium QR) gets the advert exactly as
+    // before CTAP 2.3: 20 bytes, non-connectable, with the UUID list
+    // (Chromium drops service data that is not exactly 20 bytes).
+    assert!(!d.qr().offers_ble_l2cap());
     assert_eq!(seen.len(), 20);
+    assert_eq!(regs[0].string("Type").as_deref(), Some("broadcast"));
+    assert_eq!(
+        regs[0].strings("ServiceUUIDs"),
+        Some(vec![SERVICE_UUID.to_owned()])
+    );
+    assert_eq!(
+        regs[0].property_names(),
+        [
+            "MaxInterval",
+            "MinInterval",
+            "ServiceData",
+            "ServiceUUIDs",
+            "Type"
+        ]
+    );
     assert_eq!(
         advert_events(&fake),
         vec![
@@ -336,4 +356,46 @@ async fn adapter_gone_scan_names_the_fix_and_the_daemon_serves_the_next_scan() {
         [FakeEvent::Registered { .. }, FakeEvent::Unregistered { .. }]
     ));
     assert!(daemon.0.try_wait().unwrap().is_none(), "daemon still up");
+}
+
+/// `hybridd doctor` names the adapter it would use: the configured one, or
+/// by default the first powered one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_adapter_it_would_use() {
+    let Some(bus) = private_bus("doctor_names_the_adapter_it_would_use") else {
+        return;
+    };
+    let fake = start_fake(&bus, FakeOptions::default()).await;
+    let h = Home::new();
+    h.init_vault("1234");
+    let doctor = |config: &str| {
+        h.write_config(config);
+        let o = h
+            .cmd()
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+            .args(["doctor", "--offline"])
+            .output()
+            .unwrap();
+        format!("{}{}", text(&o.stdout), text(&o.stderr))
+    };
+    for (config, says) in [
+        ("radio = \"bluez\"\n", "the first powered one"),
+        ("radio = \"bluez\"\nadapter = \"hci0\"\n", "as configured"),
+    ] {
+        let out = doctor(config);
+        let line = out
+            .lines()
+            .find(|l| l.contains("bluetooth"))
+            .unwrap_or_else(|| panic!("no bluetooth line: {out}"));
+        assert!(
+            line.contains("using adapter hci0 (00:00:5E:00:53:01") && line.contains(says),
+            "{line}"
+        );
+    }
+    let out = doctor("radio = \"bluez\"\nadapter = \"hci3\"\n");
+    assert!(
+        out.contains("Bluetooth adapter hci3 not found (BlueZ has: hci0)"),
+        "{out}"
+    );
+    stop_fake(fake).await;
 }

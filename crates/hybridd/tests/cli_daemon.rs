@@ -286,13 +286,13 @@ async fn interactive_prompt_wrong_pin_then_decline() {
     let (prompts, done) = answers.await.unwrap();
     assert!(done.ok, "{done:?}");
     assert_eq!(prompts.len(), 2);
-    assert_eq!(prompts[0]["action"], "create a passkey");
-    assert_eq!(prompts[0]["rp_id"], "example.com");
-    assert_eq!(prompts[0]["user_name"], "bob");
-    assert!(prompts[0]["qr_age_secs"].is_u64());
+    assert_eq!(prompts[0].action.text(), "create a passkey");
+    assert_eq!(prompts[0].rp_id, "example.com");
+    assert_eq!(prompts[0].user_name.as_deref(), Some("bob"));
+    assert!(prompts[0].qr_age_secs.is_some());
     assert!(
-        prompts[1]["notice"].as_str().unwrap().contains("wrong PIN"),
-        "{}",
+        prompts[1].notice.as_deref().unwrap().contains("wrong PIN"),
+        "{:?}",
         prompts[1]
     );
 
@@ -309,7 +309,7 @@ async fn interactive_prompt_wrong_pin_then_decline() {
         loop {
             match client.recv().await.unwrap().unwrap() {
                 DaemonMsg::Prompt(p) => {
-                    assert_eq!(p["action"], "sign in");
+                    assert_eq!(p.action.text(), "sign in");
                     client
                         .send(&ClientMsg::Approve {
                             approve: false,

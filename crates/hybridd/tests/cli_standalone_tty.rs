@@ -1,8 +1,9 @@
 //! `hybridd scan --standalone` on a real terminal: the ceremony runs in the
 //! scan process, the question and the PIN prompt go to the controlling
 //! terminal, the answer "y" and the PIN are typed there, and the PIN is not
-//! echoed. The terminal is a pseudo-terminal made by `script(1)` (util-linux;
-//! the test is skipped with a message where it is missing). The desktop is
+//! echoed. The terminal is a pseudo-terminal made by `script(1)` (util-linux,
+//! Debian package bsdutils; the test is skipped with a message where it is
+//! missing, and fails instead under `HYBRIDD_REQUIRE_TOOLS=1`, as in CI). The desktop is
 //! hybrid-initiator in the test; the tunnel is `hybridd tunnel-server`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -45,8 +46,11 @@ fn wait_for(out: &Arc<Mutex<Vec<u8>>>, needle: &str, from: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: script(1) (util-linux) is not installed");
+    if !common::tool_or_skip(
+        "standalone_scan_asks_on_the_terminal_without_echoing_the_pin",
+        "script",
+        "bsdutils",
+    ) {
         return;
     }
     const PIN: &str = "97531";
@@ -164,4 +168,16 @@ async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
     // The answer "y" is echoed like any typed line; the PIN is not.
     assert!(!shown.contains(PIN), "the PIN was echoed:\n{shown}");
     assert!(shown.contains("passkey created"), "{shown}");
+}
+
+/// With `HYBRIDD_REQUIRE_TOOLS=1` (CI), a missing `script(1)` fails the
+/// terminal test instead of skipping it silently (issue 16).
+#[test]
+fn script_missing_is_an_error_when_tools_are_required() {
+    let (failed, output) =
+        common::run_without_tools("standalone_scan_asks_on_the_terminal_without_echoing_the_pin");
+    assert!(
+        failed && output.contains("script is not installed"),
+        "the terminal test passed without script(1):\n{output}"
+    );
 }

@@ -1,7 +1,10 @@
 //! `dist/hybridd.service` is a valid systemd *user* unit whose `ExecStart`
 //! is `hybridd run` (checked with `systemd-analyze verify --user`, offline).
-//! Skipped, with a message, where `systemd-analyze` is not installed.
+//! Skipped, with a message, where `systemd-analyze` is not installed — a
+//! failure instead under `HYBRIDD_REQUIRE_TOOLS=1` (CI).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -31,12 +34,11 @@ fn unit_runs_hybridd_run_and_keeps_secrets_private() {
 
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: systemd-analyze is not installed");
+    if !common::tool_or_skip(
+        "systemd_analyze_verify_accepts_the_unit",
+        "systemd-analyze",
+        "systemd",
+    ) {
         return;
     }
     // %h/.cargo/bin/hybridd must exist for verify: a private home whose
@@ -59,5 +61,16 @@ fn systemd_analyze_verify_accepts_the_unit() {
         out.status.success() && stderr.trim().is_empty(),
         "systemd-analyze verify: {:?}\n{stderr}",
         out.status
+    );
+}
+
+/// With `HYBRIDD_REQUIRE_TOOLS=1` (CI), a missing `systemd-analyze` fails
+/// the check instead of skipping it silently (issue 16).
+#[test]
+fn systemd_analyze_missing_is_an_error_when_tools_are_required() {
+    let (failed, output) = common::run_without_tools("systemd_analyze_verify_accepts_the_unit");
+    assert!(
+        failed && output.contains("systemd-analyze is not installed"),
+        "the check passed without systemd-analyze:\n{output}"
     );
 }

@@ -25,7 +25,7 @@
 # (the tunnel server listens on 127.0.0.1:443) and each desktop in a private
 # mount namespace whose /etc/hosts maps cable.ua5v.com to 127.0.0.1. Needs
 # dbus-daemon, openssl, iproute2 and, to build the initiators, pkg-config,
-# libdbus-1-dev and libssl-dev.
+# libdbus-1-dev, libssl-dev and libudev-dev.
 # Environment: PEERS_RUN_DIR (default target/interop-peers/run-<stamp>),
 #   PEERS_KEEP=1 keeps it on success too.
 # Prints `PEER-INTEROP RESULT: PASS|FAIL (...)`; exit 0 on PASS, 1 on FAIL,
@@ -41,10 +41,10 @@ if [ "${1:-}" = --radios ]; then RADIOS=${2:?--radios needs a value}; shift 2; f
 SPEC=${1:-}; [ $# -gt 0 ] && shift
 PEER=${SPEC%@*}
 case $SPEC in
-  webauthn-rs|webauthn-rs@0.6) RELEASE=0.6 FEATURE=v0_6 ;;
-  webauthn-rs@0.5) RELEASE=0.5 FEATURE=v0_5 ;;
-  libwebauthn|libwebauthn@0.11) RELEASE=0.11 FEATURE=v0_11 ;;
-  libwebauthn@0.10) RELEASE=0.10 FEATURE=v0_10 ;;
+  webauthn-rs|webauthn-rs@0.6) RELEASE=0.6 ;;
+  webauthn-rs@0.5) RELEASE=0.5 ;;
+  libwebauthn|libwebauthn@0.11) RELEASE=0.11 ;;
+  libwebauthn@0.10) RELEASE=0.10 ;;
   *) echo "usage: $0 [--radios bluez,file] webauthn-rs[@0.6|@0.5]|libwebauthn[@0.11|@0.10] [PHASE...]" >&2; exit 2 ;;
 esac
 case $PEER in
@@ -74,13 +74,8 @@ if [ -z "${HN_PEERS_INNER:-}" ]; then
   say "building hybridd and the fake org.bluez"
   cargo build -q -p hybridd -p hybrid-interop-chromium || die "cargo build (hybridd)"
   say "building the $PEER $RELEASE initiator (crates.io, Cargo.lock pinned)"
-  CARGO_TARGET_DIR=$TARGET/interop-peers/build cargo build -q --locked \
-    --manifest-path "$HERE/$PEER/Cargo.toml" --no-default-features --features "$FEATURE" \
-    || die "cargo build ($PEER $RELEASE; needs pkg-config libdbus-1-dev libssl-dev)"
-  # One binary per release: the next build with other features overwrites it.
-  DRIVER=$TARGET/interop-peers/bin/hybridd-peer-$PEER-$RELEASE
-  mkdir -p "$TARGET/interop-peers/bin"
-  cp "$TARGET/interop-peers/build/debug/hybridd-peer-$PEER" "$DRIVER"
+  DRIVER=$(bash "$HERE/build.sh" "$PEER" "$RELEASE") \
+    || die "cargo build ($PEER $RELEASE; needs pkg-config libdbus-1-dev libssl-dev libudev-dev)"
   mkdir -p "$RUN_DIR"
   say "run directory $RUN_DIR"
   set +e

@@ -1,7 +1,7 @@
 //! The loopback world shared by the end-to-end tests: a tunnel server on
 //! 127.0.0.1 (ws:// or wss:// with a test CA), a file radio in a temp dir,
-//! the daemon's phone driver (`hybridd::phone`) and the desktop from
-//! `hybrid-initiator`.
+//! the daemon's ceremony core (`hybridd::ceremony`) with a person who
+//! always approves, and the desktop from `hybrid-initiator`.
 #![allow(dead_code, missing_docs)]
 // Helpers outside #[test] fns are not covered by clippy.toml's test exemptions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use hybrid_ctap::testing::{test_authenticator, SeededRng, TestEnv};
 use hybrid_ctap::types::UserEntity;
-use hybrid_ctap::{Authenticator, RegisteredCredential, RelyingParty};
+use hybrid_ctap::{Approval, ApprovalRequest, Authenticator, RegisteredCredential, RelyingParty};
 use hybrid_initiator::{AdvertSource, Channel, Desktop, Resolver};
 use hybrid_tunnel::client::ClientOptions;
 use hybrid_tunnel::server::{ServerConfig, ServerHandle, TlsFiles, TunnelServer};
 use hybrid_tunnel::TunnelBase;
-use hybridd::phone::{run_phone_session, CtapHandler, PhoneOptions, SessionEvent, SessionReport};
+use hybridd::ceremony::{Authenticate, Ceremony, CeremonyOptions, Report, SessionEvent};
+use hybridd::replay::ReplaySet;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,20 +41,20 @@ pub struct World {
     pub advert_file: PathBuf,
     pub base: String,
     pub resolver: Resolver,
-    pub phone: PhoneOptions,
+    pub phone: CeremonyOptions,
     pub client: ClientOptions,
     pub rng: SeededRng,
 }
 
 /// A running phone session.
 pub struct PhoneTask<H> {
-    pub task: JoinHandle<(SessionReport, H)>,
+    pub task: JoinHandle<(Report, H)>,
     pub events: mpsc::UnboundedReceiver<SessionEvent>,
     pub cancel: tokio::sync::watch::Sender<bool>,
 }
 
-impl<H: CtapHandler> PhoneTask<H> {
-    pub async fn finish(self) -> (SessionReport, H) {
+impl<H: Authenticate> PhoneTask<H> {
+    pub async fn finish(self) -> (Report, H) {
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
             .expect("phone session did not end")
@@ -127,15 +128,21 @@ impl World {
     }
 
     /// Starts the phone on `desktop`'s QR with the file radio.
-    pub fn start_phone<H: CtapHandler>(&self, desktop: &Desktop, handler: H) -> PhoneTask<H> {
-        self.start_phone_with(desktop, handler, self.phone.clone())
-    }
-
-    pub fn start_phone_with<H: CtapHandler>(
+    pub fn start_phone<H: Authenticate + 'static>(
         &self,
         desktop: &Desktop,
         handler: H,
-        opts: PhoneOptions,
+    ) -> PhoneTask<H> {
+        self.start_phone_with(desktop, handler, self.phone.clone())
+    }
+
+    /// Runs the ceremony for `desktop`'s QR with `handler`, a person who
+    /// approves everything (verified), and a fresh replay set.
+    pub fn start_phone_with<H: Authenticate + 'static>(
+        &self,
+        desktop: &Desktop,
+        mut handler: H,
+        opts: CeremonyOptions,
     ) -> PhoneTask<H> {
         let uri = desktop.qr_uri();
         let path = self.advert_file.clone();
@@ -143,7 +150,23 @@ impl World {
         let (cancel, cancel_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut radio = hybrid_ble::FileRadio::to_file(&path);
-            run_phone_session(&uri, &opts, &mut radio, handler, Some(tx), Some(cancel_rx)).await
+            let mut approve = |_: &ApprovalRequest| {
+                Ok(Approval {
+                    user_present: true,
+                    user_verified: true,
+                })
+            };
+            let report = Ceremony {
+                radio: &mut radio,
+                authenticator: &mut handler,
+                user: &mut approve,
+                replay: &mut ReplaySet::default(),
+                progress: &tx,
+                cancel: Some(cancel_rx),
+            }
+            .run(&uri, &opts)
+            .await;
+            (report, handler)
         });
         PhoneTask {
             task,
@@ -172,7 +195,7 @@ impl World {
     }
 
     /// A full registration session; returns the registered credential.
-    pub async fn register<H: CtapHandler>(
+    pub async fn register<H: Authenticate + 'static>(
         &mut self,
         handler: H,
         n: u8,
@@ -189,7 +212,7 @@ impl World {
     }
 
     /// A full discoverable sign-in session (empty allowList).
-    pub async fn sign_in<H: CtapHandler>(
+    pub async fn sign_in<H: Authenticate + 'static>(
         &mut self,
         handler: H,
         creds: &mut [RegisteredCredential],
@@ -242,69 +265,52 @@ pub fn make_ca(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    open_fds_in(std::path::Path::new("/proc/self/fd"))
 }
 
 /// Resident set size in KiB.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    rss_kib_from(std::path::Path::new("/proc/self/status"))
+}
+
+/// Entries of a `/proc/<pid>/fd` directory. Panics when it cannot be read:
+/// a leak check that cannot measure must fail, never compare zeros.
+pub fn open_fds_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "leak check: cannot read {}: {e}; it cannot run",
+                dir.display()
+            )
         })
-        .unwrap_or(0)
+        .count()
 }
 
-/// An authenticator environment over the SQLite vault, approving
-/// automatically (the vault was unlocked with its PIN = user verification).
-pub struct VaultEnv {
-    pub vault: hybrid_vault::Vault,
-    user: hybrid_ctap::testing::ScriptedUser,
-    clock: hybrid_ctap::testing::FakeClock,
-    rng: SeededRng,
+/// `VmRSS` of a `/proc/<pid>/status` file, in KiB. Panics when it cannot
+/// be read or has no such line (see [`open_fds_in`]).
+pub fn rss_kib_from(status: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap_or_else(|e| {
+        panic!(
+            "leak check: cannot read {}: {e}; it cannot run",
+            status.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("leak check: no VmRSS line in {}", status.display()))
 }
 
-impl VaultEnv {
-    pub fn new(vault: hybrid_vault::Vault) -> Self {
-        VaultEnv {
-            vault,
-            user: Default::default(),
-            clock: Default::default(),
-            rng: SeededRng::new(77),
-        }
-    }
-}
-
-impl hybrid_ctap::Env for VaultEnv {
-    type Store = hybrid_vault::Vault;
-    type User = hybrid_ctap::testing::ScriptedUser;
-    type Clock = hybrid_ctap::testing::FakeClock;
-    type Rng = SeededRng;
-    fn store(&mut self) -> &mut hybrid_vault::Vault {
-        &mut self.vault
-    }
-    fn user(&mut self) -> &mut Self::User {
-        &mut self.user
-    }
-    fn clock(&self) -> &Self::Clock {
-        &self.clock
-    }
-    fn rng(&mut self) -> &mut SeededRng {
-        &mut self.rng
-    }
-}
+/// The test doubles around the real SQLite vault.
+pub type VaultEnv = TestEnv<hybrid_vault::Vault>;
 
 /// Phone options for the loopback world: short waits so failures end fast.
-pub fn phone_options(tunnel: TunnelBase, client: ClientOptions) -> PhoneOptions {
+pub fn phone_options(tunnel: TunnelBase, client: ClientOptions) -> CeremonyOptions {
     let mut session = hybrid_session::SessionConfig::new(tunnel, Vec::new());
     session.wait_for_desktop = Duration::from_secs(10);
     session.command_timeout = Duration::from_secs(10);
     session.shutdown_grace = Duration::from_secs(2);
-    PhoneOptions {
+    CeremonyOptions {
         session,
         client,
         freshness: hybrid_qr::Freshness::default(),
@@ -312,7 +318,7 @@ pub fn phone_options(tunnel: TunnelBase, client: ClientOptions) -> PhoneOptions 
 }
 
 /// The world's phone options with a 1 s wait for the desktop.
-pub fn short_wait(world: &World) -> PhoneOptions {
+pub fn short_wait(world: &World) -> CeremonyOptions {
     let mut o = world.phone.clone();
     o.session.wait_for_desktop = Duration::from_secs(1);
     o

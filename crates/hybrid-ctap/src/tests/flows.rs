@@ -508,7 +508,7 @@ fn process_never_panics_on_prefixes_of_valid_requests() {
     };
     for f in [mc(true).to_frame(), g.to_frame()] {
         for n in 0..f.len() {
-            let resp = a.process(&f[..n], &ctx());
+            let resp = a.process_scripted(&f[..n], &ctx());
             assert!(!resp.is_empty());
         }
     }

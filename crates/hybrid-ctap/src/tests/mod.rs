@@ -9,7 +9,9 @@
 
 mod checklist;
 mod flows;
+mod lengths;
 mod roundtrip;
+mod steps;
 
 use hybrid_cbor::Value;
 
@@ -71,7 +73,7 @@ pub(crate) fn eddsa() -> PubKeyCredParam {
 
 /// Sends a frame; asserts every success response is canonical CBOR.
 pub(crate) fn send(a: &mut Authenticator<TestEnv>, frame: &[u8]) -> Vec<u8> {
-    let resp = a.process(frame, &ctx());
+    let resp = a.process_scripted(frame, &ctx());
     assert!(!resp.is_empty());
     if resp[0] == 0 {
         let body = &resp[1..];

@@ -19,8 +19,13 @@ fn text() -> impl Strategy<Value = String> {
     "\\PC{0,12}"
 }
 
+/// Exactly `n` bytes (clientDataHash, PRF salts: lengths CTAP fixes).
+fn exactly(n: usize) -> impl Strategy<Value = Vec<u8>> {
+    pvec(any::<u8>(), n..=n)
+}
+
 fn salts() -> impl Strategy<Value = PrfSalts> {
-    (bytes(40), of(bytes(40))).prop_map(|(first, second)| PrfSalts { first, second })
+    (exactly(32), of(exactly(32))).prop_map(|(first, second)| PrfSalts { first, second })
 }
 
 fn prf() -> impl Strategy<Value = PrfInput> {
@@ -73,7 +78,7 @@ fn user_entity() -> impl Strategy<Value = UserEntity> {
 
 prop_compose! {
     fn make_credential()(
-        cdh in bytes(40), rp_id in text(), rp_name in of(text()), user in user_entity(),
+        cdh in exactly(32), rp_id in text(), rp_name in of(text()), user in user_entity(),
         params in pvec((any::<i64>(), prop_oneof![Just(PUBLIC_KEY.to_string()), text()]), 0..4),
         exclude in descriptors(), ext in extensions(), opts in options(),
         pin in of(bytes(40)), proto in of(any::<u64>()), ea in of(any::<u64>()),
@@ -97,7 +102,7 @@ prop_compose! {
 
 prop_compose! {
     fn get_assertion()(
-        rp_id in text(), cdh in bytes(40), allow in descriptors(), ext in extensions(), opts in options(),
+        rp_id in text(), cdh in exactly(32), allow in descriptors(), ext in extensions(), opts in options(),
         pin in of(bytes(40)), proto in of(any::<u64>()),
     ) -> GetAssertionRequest {
         GetAssertionRequest {

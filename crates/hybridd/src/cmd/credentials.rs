@@ -4,14 +4,14 @@
 //! (`docs/vault.md`), so neither asks for the PIN. A credential is named by
 //! its ID in hex or any unambiguous prefix of it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hybrid_ctap::store::CredentialMeta;
 use hybrid_vault::Vault;
 use serde_json::json;
 
-use crate::cmd::vault::vault_path;
+use crate::cmd::vault::VaultLocation;
+use crate::error::{CredentialError, Error};
 
 /// Arguments of `hybridd credentials`.
 #[derive(Debug, clap::Args)]
@@ -19,12 +19,9 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
-    /// Vault file.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub vault: Option<PathBuf>,
-    /// Config file.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    /// Where the vault is.
+    #[command(flatten)]
+    pub location: VaultLocation,
 }
 
 /// `hybridd credentials` subcommands.
@@ -45,8 +42,10 @@ pub enum Action {
 
 /// Runs `hybridd credentials`.
 pub fn run(args: Args) -> ExitCode {
-    let r = vault_path(args.vault, args.config)
-        .and_then(|p| Vault::open(&p).map_err(|e| e.to_string()))
+    let r = args
+        .location
+        .path()
+        .and_then(|p| Ok(Vault::open(&p)?))
         .and_then(|mut v| match args.action {
             Action::List { json } => list(&v, json),
             Action::Delete { id } => delete(&mut v, &id),
@@ -60,8 +59,8 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn list(v: &Vault, as_json: bool) -> Result<(), String> {
-    let creds = v.list().map_err(|e| e.to_string())?;
+fn list(v: &Vault, as_json: bool) -> Result<(), Error> {
+    let creds = v.list()?;
     if as_json {
         let arr: Vec<_> = creds
             .iter()
@@ -153,35 +152,35 @@ pub fn utc(secs: u64) -> String {
 pub fn resolve_prefix<'a>(
     creds: &'a [CredentialMeta],
     prefix: &str,
-) -> Result<&'a CredentialMeta, String> {
+) -> Result<&'a CredentialMeta, CredentialError> {
     let p = prefix.trim().to_ascii_lowercase();
     if p.is_empty() || !p.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("{prefix:?} is not a hex credential ID or prefix"));
+        return Err(CredentialError::NotHex(prefix.to_owned()));
     }
     let hits: Vec<_> = creds
         .iter()
         .filter(|c| hex::encode(&c.id).starts_with(&p))
         .collect();
     match hits.as_slice() {
-        [] => Err(format!("no passkey has an ID starting with {p}")),
+        [] => Err(CredentialError::NoMatch(p)),
         [one] => Ok(one),
-        many => Err(format!(
-            "{p} is ambiguous: {} passkeys match; give more hex digits",
-            many.len()
-        )),
+        many => Err(CredentialError::Ambiguous {
+            prefix: p,
+            matches: many.len(),
+        }),
     }
 }
 
-fn delete(v: &mut Vault, prefix: &str) -> Result<(), String> {
-    let creds = v.list().map_err(|e| e.to_string())?;
+fn delete(v: &mut Vault, prefix: &str) -> Result<(), Error> {
+    let creds = v.list()?;
     let c = resolve_prefix(&creds, prefix)?;
     let id = c.id.clone();
     let label = format!("{} / {}", c.rp_id, user_label(c));
-    if v.delete(&id).map_err(|e| e.to_string())? {
+    if v.delete(&id)? {
         println!("deleted passkey {} ({label})", hex::encode(&id));
         Ok(())
     } else {
-        Err("the passkey disappeared before it could be deleted".into())
+        Err(CredentialError::Vanished.into())
     }
 }
 
@@ -217,7 +216,10 @@ mod tests {
     #[test]
     fn prefixes() {
         let c = [meta(&[0xab, 0xcd]), meta(&[0xab, 0xef])];
-        assert!(resolve_prefix(&c, "ab").unwrap_err().contains("ambiguous"));
+        assert!(resolve_prefix(&c, "ab")
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
         assert_eq!(resolve_prefix(&c, "ABE").unwrap().id, vec![0xab, 0xef]);
         assert!(resolve_prefix(&c, "ff").is_err());
         assert!(resolve_prefix(&c, "zz").is_err());

@@ -99,6 +99,7 @@ fn describe(qr: &QrCode, derived: bool, now_unix: u64, max_age_secs: u64) -> Val
         "known_domains": qr.known_domains(),
         "supports_linking": qr.supports_linking(),
         "key6": key6,
+        "offers_ble_l2cap": qr.offers_ble_l2cap(),
         "desktop_identity_key": hex::encode(qr.identity_key_compressed()),
     });
     if derived {
@@ -134,6 +135,8 @@ mod tests {
         assert_eq!(v["supports_linking"], true);
         assert_eq!(v["age_secs"], 30);
         assert_eq!(v["fresh"]["ok"], true);
+        assert_eq!(v["key6"], Value::Null);
+        assert_eq!(v["offers_ble_l2cap"], false);
         assert_eq!(
             v["derived"]["tunnel_id"],
             "88EA778BEF7FEF7474BBCE36A2EFA282"
@@ -146,5 +149,18 @@ mod tests {
         assert_eq!(v["fresh"]["ok"], false);
         assert!(v["fresh"]["reason"].as_str().unwrap().contains("734 s old"));
         assert!(v.get("derived").is_none());
+    }
+
+    #[test]
+    fn libwebauthn_key6_offers_ble_l2cap() {
+        let qr = QrCode::new(
+            *hybrid_qr::parse(CHROME).unwrap().identity_key_compressed(),
+            [3; 16],
+        )
+        .unwrap()
+        .with_key6(Key6::Channels(vec![0, 1]));
+        let v = decode(&qr.to_uri(), false, 0, 600).unwrap();
+        assert_eq!(v["key6"], json!([0, 1]));
+        assert_eq!(v["offers_ble_l2cap"], true);
     }
 }

@@ -7,28 +7,32 @@
 //! relying party and prints a per-phase timing table.
 //!
 //! Approval is automatic (the demo's vault PIN is fixed and known): this is
-//! a demonstration, never a configuration for real use. Nothing leaves
-//! 127.0.0.1 and the vault is deleted at exit.
+//! a demonstration, never a configuration for real use. Otherwise the phone
+//! is the daemon's: the vault worker as authenticator, the PIN unlocking
+//! the vault as user verification. Nothing leaves 127.0.0.1 and the vault
+//! is deleted at exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hybrid_ctap::types::UserEntity;
-use hybrid_ctap::{
-    Approval, ApprovalRequest, Authenticator, Clock, Env, RegisteredCredential, RelyingParty,
-    UserError, UserInterface,
+use hybrid_initiator::{
+    AdvertSource, Desktop, RegisteredCredential, RelyingParty, Resolver, Timeline,
 };
-use hybrid_initiator::{AdvertSource, Desktop, Resolver, Timeline};
 use hybrid_qr::RequestType;
 use hybrid_tunnel::client::ClientOptions;
 use hybrid_tunnel::server::{ServerConfig, ServerHandle, TunnelServer};
 use hybrid_tunnel::TunnelBase;
 use hybrid_vault::{KdfParams, Vault};
 use rand_core::OsRng;
-use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
-use crate::phone::{run_phone_session, PhoneOptions, SessionEvent};
+use crate::approval::{Approvals, AutoApprover};
+use crate::ceremony::{Ceremony, CeremonyOptions, Report};
+use crate::error::{DemoError, Error};
+use crate::replay::ReplaySet;
+use crate::vault::VaultWorker;
 
 /// The demo vault's PIN. Public on purpose: the vault is thrown away.
 const DEMO_PIN: &str = "demo-pin-1234";
@@ -53,18 +57,8 @@ pub struct Args {
 
 /// Runs `hybridd demo`: exit 0 when every ceremony verified, 1 otherwise.
 pub fn run(args: Args) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hybridd demo: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(demo(&args)) {
+    let result = crate::cmd::runtime().and_then(|rt| rt.block_on(demo(&args)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hybridd demo: FAILED: {e}");
@@ -73,84 +67,21 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// A wall and monotonic clock.
-#[derive(Debug)]
-struct SystemClock(Instant);
-
-impl Clock for SystemClock {
-    fn monotonic_ms(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-    fn unix_secs(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
+/// The phone: the daemon's vault worker (authenticator and PIN check) and
+/// automatic approval with the demo PIN (user verification = the vault
+/// unlocking with it, as in the daemon).
+struct Phone {
+    authenticator: VaultWorker,
+    user: Approvals<VaultWorker>,
+    replay: ReplaySet,
 }
 
-/// Approves everything, verified: the demo vault is unlocked with its
-/// fixed PIN, which stands for user verification. Demo only.
-#[derive(Debug, Default)]
-struct AutoApprove {
-    shown: Vec<String>,
-}
-
-impl UserInterface for AutoApprove {
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError> {
-        self.shown
-            .push(format!("{:?} for {}", request.command, request.rp_id));
-        Ok(Approval {
-            user_present: true,
-            user_verified: true,
-        })
-    }
-}
-
-/// The demo's authenticator environment: the vault as store.
-struct DemoEnv {
-    vault: Vault,
-    user: AutoApprove,
-    clock: SystemClock,
-    rng: OsRng,
-}
-
-impl Env for DemoEnv {
-    type Store = Vault;
-    type User = AutoApprove;
-    type Clock = SystemClock;
-    type Rng = OsRng;
-    fn store(&mut self) -> &mut Vault {
-        &mut self.vault
-    }
-    fn user(&mut self) -> &mut AutoApprove {
-        &mut self.user
-    }
-    fn clock(&self) -> &SystemClock {
-        &self.clock
-    }
-    fn rng(&mut self) -> &mut OsRng {
-        &mut self.rng
-    }
-}
-
-/// What one session measured, in the order of hybrid-protocol.md §0.
-#[derive(Debug, Clone, Copy, Default)]
-struct SessionTimes {
-    /// Phone: URI parsed and freshness-checked.
-    qr_parsed: Duration,
-    /// Phone: `/cable/new/` opened, routing ID known.
-    tunnel_open: Duration,
-    /// Phone: advert published on the (file) radio.
-    advert_out: Duration,
-    /// Desktop: advert seen → `/cable/connect/` open → msg2 verified.
-    handshake: Duration,
-    /// Desktop: post-handshake message decrypted, getInfo parsed.
-    get_info: Duration,
-    /// Desktop: the CTAP command's round trip, approval included.
-    command: Duration,
-    /// Whole session, from the QR URI handed to the phone until the phone's
-    /// session ended.
+/// One session's measurements: the phone's report (its phase times) and
+/// the desktop's timeline (what the desktop saw: tunnel, handshake,
+/// getInfo, the command's round trip), and the whole session's time.
+struct Row {
+    phone: Report,
+    desktop: Timeline,
     total: Duration,
 }
 
@@ -160,22 +91,21 @@ struct World {
     _dir: tempfile::TempDir,
     advert_file: PathBuf,
     resolver: Resolver,
-    phone: PhoneOptions,
+    phone: CeremonyOptions,
     client: ClientOptions,
 }
 
-async fn demo(args: &Args) -> Result<(), String> {
+async fn demo(args: &Args) -> Result<(), Error> {
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("hybridd-demo-")
         .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        .map_err(DemoError::TempDir)?;
     let server = TunnelServer::bind(ServerConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         ..ServerConfig::default()
     })
-    .await
-    .map_err(|e| format!("cannot start the loopback tunnel server: {e}"))?
+    .await?
     .spawn();
     let base = server.base_url();
     println!("hybridd demo: everything on loopback, in one process");
@@ -193,15 +123,14 @@ async fn demo(args: &Args) -> Result<(), String> {
     };
     let t = Instant::now();
     let vault_path = dir.path().join("vault").join("vault.db");
-    let vault = Vault::create(&vault_path, DEMO_PIN, params)
-        .map_err(|e| format!("cannot create the demo vault: {e}"))?;
+    let vault = Vault::create(&vault_path, DEMO_PIN, params)?;
     println!(
         "  vault           {} ({kdf_note}; created and unlocked in {} ms)",
         vault_path.display(),
         t.elapsed().as_millis()
     );
     println!("  approval        automatic (demo only: the vault PIN is fixed)");
-    let tunnel = TunnelBase::url(&base, 0).map_err(|e| e.to_string())?;
+    let tunnel = TunnelBase::url(&base, 0)?;
     let world = World {
         resolver: Resolver::fixed(&base),
         phone: phone_options(tunnel),
@@ -213,15 +142,13 @@ async fn demo(args: &Args) -> Result<(), String> {
         server,
         _dir: dir,
     };
-    let mut auth = Authenticator::new(
-        hybrid_ctap::Config::default(),
-        DemoEnv {
-            vault,
-            user: AutoApprove::default(),
-            clock: SystemClock(Instant::now()),
-            rng: OsRng,
-        },
-    );
+    let worker = VaultWorker::spawn(vault, hybrid_ctap::DEFAULT_AAGUID)?;
+    let auto = AutoApprover::new(Zeroizing::new(DEMO_PIN.to_owned()));
+    let mut phone = Phone {
+        authenticator: worker.clone(),
+        user: Approvals::new(Box::new(auto), worker.clone(), 1),
+        replay: ReplaySet::default(),
+    };
     let rp = RelyingParty::new(RP_ID, "hybridd demo");
     let mut registered = Vec::new();
     let mut rows = Vec::new();
@@ -231,11 +158,9 @@ async fn demo(args: &Args) -> Result<(), String> {
             name: Some(format!("demo{round}@{RP_ID}")),
             display_name: Some(format!("Demo user {round}")),
         };
-        let (reg, a) = register(&world, auth, &rp, user, args.show_qr && round == 1).await?;
-        auth = a;
+        let reg = register(&world, &mut phone, &rp, user, args.show_qr && round == 1).await?;
         registered.push(reg.0);
-        let (sign, a) = sign_in(&world, auth, &rp, &mut registered).await?;
-        auth = a;
+        let sign = sign_in(&world, &mut phone, &rp, &mut registered).await?;
         if args.rounds == 1 || round == 1 {
             println!(
                 "round {round}: registered credential {}… (counter {}), signed in as {:?} (counter {})",
@@ -247,12 +172,13 @@ async fn demo(args: &Args) -> Result<(), String> {
         }
         rows.push((reg.2, sign.2));
     }
-    let stored = auth.env_mut().vault.count().map_err(|e| e.to_string())?;
+    let stored = worker.count().await?;
     if stored != u64::from(args.rounds) {
-        return Err(format!(
-            "the vault holds {stored} credentials, expected {}",
-            args.rounds
-        ));
+        return Err(DemoError::Count {
+            stored,
+            expected: u64::from(args.rounds),
+        }
+        .into());
     }
     print_table(&rows);
     world.server.shutdown().await;
@@ -264,16 +190,15 @@ async fn demo(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-type DemoAuth = Authenticator<DemoEnv>;
-
 /// One session: the phone gets the desktop's QR URI, the desktop waits for
 /// the advert in the radio file, connects, handshakes and runs `action`.
 async fn one_session<T, F, Fut>(
     world: &World,
-    auth: DemoAuth,
+    phone: &mut Phone,
     desktop: &Desktop,
+    stage: &'static str,
     action: F,
-) -> Result<(T, SessionTimes, DemoAuth), String>
+) -> Result<(T, Row), Error>
 where
     F: FnOnce(hybrid_initiator::Channel) -> Fut,
     Fut: std::future::Future<
@@ -281,23 +206,22 @@ where
     >,
 {
     let uri = desktop.qr_uri();
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();
-    let path = world.advert_file.clone();
-    let phone = async move {
-        let mut radio = hybrid_ble::FileRadio::to_file(&path);
-        run_phone_session(
-            &uri,
-            &world.phone,
-            &mut radio,
-            auth,
-            Some(events_tx),
-            Some(cancel_rx),
-        )
+    let phone_side = async {
+        let mut radio = hybrid_ble::FileRadio::to_file(&world.advert_file);
+        Ceremony {
+            radio: &mut radio,
+            authenticator: &mut phone.authenticator,
+            user: &mut phone.user,
+            replay: &mut phone.replay,
+            progress: &(),
+            cancel: Some(cancel_rx),
+        }
+        .run(&uri, &world.phone)
         .await
     };
-    let desk = async {
+    let desktop_side = async {
         let mut source = AdvertSource::file(&world.advert_file);
         let r = async {
             let channel = desktop
@@ -319,90 +243,77 @@ where
         }
         r
     };
-    let ((report, auth), desk) = tokio::join!(phone, desk);
+    let (report, desk) = tokio::join!(phone_side, desktop_side);
     let total = t0.elapsed();
-    let (value, timeline) =
-        desk.map_err(|e| format!("desktop: {e} (phone: {})", report.outcome))?;
+    let (value, desktop) = desk.map_err(|source| DemoError::Desktop {
+        stage,
+        source,
+        phone: report.outcome.clone(),
+    })?;
     if !report.outcome.is_completed() {
-        return Err(format!("phone: {}", report.outcome));
-    }
-    let mut times = SessionTimes {
-        total,
-        ..SessionTimes::default()
-    };
-    let mut last = t0;
-    while let Ok(ev) = events_rx.try_recv() {
-        match ev {
-            SessionEvent::QrAccepted { at, .. } => {
-                times.qr_parsed = at.saturating_duration_since(last);
-                last = at;
-            }
-            SessionEvent::TunnelOpen { at, .. } => {
-                times.tunnel_open = at.saturating_duration_since(last);
-                last = at;
-            }
-            SessionEvent::AdvertStarted { at, .. } => {
-                times.advert_out = at.saturating_duration_since(last);
-                last = at;
-            }
-            _ => {}
+        return Err(DemoError::Phone {
+            stage,
+            outcome: report.outcome,
         }
+        .into());
     }
-    fill_desktop_times(&mut times, &timeline);
-    Ok((value, times, auth))
-}
-
-fn fill_desktop_times(times: &mut SessionTimes, timeline: &Timeline) {
-    let get = |n: &str| timeline.get(n).unwrap_or_default();
-    times.handshake = get("tunnel") + get("handshake");
-    times.get_info = get("getInfo");
-    times.command = get("makeCredential") + get("getAssertion");
+    let row = Row {
+        phone: report,
+        desktop,
+        total,
+    };
+    Ok((value, row))
 }
 
 /// Session 1: makeCredential (discoverable, UV) with a fresh QR (hint "mc").
 async fn register(
     world: &World,
-    auth: DemoAuth,
+    phone: &mut Phone,
     rp: &RelyingParty,
     user: UserEntity,
     show_qr: bool,
-) -> Result<((RegisteredCredential, u32, SessionTimes), DemoAuth), String> {
+) -> Result<(RegisteredCredential, u32, Row), Error> {
     let desktop = Desktop::new(&mut OsRng)
-        .map_err(|e| e.to_string())?
+        .map_err(DemoError::Initiator)?
         .with_request_type(RequestType::MakeCredential);
     if show_qr {
-        println!("{}", desktop.qr_terminal().map_err(|e| e.to_string())?);
+        println!("{}", desktop.qr_terminal().map_err(DemoError::Initiator)?);
     }
     let cdh = client_data_hash();
-    let ((cred, _resp), times, auth) = one_session(world, auth, &desktop, |mut ch| async move {
-        let r = ch.register(rp, cdh, user, true).await?;
-        Ok((r, ch))
-    })
-    .await
-    .map_err(|e| format!("registration: {e}"))?;
+    let ((cred, _resp), row) = one_session(
+        world,
+        phone,
+        &desktop,
+        "registration",
+        |mut ch| async move {
+            let r = ch.register(rp, cdh, user, true).await?;
+            Ok((r, ch))
+        },
+    )
+    .await?;
     let count = cred.sign_count;
-    Ok(((cred, count, times), auth))
+    Ok((cred, count, row))
 }
 
 /// Session 2: a new QR (hint "ga"), getAssertion with an empty allowList.
 async fn sign_in(
     world: &World,
-    auth: DemoAuth,
+    phone: &mut Phone,
     rp: &RelyingParty,
     registered: &mut [RegisteredCredential],
-) -> Result<((usize, String, SessionTimes), DemoAuth), String> {
+) -> Result<(usize, String, Row), Error> {
     let desktop = Desktop::new(&mut OsRng)
-        .map_err(|e| e.to_string())?
+        .map_err(DemoError::Initiator)?
         .with_request_type(RequestType::GetAssertion);
     let cdh = client_data_hash();
-    let ((index, user), times, auth) = one_session(world, auth, &desktop, |mut ch| async move {
-        let (i, resp) = ch.authenticate(rp, registered, cdh, &[]).await?;
-        let name = resp.user.and_then(|u| u.name).unwrap_or_default();
-        Ok(((i, name), ch))
-    })
-    .await
-    .map_err(|e| format!("sign-in: {e}"))?;
-    Ok(((index, user, times), auth))
+    let ((index, user), row) =
+        one_session(world, phone, &desktop, "sign-in", |mut ch| async move {
+            let (i, resp) = ch.authenticate(rp, registered, cdh, &[]).await?;
+            let name = resp.user.and_then(|u| u.name).unwrap_or_default();
+            Ok(((i, name), ch))
+        })
+        .await?;
+    Ok((index, user, row))
 }
 
 /// A fresh random clientDataHash: the demo has no browser building
@@ -418,18 +329,41 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-/// Reads one phase out of a session's times.
-type Column = fn(&SessionTimes) -> Duration;
+/// Reads one phase out of a session's row.
+type Column = fn(&Row) -> Duration;
 
-fn print_table(rows: &[(SessionTimes, SessionTimes)]) {
+/// Time between two phone phases, zero if either was not reached.
+fn between(a: Option<Instant>, b: Option<Instant>) -> Duration {
+    match (a, b) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The desktop's time for the named phases of its timeline.
+fn desktop(r: &Row, names: &[&str]) -> Duration {
+    names.iter().filter_map(|n| r.desktop.get(n)).sum()
+}
+
+fn print_table(rows: &[(Row, Row)]) {
     let phases: [(&str, Column); 7] = [
-        ("QR parsed", |t| t.qr_parsed),
-        ("tunnel open", |t| t.tunnel_open),
-        ("advert out", |t| t.advert_out),
-        ("handshake", |t| t.handshake),
-        ("getInfo", |t| t.get_info),
-        ("command", |t| t.command),
-        ("session total", |t| t.total),
+        ("QR parsed", |r| {
+            between(Some(r.phone.received), r.phone.phases.map(|p| p.started))
+        }),
+        ("tunnel open", |r| {
+            let p = r.phone.phases;
+            between(p.map(|p| p.started), p.and_then(|p| p.tunnel_open))
+        }),
+        ("advert out", |r| {
+            let p = r.phone.phases;
+            between(p.and_then(|p| p.tunnel_open), p.and_then(|p| p.advert_out))
+        }),
+        ("handshake", |r| desktop(r, &["tunnel", "handshake"])),
+        ("getInfo", |r| desktop(r, &["getInfo"])),
+        ("command", |r| {
+            desktop(r, &["makeCredential", "getAssertion"])
+        }),
+        ("session total", |r| r.total),
     ];
     println!();
     if rows.len() == 1 {
@@ -472,12 +406,12 @@ fn print_table(rows: &[(SessionTimes, SessionTimes)]) {
     println!();
 }
 
-fn phone_options(tunnel: TunnelBase) -> PhoneOptions {
+fn phone_options(tunnel: TunnelBase) -> CeremonyOptions {
     let mut session = hybrid_session::SessionConfig::new(tunnel, Vec::new());
     session.wait_for_desktop = Duration::from_secs(10);
     session.command_timeout = Duration::from_secs(30);
     session.shutdown_grace = Duration::from_secs(2);
-    PhoneOptions {
+    CeremonyOptions {
         session,
         client: ClientOptions {
             connect_timeout: Duration::from_secs(5),

@@ -22,7 +22,7 @@ use hybrid_tunnel::TunnelId;
 use rand_core::{OsRng, RngCore};
 
 use crate::config::{self, Config, Overrides, RadioBackend};
-use crate::control::{Client, ClientMsg, DaemonMsg};
+use crate::control::{Client, ClientMsg, DaemonMsg, Pong};
 
 /// Arguments of `hybridd doctor`.
 #[derive(Debug, clap::Args)]
@@ -145,11 +145,20 @@ async fn bluetooth(cfg: &Config) -> Check {
         RadioBackend::Stdout => return Check::pass("bluetooth", "not used (stdout radio)"),
         RadioBackend::Bluez => {}
     }
-    let adapter = Some(cfg.adapter.as_str());
+    let adapter = cfg.adapter.as_deref();
     match tokio::time::timeout(Duration::from_secs(15), hybrid_bluez::check_system(adapter)).await {
         Ok(Ok(info)) => Check::pass(
             "bluetooth",
-            format!("adapter {} powered, LE advertising available", info.name),
+            format!(
+                "using adapter {} ({}{}), powered, LE advertising available",
+                info.name,
+                info.address.as_deref().unwrap_or("no address"),
+                if adapter.is_some() {
+                    ", as configured"
+                } else {
+                    ", the first powered one; set adapter = \"hciN\" to choose"
+                }
+            ),
         ),
         Ok(Err(e)) => Check::fail("bluetooth", e.summary(), e.fix()),
         Err(_) => Check::fail(
@@ -252,11 +261,11 @@ async fn daemon(cfg: &Config) -> Check {
     let r = tokio::time::timeout(Duration::from_secs(3), async {
         let mut c = Client::connect(path).await?;
         c.send(&ClientMsg::Ping).await?;
-        c.recv().await
+        c.recv().await.map_err(std::io::Error::other)
     })
     .await;
     match r {
-        Ok(Ok(Some(DaemonMsg::Pong { version, busy }))) => Check::pass(
+        Ok(Ok(Some(DaemonMsg::Pong(Pong { version, busy })))) => Check::pass(
             "daemon",
             format!(
                 "hybridd {version} answers on {}{}",

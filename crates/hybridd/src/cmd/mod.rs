@@ -1,5 +1,7 @@
 //! One module per subcommand, each with its own `Args` and `run`, plus the
-//! runtime, logging and signal helpers they share.
+//! runtime, logging, signal and exit helpers they share. Each command's
+//! work returns `Result<_, crate::Error>`; [`exit`] prints the error once,
+//! prefixed with the command, and picks the exit status.
 
 pub mod credentials;
 pub mod decode;
@@ -10,13 +12,28 @@ pub mod scan;
 pub mod tunnel_server;
 pub mod vault;
 
-/// A multi-threaded tokio runtime with two workers: approvals block a
-/// thread while the control socket keeps being served on the other.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+use std::process::ExitCode;
+
+/// A multi-threaded tokio runtime with two workers (nothing on it blocks:
+/// the vault has its own worker thread, `crate::vault`).
+pub fn runtime() -> Result<tokio::runtime::Runtime, crate::Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+        .map_err(crate::Error::Runtime)
+}
+
+/// The exit status of a command: its own on success; on failure the error
+/// printed as `hybridd <command>: <error>` and [`crate::Error::exit_code`].
+pub fn exit(command: &str, result: Result<ExitCode, crate::Error>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hybridd {command}: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Log fields

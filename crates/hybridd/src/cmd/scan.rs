@@ -16,19 +16,23 @@
 //!
 //! `--standalone` runs one session per process, so the replay policy
 //! (`crate::replay`) cannot refuse anything there; it applies to the
-//! daemon, which lives across scans.
+//! daemon, which lives across scans. Both modes show the prompt with the
+//! same renderer ([`crate::prompt::Prompt::describe`]) and ask with the same
+//! terminal front-end ([`TerminalApprover`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use crate::approval::{terminal_exchange, Answer, TerminalApprover};
+use crate::approval::{Answer, Approver, TerminalApprover};
+use crate::ceremony::{Progress, SessionEvent};
+use crate::cmd::run::Daemon;
 use crate::config::{self, Overrides};
-use crate::control::{Client, ClientMsg, DaemonMsg, Done};
+use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event};
+use crate::error::{Error, QrImageError};
 
 /// EX_TEMPFAIL: the daemon is busy.
 pub const EXIT_BUSY: u8 = 75;
@@ -53,73 +57,63 @@ pub struct Args {
 }
 
 /// Decodes the first QR code found in an image file.
-pub fn decode_qr_image(path: &Path) -> Result<String, String> {
+pub fn decode_qr_image(path: &Path) -> Result<String, QrImageError> {
     let img = image::open(path)
-        .map_err(|e| format!("cannot read image {}: {e}", path.display()))?
+        .map_err(|source| QrImageError::Read {
+            path: path.to_owned(),
+            source,
+        })?
         .to_luma8();
     let mut prepared = rqrr::PreparedImage::prepare(img);
-    let grids = prepared.detect_grids();
-    let mut last_err = "no QR code found in the image".to_owned();
-    for g in grids {
+    let mut last_err = QrImageError::NotFound;
+    for g in prepared.detect_grids() {
         match g.decode() {
             Ok((_, content)) => return Ok(content),
-            Err(e) => last_err = format!("a QR code was found but could not be decoded: {e}"),
+            Err(e) => last_err = QrImageError::Undecodable(e),
         }
     }
     Err(last_err)
 }
 
-fn read_uri(args: &Args) -> Result<Zeroizing<String>, String> {
+fn read_uri(args: &Args) -> Result<Zeroizing<String>, Error> {
     if let Some(p) = &args.qr_image {
-        return decode_qr_image(p).map(Zeroizing::new);
+        return Ok(Zeroizing::new(decode_qr_image(p)?));
     }
     match args.uri.as_deref() {
         Some("-") => {
             let mut s = Zeroizing::new(String::new());
             std::io::stdin()
                 .read_to_string(&mut s)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
+                .map_err(Error::Stdin)?;
             Ok(Zeroizing::new(s.trim().to_owned()))
         }
         Some(u) => Ok(Zeroizing::new(u.trim().to_owned())),
-        None => Err("no QR code given".into()),
+        None => Err(Error::NoQr),
     }
 }
 
-/// The human text for a prompt received over the control socket.
-pub fn describe_prompt(v: &Value) -> String {
-    let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let mut out = format!(
-        "A computer asks to {} for {}",
-        s("action").unwrap_or("do something"),
-        s("rp_id").unwrap_or("?")
-    );
-    if let Some(n) = s("rp_name") {
-        out.push_str(&format!(" ({n})"));
-    }
-    out.push('\n');
-    match (s("user_name"), s("user_display_name")) {
-        (Some(n), Some(d)) if n != d => out.push_str(&format!("  account: {d} <{n}>\n")),
-        (Some(n), _) | (None, Some(n)) => out.push_str(&format!("  account: {n}\n")),
-        (None, None) => {}
-    }
-    if let Some(age) = v.get("qr_age_secs").and_then(Value::as_u64) {
-        out.push_str(&format!("  QR code scanned {age} s after it was shown\n"));
-    }
-    if let Some(n) = s("notice") {
-        out.push_str(&format!("  {n}\n"));
-    }
-    out
+/// What a progress event says on this terminal.
+fn event_text(e: Event) -> Option<&'static str> {
+    Some(match e {
+        Event::TunnelOpen => "tunnel open",
+        Event::Advertising => {
+            "advert out (Bluetooth, or the file radio); waiting for the computer…"
+        }
+        Event::DesktopConnected => "the computer connected",
+        Event::Request => "request received",
+        Event::NextAccount => "the computer collected another account of this sign-in",
+        Event::Unknown => return None,
+    })
 }
 
-fn event_text(e: &str) -> &str {
-    match e {
-        "tunnel_open" => "tunnel open",
-        "advertising" => "advert out (Bluetooth, or the file radio); waiting for the computer…",
-        "desktop_connected" => "the computer connected",
-        "request" => "request received",
-        "next_account" => "the computer collected another account of this sign-in",
-        other => other,
+/// `--standalone`'s progress: the same lines the client prints.
+struct Stderr;
+
+impl Progress for Stderr {
+    fn event(&self, progress: &SessionEvent) {
+        if let Some(text) = Event::of(progress).and_then(event_text) {
+            eprintln!("{text}");
+        }
     }
 }
 
@@ -135,35 +129,21 @@ fn finish(done: &Done) -> ExitCode {
 
 /// Runs `hybridd scan`.
 pub fn run(args: Args) -> ExitCode {
-    let uri = match read_uri(&args) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("hybridd scan: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hybridd scan: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    crate::cmd::exit("scan", scan(&args))
+}
+
+fn scan(args: &Args) -> Result<ExitCode, Error> {
+    let uri = read_uri(args)?;
+    let rt = crate::cmd::runtime()?;
     if args.standalone {
         crate::cmd::init_logging();
         return rt.block_on(standalone(&args.overrides, uri));
     }
     let socket = match &args.overrides.socket {
         Some(s) => s.clone(),
-        None => match config::load(&args.overrides) {
-            Ok(c) => c.socket,
-            Err(e) => {
-                eprintln!("hybridd scan: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        None => config::load(&args.overrides)?.socket,
     };
-    rt.block_on(client(&socket, uri))
+    Ok(rt.block_on(client(&socket, uri)))
 }
 
 async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
@@ -182,6 +162,7 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
         eprintln!("hybridd scan: lost the daemon: {e}");
         return ExitCode::FAILURE;
     }
+    let mut terminal = TerminalApprover;
     loop {
         let msg = match c.recv().await {
             Ok(Some(m)) => m,
@@ -197,16 +178,14 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
             }
         };
         match msg {
-            DaemonMsg::Event(e) => eprintln!("{}", event_text(&e)),
+            DaemonMsg::Event(e) => {
+                if let Some(text) = event_text(e) {
+                    eprintln!("{text}");
+                }
+            }
             DaemonMsg::Notice(n) => eprintln!("{n}"),
             DaemonMsg::Prompt(p) => {
-                let text = describe_prompt(&p);
-                let needs_pin = p.get("needs_pin").and_then(Value::as_bool).unwrap_or(true);
-                let answer =
-                    tokio::task::spawn_blocking(move || terminal_exchange(&text, needs_pin))
-                        .await
-                        .unwrap_or(Err(hybrid_ctap::UserError::Cancelled));
-                let reply = match answer {
+                let reply = match terminal.ask(&p).await {
                     Ok(Answer::Approve(pin)) => ClientMsg::Approve { approve: true, pin },
                     _ => ClientMsg::Approve {
                         approve: false,
@@ -227,73 +206,29 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
                 eprintln!("hybridd scan: the daemon refused: {e}");
                 return ExitCode::from(2);
             }
-            DaemonMsg::Pong { .. } => {}
+            DaemonMsg::Pong(_) => {}
         }
     }
 }
 
-async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> ExitCode {
-    let cfg = match config::load(o) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("hybridd scan: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let vault = match crate::cmd::run::open_vault(&cfg.vault) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("hybridd scan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let approver: Box<dyn crate::approval::Approver> = match crate::cmd::run::auto_approver(&cfg) {
-        Ok(Some(a)) => Box::new(a),
-        Ok(None) => Box::new(TerminalApprover),
-        Err(e) => {
-            eprintln!("hybridd scan: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut radio = match crate::cmd::run::make_radio(&cfg).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hybridd scan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+/// The ceremony in this process, asking on this terminal. SIGINT/SIGTERM
+/// cancels it (the advert stops, the tunnel closes) and ends as
+/// `cancelled`, "interrupted".
+async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> Result<ExitCode, Error> {
+    let cfg = config::load(o)?;
+    let daemon = Daemon::open(cfg).await?;
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let printer = tokio::spawn(async move {
-        while let Some(m) = ev_rx.recv().await {
-            match m {
-                DaemonMsg::Event(e) => eprintln!("{}", event_text(&e)),
-                DaemonMsg::Notice(n) => eprintln!("{n}"),
-                _ => {}
-            }
-        }
-    });
-    // One session per process: the set only keeps the code path shared.
-    let replay = std::sync::Mutex::new(crate::replay::ReplaySet::default());
-    let ceremony = crate::cmd::run::run_ceremony(
-        &cfg,
-        &vault,
-        radio.as_mut(),
-        &replay,
-        uri,
-        approver,
-        ev_tx,
-        cancel_rx,
-    );
+    let ceremony = daemon.ceremony(&uri, Box::new(TerminalApprover), &Stderr, cancel_rx);
+    tokio::pin!(ceremony);
     let done = tokio::select! {
-        d = ceremony => d,
+        report = &mut ceremony => report.done(),
         _ = crate::cmd::terminate_signal() => {
             let _ = cancel_tx.send(true);
+            let _ = ceremony.await;
             Done { ok: false, outcome: "cancelled".into(), message: "interrupted".into() }
         }
     };
-    let _ = printer.await;
-    finish(&done)
+    Ok(finish(&done))
 }
 
 #[cfg(test)]
@@ -324,15 +259,5 @@ mod tests {
         assert_eq!(decode_qr_image(&f).unwrap(), uri);
         std::fs::write(dir.path().join("blank.png"), b"not a png").unwrap();
         assert!(decode_qr_image(&dir.path().join("blank.png")).is_err());
-    }
-
-    #[test]
-    fn prompt_text_from_json() {
-        let v = serde_json::json!({"action": "sign in", "rp_id": "example.com", "user_name": "alice", "qr_age_secs": 7});
-        let t = describe_prompt(&v);
-        assert!(
-            t.contains("sign in for example.com") && t.contains("alice") && t.contains("7 s"),
-            "{t}"
-        );
     }
 }

@@ -21,6 +21,8 @@ use std::process::ExitCode;
 use hybrid_tunnel::server::{raise_descriptor_limit, ServerConfig, TlsFiles, TunnelServer};
 use hybrid_tunnel::RoutingId;
 
+use crate::error::Error;
+
 /// Arguments of `hybridd tunnel-server`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,8 +57,8 @@ pub struct Args {
 }
 
 /// The runtime of the server: one thread, or `threads` workers.
-fn server_runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
+fn server_runtime(threads: u16) -> Result<tokio::runtime::Runtime, Error> {
+    let built = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -65,21 +67,21 @@ fn server_runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
             .worker_threads(usize::from(threads))
             .enable_all()
             .build()
-    }
+    };
+    built.map_err(Error::Runtime)
 }
 
 /// Builds the server configuration from the file and the flags.
-pub fn server_config(args: &Args) -> Result<ServerConfig, String> {
+pub fn server_config(args: &Args) -> Result<ServerConfig, Error> {
     let mut c = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            toml::from_str::<ServerConfig>(&text).map_err(|e| {
-                format!(
-                    "invalid config {}: {}",
-                    p.display(),
-                    e.to_string().trim_end().replace('\n', " ")
-                )
+            let text = std::fs::read_to_string(p).map_err(|source| Error::ServerConfigRead {
+                path: p.clone(),
+                source,
+            })?;
+            toml::from_str::<ServerConfig>(&text).map_err(|e| Error::ServerConfigParse {
+                path: p.clone(),
+                message: e.to_string().trim_end().replace('\n', " "),
             })?
         }
         None => ServerConfig::default(),
@@ -88,10 +90,7 @@ pub fn server_config(args: &Args) -> Result<ServerConfig, String> {
         c.listen = l;
     }
     if let Some(r) = &args.routing_id {
-        c.routing_id = Some(
-            RoutingId::from_header(r)
-                .map_err(|_| format!("--routing-id {r:?} is not 3 bytes of hex"))?,
-        );
+        c.routing_id = Some(RoutingId::from_header(r).map_err(|_| Error::BadRoutingId(r.clone()))?);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         c.tls = Some(TlsFiles {
@@ -111,51 +110,25 @@ pub fn server_config(args: &Args) -> Result<ServerConfig, String> {
 /// Runs `hybridd tunnel-server`.
 pub fn run(args: Args) -> ExitCode {
     crate::cmd::init_logging();
-    let config = match server_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("hybridd tunnel-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match server_runtime(args.threads) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hybridd tunnel-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    crate::cmd::exit("tunnel-server", serve(&args))
+}
+
+fn serve(args: &Args) -> Result<ExitCode, Error> {
+    let config = server_config(args)?;
+    let rt = server_runtime(args.threads)?;
     // Every connection is a descriptor: lift the soft limit (often 1 024)
     // to the hard one; the default connection limit follows from it.
     let descriptors = raise_descriptor_limit();
     rt.block_on(async move {
         let tls = config.tls.is_some();
-        let server = match TunnelServer::bind(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("hybridd tunnel-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let addr = match server.local_addr() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("hybridd tunnel-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let server = TunnelServer::bind(config).await?;
+        let addr = server.local_addr().map_err(Error::Listen)?;
         let scheme = if tls { "wss" } else { "ws" };
         println!("{scheme}://{addr}");
-        match server.plain_local_addr() {
-            Some(Ok(plain)) => {
-                println!("ws://{plain}");
-                tracing::info!(%plain, "plain ws:// listener");
-            }
-            Some(Err(e)) => {
-                eprintln!("hybridd tunnel-server: {e}");
-                return ExitCode::FAILURE;
-            }
-            None => {}
+        if let Some(plain) = server.plain_local_addr() {
+            let plain = plain.map_err(Error::Listen)?;
+            println!("ws://{plain}");
+            tracing::info!(%plain, "plain ws:// listener");
         }
         let _ = std::io::stdout().flush();
         tracing::info!(
@@ -167,6 +140,6 @@ pub fn run(args: Args) -> ExitCode {
         );
         server.run(crate::cmd::terminate_signal()).await;
         tracing::info!("tunnel server stopped");
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     })
 }

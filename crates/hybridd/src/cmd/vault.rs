@@ -14,8 +14,9 @@ use std::time::SystemTime;
 use hybrid_vault::Vault;
 use zeroize::Zeroizing;
 
-use crate::approval::read_pin_file;
+use crate::approval::{read_pin_file, tty};
 use crate::config::{self, Overrides};
+use crate::error::Error;
 
 /// Arguments of `hybridd vault`.
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,15 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
+    /// Where the vault is.
+    #[command(flatten)]
+    pub location: VaultLocation,
+}
+
+/// Where the vault is: `--vault`, else the config file's `vault`, else the
+/// default (`hybridd vault` and `hybridd credentials`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VaultLocation {
     /// Vault file (default: from the config, else `$XDG_DATA_HOME/hybridd/vault.db`).
     #[arg(long, global = true, value_name = "PATH")]
     pub vault: Option<PathBuf>,
@@ -59,7 +69,7 @@ pub enum Action {
 
 /// Runs `hybridd vault`.
 pub fn run(args: Args) -> ExitCode {
-    let path = match vault_path(args.vault, args.config) {
+    let path = match args.location.path() {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
@@ -77,13 +87,20 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn fail(e: &str) -> ExitCode {
+fn fail(e: &Error) -> ExitCode {
     eprintln!("hybridd vault: {e}");
     ExitCode::FAILURE
 }
 
+impl VaultLocation {
+    /// The vault path from `--vault`, else the config, else the default.
+    pub fn path(&self) -> Result<PathBuf, Error> {
+        vault_path(self.vault.clone(), self.config.clone())
+    }
+}
+
 /// The vault path from `--vault`, else the config, else the default.
-pub fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Result<PathBuf, String> {
+fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Result<PathBuf, Error> {
     if let Some(v) = vault {
         return Ok(v);
     }
@@ -96,81 +113,71 @@ pub fn vault_path(vault: Option<PathBuf>, config_file: Option<PathBuf>) -> Resul
     let path = o.config.clone().unwrap_or_else(config::default_config_path);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let f = config::parse_file(&text, &path).map_err(|e| e.to_string())?;
+            let f = config::parse_file(&text, &path)?;
             Ok(f.vault.unwrap_or_else(config::default_vault_path))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && o.config.is_none() => {
             Ok(config::default_vault_path())
         }
-        Err(e) => Err(format!("cannot read config file {}: {e}", path.display())),
+        Err(source) => Err(config::ConfigError::Read { path, source }.into()),
     }
 }
 
-fn read_new_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, String> {
+/// Reads a PIN without echo from the terminal.
+fn prompt_pin(prompt: &str) -> Result<Zeroizing<String>, Error> {
+    tty::read_secret_blocking(prompt).map_err(Error::Terminal)
+}
+
+fn read_new_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, Error> {
     let pin = match file {
         Some(f) => read_pin_file(f)?,
         None => {
-            let a = Zeroizing::new(
-                rpassword::prompt_password(format!("{what}: "))
-                    .map_err(|e| format!("cannot read the PIN: {e}"))?,
-            );
-            let b = Zeroizing::new(
-                rpassword::prompt_password(format!("{what} (again): "))
-                    .map_err(|e| format!("cannot read the PIN: {e}"))?,
-            );
+            let a = prompt_pin(&format!("{what}: "))?;
+            let b = prompt_pin(&format!("{what} (again): "))?;
             if a != b {
-                return Err("the two PINs differ; nothing was changed".into());
+                return Err(Error::PinMismatch);
             }
             a
         }
     };
-    hybrid_vault::check_pin_policy(&pin).map_err(|e| e.to_string())?;
+    hybrid_vault::check_pin_policy(&pin)?;
     Ok(pin)
 }
 
-fn read_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, String> {
+fn read_pin(file: Option<&Path>, what: &str) -> Result<Zeroizing<String>, Error> {
     match file {
         Some(f) => read_pin_file(f),
-        None => rpassword::prompt_password(format!("{what}: "))
-            .map(Zeroizing::new)
-            .map_err(|e| format!("cannot read the PIN: {e}")),
+        None => prompt_pin(&format!("{what}: ")),
     }
 }
 
-fn init(path: &Path, pin_file: Option<&Path>) -> Result<(), String> {
+fn init(path: &Path, pin_file: Option<&Path>) -> Result<(), Error> {
     if path.exists() {
-        return Err(format!(
-            "a vault already exists at {} and is never overwritten (use `hybridd vault destroy --yes` first, or --vault PATH)",
-            path.display()
-        ));
+        return Err(Error::VaultExists(path.to_owned()));
     }
     let pin = read_new_pin(pin_file, "New vault PIN")?;
     let params = config::kdf_params();
-    let mut v = Vault::create(path, &pin, params).map_err(|e| e.to_string())?;
+    let mut v = Vault::create(path, &pin, params)?;
     v.lock();
     println!("created vault {}", path.display());
     Ok(())
 }
 
-fn change_pin(path: &Path, old: Option<&Path>, new: Option<&Path>) -> Result<(), String> {
-    let mut v = Vault::open(path).map_err(|e| e.to_string())?;
+fn change_pin(path: &Path, old: Option<&Path>, new: Option<&Path>) -> Result<(), Error> {
+    let mut v = Vault::open(path)?;
     let old_pin = read_pin(old, "Current PIN")?;
     let new_pin = read_new_pin(new, "New PIN")?;
-    v.change_pin(&old_pin, &new_pin, SystemTime::now())
-        .map_err(|e| e.to_string())?;
+    v.change_pin_with_params(&old_pin, &new_pin, SystemTime::now(), config::kdf_params())?;
     v.lock();
     println!("PIN changed");
     Ok(())
 }
 
-fn destroy(path: &Path, yes: bool) -> Result<(), String> {
+fn destroy(path: &Path, yes: bool) -> Result<(), Error> {
     if !yes {
-        return Err(format!(
-            "this deletes {} and every passkey in it for good; run again with --yes to confirm",
-            path.display()
-        ));
+        return Err(Error::DestroyUnconfirmed(path.to_owned()));
     }
-    Vault::destroy(path).map_err(|e| e.to_string())?;
+    Vault::destroy(path)?;
     println!("destroyed vault {}", path.display());
     Ok(())
 }

@@ -118,11 +118,11 @@ pub fn start_tunnel_server_with(h: &Home, extra: &[&str]) -> (Killed, String) {
 
 /// Asks the daemon on `socket` whether it is busy; `None` if nobody answers.
 pub async fn daemon_busy(socket: &Path) -> Option<bool> {
-    use hybridd::control::{Client, ClientMsg, DaemonMsg};
+    use hybridd::control::{Client, ClientMsg, DaemonMsg, Pong};
     let mut c = Client::connect(socket).await.ok()?;
     c.send(&ClientMsg::Ping).await.ok()?;
     match c.recv().await.ok()? {
-        Some(DaemonMsg::Pong { busy, .. }) => Some(busy),
+        Some(DaemonMsg::Pong(Pong { busy, .. })) => Some(busy),
         _ => None,
     }
 }
@@ -156,4 +156,42 @@ pub fn cdh() -> [u8; 32] {
     let mut h = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut h);
     h
+}
+
+/// Whether `tool` (a program answering `--version`) can be run. When it
+/// cannot, the calling test is skipped with a loud message naming the Debian
+/// package — or, with `HYBRIDD_REQUIRE_TOOLS=1` (set by `.ci/run`, as
+/// `HYBRIDD_REQUIRE_DBUS=1` is for D-Bus), fails: CI must never skip.
+pub fn tool_or_skip(test: &str, tool: &str, package: &str) -> bool {
+    if Command::new(tool).arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("HYBRIDD_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!(
+            "{test}: {tool} is not installed (apt-get install {package}); \
+             HYBRIDD_REQUIRE_TOOLS=1 forbids skipping"
+        );
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED {test}: {tool} is not installed.\n\
+         !!!!!!!! apt-get install {package}, or set HYBRIDD_REQUIRE_TOOLS=1 to fail instead.\n"
+    );
+    false
+}
+
+/// Runs this test binary's test `name` as CI does (`HYBRIDD_REQUIRE_TOOLS=1`)
+/// but with an empty `PATH`, so no tool can be found; returns whether it
+/// failed and its output.
+pub fn run_without_tools(name: &str) -> (bool, String) {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env("PATH", empty.path())
+        .env("HYBRIDD_REQUIRE_TOOLS", "1")
+        .output()
+        .unwrap();
+    (
+        !out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
 }

@@ -4,11 +4,33 @@
 //! QR (`DRIVER_SCAN_CMD`) and the driver's bookkeeping.
 
 use std::io::Write;
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
-/// Logs to stderr at WARN unless `RUST_LOG` says otherwise.
+/// Everything the initiator logged, kept so a scenario can tell *why* it
+/// failed (the initiators report a tunnel failure as an opaque error and
+/// log its cause).
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Writes each log line to stderr and to [`LOG`].
+struct Tee;
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = LOG.lock() {
+            log.extend_from_slice(buf);
+        }
+        std::io::stderr().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Logs to stderr at WARN unless `RUST_LOG` says otherwise (and keeps a
+/// copy for [`tls_certificate_failure`]).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -16,9 +38,34 @@ pub fn init_tracing() {
                 .with_default_directive(LevelFilter::WARN.into())
                 .from_env_lossy(),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| Tee)
+        .with_ansi(false)
         .compact()
         .init();
+}
+
+/// The logged line saying the TLS handshake with the tunnel server failed
+/// on its certificate, if any: what the `tls-fail` scenario must see, as
+/// opposed to any other failure (timeout, DNS, refused connection, a bad
+/// advert). webauthn-authenticator-rs (native-tls/OpenSSL) logs
+/// "websocket error: … certificate verify failed"; libwebauthn and its pxp
+/// (rustls) log "Failed to connect to tunnel server …
+/// InvalidCertificate(UnknownIssuer)" (or rustls's text, "invalid peer
+/// certificate"). Only the tunnel connection uses TLS in these drivers.
+pub fn tls_certificate_failure() -> Option<String> {
+    let log = LOG.lock().ok()?;
+    String::from_utf8_lossy(&log)
+        .lines()
+        .find(|l| {
+            [
+                "InvalidCertificate",
+                "certificate verify failed",
+                "invalid peer certificate",
+            ]
+            .iter()
+            .any(|p| l.contains(p))
+        })
+        .map(str::to_owned)
 }
 
 /// An environment variable, or `default`.

@@ -10,6 +10,9 @@
 //!   discovering client (Chromium) as `Device1.ServiceData[fff9]`. With
 //!   `--advert-file` it also watches a file written by a file radio and
 //!   registers each new advert itself, through `hybrid_bluez::BluezAdvertiser`.
+//! * `interop-bluez-view` — a forwarding view of a real `bluetoothd` that
+//!   shows a desktop only one adapter (the ble-vm's real-radio ceremonies:
+//!   libwebauthn scans with the first adapter BlueZ lists).
 //! * `interop-mint-qr` — prints a fresh `FIDO:/` URI from
 //!   `hybrid_initiator::Desktop` (a desktop that never connects: the
 //!   negative paths use it).

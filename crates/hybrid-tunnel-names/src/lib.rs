@@ -1,10 +1,43 @@
-//! Tunnel-server names, URLs, header names and routing IDs (hybrid-protocol.md §4).
+//! hybrid-tunnel-names: the pure names of the hybrid transport's tunnel
+//! layer (hybrid-protocol.md §4) — tunnel-server domain IDs and their host
+//! names (assigned and hashed, §4.1) and which IDs a desktop accepts in an
+//! advert (§3.3 step 5), the `new` / `connect` / `contact` URLs and header
+//! names (§4.2), tunnel and routing IDs.
 //!
-//! Pure: no sockets. The WebSocket client and server build on these.
+//! **Owns** these rules, written once: `hybrid-ble` checks a decrypted
+//! advert's domain with [`domain_id_acceptable`], `hybrid-session` builds
+//! the phone's URL with [`TunnelBase`], and `hybrid-tunnel` (the tokio
+//! WebSocket client and server) re-exports this crate as
+//! `hybrid_tunnel::names`.
+//!
+//! **Does not own** any IO: no sockets, no tokio, no clock — so the sans-IO
+//! protocol crates can use the names without pulling in a runtime. Nor
+//! deriving the tunnel ID from the QR secret (`hybrid-ble`'s `derive`).
+#![forbid(unsafe_code)]
 
 use sha2::{Digest, Sha256};
 
-use crate::TunnelError;
+/// Errors of the tunnel names.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TunnelError {
+    /// Domain IDs 2..=255 are assigned-but-unknown and every desktop rejects them (§4.1).
+    #[error("tunnel domain id {0} is invalid: ids 2..=255 are unassigned (use 0, 1 or >= 256)")]
+    UnassignedDomain(u16),
+    /// A routing ID that is not 3 bytes of hex (§4.2).
+    #[error("routing id is not exactly 3 bytes of hex")]
+    BadRoutingId,
+    /// A tunnel ID that is not 16 bytes of hex (§4.2).
+    #[error("tunnel id is not exactly 16 bytes (32 hex characters)")]
+    BadTunnelId,
+    /// A base URL that is not `ws://` or `wss://`.
+    #[error("tunnel base URL {0:?} must start with ws:// or wss://")]
+    BadBaseUrl(String),
+}
+
+/// Domain IDs below this are assigned (an index into [`ASSIGNED_DOMAINS`],
+/// more to come); IDs at or above it name a hashed domain (§4.1).
+pub const FIRST_HASHED_DOMAIN: u16 = 256;
 
 /// The WebSocket subprotocol every tunnel connection must negotiate
 /// (Chromium `kCableWebSocketProtocol`, §4.2).
@@ -29,7 +62,7 @@ const TLDS: [&str; 4] = ["com", "org", "net", "info"];
 /// accepts an advert naming `domain_id` (§3.3 step 5: `id >= 256` or
 /// `id < known_assigned`).
 pub fn domain_id_acceptable(domain_id: u16, known_assigned: u64) -> bool {
-    domain_id >= 256 || u64::from(domain_id) < known_assigned
+    domain_id >= FIRST_HASHED_DOMAIN || u64::from(domain_id) < known_assigned
 }
 
 /// The host name of a tunnel-server domain ID (§4.1): an assigned name for
@@ -38,7 +71,7 @@ pub fn domain_name(domain_id: u16) -> Result<String, TunnelError> {
     if let Some(name) = ASSIGNED_DOMAINS.get(usize::from(domain_id)) {
         return Ok((*name).to_owned());
     }
-    if domain_id < 256 {
+    if domain_id < FIRST_HASHED_DOMAIN {
         return Err(TunnelError::UnassignedDomain(domain_id));
     }
     let mut input = Vec::with_capacity(HASHED_DOMAIN_PREFIX.len() + 3);
@@ -131,7 +164,7 @@ pub enum TunnelBase {
 impl TunnelBase {
     /// Validates and builds a base-URL override.
     pub fn url(base: &str, domain_id: u16) -> Result<Self, TunnelError> {
-        if (2..256).contains(&domain_id) {
+        if usize::from(domain_id) >= ASSIGNED_DOMAINS.len() && domain_id < FIRST_HASHED_DOMAIN {
             return Err(TunnelError::UnassignedDomain(domain_id));
         }
         let base = base.trim_end_matches('/');
@@ -235,10 +268,15 @@ mod tests {
     #[test]
     fn acceptability_follows_known_count() {
         assert!(domain_id_acceptable(0, 1));
+        assert!(!domain_id_acceptable(0, 0));
         assert!(!domain_id_acceptable(1, 1));
         assert!(domain_id_acceptable(1, 2));
         assert!(!domain_id_acceptable(2, 2));
+        assert!(!domain_id_acceptable(255, 2));
+        assert!(domain_id_acceptable(255, 256));
+        assert!(domain_id_acceptable(255, u64::MAX));
         assert!(domain_id_acceptable(256, 0));
+        assert!(domain_id_acceptable(u16::MAX, 0));
     }
 
     #[test]

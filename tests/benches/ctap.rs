@@ -19,7 +19,7 @@
 //! test store and `ecdsa_p256/*` measures the bare signature and key
 //! generation.
 //!
-//! Run: `cargo bench -p hybrid-vault --bench ctap -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p hybrid-tests --bench ctap -- --warm-up-time 1 --measurement-time 3`
 
 // A benchmark harness, like a test: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -32,10 +32,10 @@ use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hybrid_ctap::rp::{RegisteredCredential, RelyingParty};
-use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, COSE_ES256};
-use hybrid_ctap::testing::{test_authenticator, FakeClock, ScriptedUser, SeededRng};
+use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore, COSE_ES256};
+use hybrid_ctap::testing::{test_authenticator, SeededRng, TestEnv};
 use hybrid_ctap::types::UserEntity;
-use hybrid_ctap::{Authenticator, Config, Env, RequestContext};
+use hybrid_ctap::{Authenticator, Config, RequestContext};
 use hybrid_vault::{KdfParams, Vault};
 use rand_core::RngCore;
 use zeroize::Zeroizing;
@@ -53,31 +53,7 @@ const HANDFUL: u64 = 5;
 const OTHER_RPS: u64 = 1000;
 
 /// The production store with the test doubles for everything else.
-struct VaultEnv {
-    store: Vault,
-    user: ScriptedUser,
-    clock: FakeClock,
-    rng: SeededRng,
-}
-
-impl Env for VaultEnv {
-    type Store = Vault;
-    type User = ScriptedUser;
-    type Clock = FakeClock;
-    type Rng = SeededRng;
-    fn store(&mut self) -> &mut Vault {
-        &mut self.store
-    }
-    fn user(&mut self) -> &mut ScriptedUser {
-        &mut self.user
-    }
-    fn clock(&self) -> &FakeClock {
-        &self.clock
-    }
-    fn rng(&mut self) -> &mut SeededRng {
-        &mut self.rng
-    }
-}
+type VaultEnv = TestEnv<Vault>;
 
 fn user(i: u64) -> UserEntity {
     UserEntity {
@@ -93,14 +69,14 @@ fn client_data_hash(tag: u8) -> [u8; 32] {
 
 /// Registers one discoverable ES256 credential at `rp` through `process`
 /// and checks the response as the RP would.
-fn register<E: Env>(
-    auth: &mut Authenticator<E>,
+fn register<S: CredentialStore>(
+    auth: &mut Authenticator<TestEnv<S>>,
     rp: &RelyingParty,
     user: UserEntity,
 ) -> RegisteredCredential {
     let cdh = client_data_hash(0x11);
     let frame = rp.make_credential_request(cdh, user, true).to_frame();
-    let resp = auth.process(&frame, &RequestContext::default());
+    let resp = auth.process_scripted(&frame, &RequestContext::default());
     let (cred, _) = rp.verify_registration(&cdh, &resp, true).unwrap();
     assert_eq!(cred.algorithm, COSE_ES256);
     cred
@@ -129,15 +105,7 @@ fn build(n: u64) -> Fixture {
     // The default capacity is exactly 100 000; the makeCredential bench
     // adds accounts on top of a full-size vault.
     vault.set_capacity(u64::MAX);
-    let mut auth = Authenticator::new(
-        Config::default(),
-        VaultEnv {
-            store: vault,
-            user: ScriptedUser::default(),
-            clock: FakeClock::default(),
-            rng: SeededRng::new(n),
-        },
-    );
+    let mut auth = Authenticator::new(Config::default(), VaultEnv::with_store(vault, n));
 
     let rp = RelyingParty::new(TARGET_RP, "Bench");
     let target = register(&mut auth, &rp, user(0));
@@ -194,14 +162,14 @@ fn build(n: u64) -> Fixture {
 }
 
 /// Runs `frame` once and checks the assertion as the RP would.
-fn check_assertion<E: Env>(
-    auth: &mut Authenticator<E>,
+fn check_assertion<S: CredentialStore>(
+    auth: &mut Authenticator<TestEnv<S>>,
     rp: &RelyingParty,
     target: &RegisteredCredential,
     frame: &[u8],
     cdh: &[u8],
 ) {
-    let resp = auth.process(frame, &RequestContext::default());
+    let resp = auth.process_scripted(frame, &RequestContext::default());
     let mut creds = vec![target.clone()];
     let (index, _) = rp.verify_assertion(&mut creds, cdh, &resp, true).unwrap();
     assert_eq!(index, 0);
@@ -228,7 +196,7 @@ fn bench_vault(c: &mut Criterion) {
         for (name, frame) in [("allow_list", &by_id), ("discoverable", &discoverable)] {
             g.bench_function(format!("get_assertion/{name}"), |b| {
                 b.iter(|| {
-                    let resp = auth.process(black_box(frame), &ctx);
+                    let resp = auth.process_scripted(black_box(frame), &ctx);
                     assert_eq!(resp[0], 0, "getAssertion failed: {resp:02x?}");
                     auth.env_mut().user.shown.clear();
                     resp
@@ -250,7 +218,7 @@ fn bench_vault(c: &mut Criterion) {
                         .to_frame()
                 },
                 |frame| {
-                    let resp = auth.process(&frame, &ctx);
+                    let resp = auth.process_scripted(&frame, &ctx);
                     assert_eq!(resp[0], 0, "makeCredential failed: {resp:02x?}");
                     auth.env_mut().user.shown.clear();
                     resp
@@ -277,7 +245,7 @@ fn bench_memstore(c: &mut Criterion) {
     let mut g = c.benchmark_group("ctap/memstore");
     g.bench_function("get_assertion/allow_list", |b| {
         b.iter(|| {
-            let resp = auth.process(black_box(&by_id), &ctx);
+            let resp = auth.process_scripted(black_box(&by_id), &ctx);
             assert_eq!(resp[0], 0);
             auth.env_mut().user.shown.clear();
             resp
@@ -290,7 +258,7 @@ fn bench_memstore(c: &mut Criterion) {
         .to_frame();
     g.bench_function("make_credential/es256", |b| {
         b.iter(|| {
-            let resp = auth.process(black_box(&frame), &ctx);
+            let resp = auth.process_scripted(black_box(&frame), &ctx);
             assert_eq!(resp[0], 0);
             auth.env_mut().user.shown.clear();
             resp

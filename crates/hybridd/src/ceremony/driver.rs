@@ -1,0 +1,382 @@
+//! The tokio half of [`hybrid_session::PhoneSession`] (quinn's role to
+//! quinn-proto): executes the session's actions and feeds it what happens
+//! — data-channel messages, radio results, CTAP replies, the person's
+//! answers, the clock (`sleep_until` on the session's one deadline) and
+//! cancellation. On every exit path the advert is stopped, the channel
+//! closed and the authenticator's session ended.
+
+use std::time::Instant;
+
+use hybrid_ble::Advertiser;
+use hybrid_ctap::{Approval, ApprovalRequest, Ctap2Status, RequestContext, Step, UserError};
+use hybrid_qr::QrCode;
+use hybrid_session::{Action, Outcome, PhoneSession};
+use hybrid_tunnel::client::{self, ClientOptions};
+use rand_core::OsRng;
+
+use crate::approval::User;
+use crate::ceremony::report::{ReplySummary, Report, SessionEvent};
+use crate::ceremony::{now, Authenticate, CancelSignal, CeremonyOptions, Progress};
+use crate::error::Error;
+use crate::BoxFuture;
+
+/// The channel the session's messages travel on once the tunnel server
+/// paired phone and desktop: one protocol message per call. The tunnel
+/// today; a BLE L2CAP channel can implement the same three calls.
+pub trait DataChannel: Send {
+    /// Sends one message.
+    fn send(&mut self, message: Vec<u8>) -> BoxFuture<'_, Result<(), Error>>;
+    /// The next message; `Ok(None)` when the peer closed. Cancel-safe (it
+    /// sits in a `select!` with the session's deadline).
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>, Error>>;
+    /// Closes the channel (bounded).
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The phone's tunnel (`/cable/new/`, hybrid-protocol.md §4.2).
+pub type Tunnel = client::PhoneTunnel;
+
+impl DataChannel for Tunnel {
+    fn send(&mut self, message: Vec<u8>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { Ok(client::Tunnel::send(self, message).await?) })
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>, Error>> {
+        Box::pin(async move { Ok(client::Tunnel::recv(self).await?) })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = client::Tunnel::close(*self).await;
+        })
+    }
+}
+
+/// What the driver talks to.
+pub(super) struct Peers<'a> {
+    pub radio: &'a mut dyn Advertiser,
+    pub authenticator: &'a mut dyn Authenticate,
+    pub user: &'a mut dyn User,
+    pub progress: &'a dyn Progress,
+    pub cancel: Option<CancelSignal>,
+}
+
+/// Runs the session for an accepted `qr` and reports.
+pub(super) async fn drive(
+    qr: QrCode,
+    qr_age_secs: Option<u64>,
+    received: Instant,
+    opts: &CeremonyOptions,
+    peers: Peers<'_>,
+) -> Report {
+    let hint = qr.hint().map(str::to_owned);
+    let accepted = now();
+    peers.progress.event(&SessionEvent::QrAccepted {
+        age_secs: qr_age_secs,
+        at: accepted,
+    });
+    let mut config = opts.session.clone();
+    if config.get_info.is_empty() {
+        config.get_info = peers.authenticator.get_info();
+    }
+    tracing::info!(
+        qr_age_secs = ?qr_age_secs,
+        hint = ?hint,
+        domain_id = config.tunnel.domain_id(),
+        "phone session started"
+    );
+    let mut report = Report::refused(hybrid_session::FailReason::Cancelled, received);
+    report.qr_age_secs = qr_age_secs;
+    report.hint = hint.clone();
+    let mut driver = Driver {
+        session: PhoneSession::new(qr, config, accepted, OsRng),
+        channel: None,
+        advertising: false,
+        handshake_reported: false,
+        pending_status: None,
+        last_answer: None,
+        ctx: RequestContext { qr_age_secs, hint },
+        client: &opts.client,
+        report,
+        peers,
+    };
+    let outcome = driver.run().await;
+    driver.finish(outcome).await
+}
+
+struct Driver<'a, 'o> {
+    session: PhoneSession<OsRng>,
+    channel: Option<Box<dyn DataChannel>>,
+    advertising: bool,
+    handshake_reported: bool,
+    /// The status of the reply handed to the session, until it is sent.
+    pending_status: Option<Ctap2Status>,
+    /// The person's last answer for the request being processed.
+    last_answer: Option<Result<Approval, UserError>>,
+    ctx: RequestContext,
+    client: &'o ClientOptions,
+    report: Report,
+    peers: Peers<'a>,
+}
+
+impl Driver<'_, '_> {
+    /// Executes actions and feeds events until the session finishes.
+    async fn run(&mut self) -> Outcome {
+        loop {
+            while let Some(action) = self.session.poll_action() {
+                if let Some(outcome) = self.execute(action).await {
+                    return outcome;
+                }
+            }
+            self.wait().await;
+        }
+    }
+
+    async fn execute(&mut self, action: Action) -> Option<Outcome> {
+        match action {
+            Action::OpenTunnel { url, origin, .. } => {
+                tracing::info!("opening tunnel");
+                let connect = client::open_new(&url, &origin, self.client);
+                tokio::select! {
+                    r = connect => match r {
+                        Ok((tunnel, routing_id)) => {
+                            let at = now();
+                            self.channel = Some(Box::new(tunnel));
+                            self.report.routing_id = Some(routing_id);
+                            tracing::info!(routing_id = %routing_id.to_hex(), "tunnel open");
+                            self.peers.progress.event(&SessionEvent::TunnelOpen { routing_id, at });
+                            self.session.on_tunnel_open(routing_id, at);
+                        }
+                        Err(e) => self.session.on_tunnel_error(e.to_string(), now()),
+                    },
+                    () = cancelled(&mut self.peers.cancel) => self.session.cancel(now()),
+                }
+            }
+            Action::StartAdvert(advert) => {
+                self.report.advert = Some(advert);
+                match self.peers.radio.start(&advert).await {
+                    Ok(()) => {
+                        self.advertising = true;
+                        let at = now();
+                        self.session.on_advert_started(at);
+                        tracing::info!("advertising");
+                        self.peers
+                            .progress
+                            .event(&SessionEvent::AdvertStarted { advert, at });
+                    }
+                    Err(e) => self.session.on_advert_error(e.to_string(), now()),
+                }
+            }
+            Action::StopAdvert => self.stop_advert().await,
+            Action::Send(bytes) => self.send(bytes).await,
+            Action::Ctap { request } => {
+                let command = request.first().copied().unwrap_or(0);
+                self.report.commands.push(command);
+                tracing::info!(command, "CTAP request received");
+                self.peers
+                    .progress
+                    .event(&SessionEvent::CommandReceived { command, at: now() });
+                self.last_answer = None;
+                let step = self
+                    .peers
+                    .authenticator
+                    .process(request, self.ctx.clone())
+                    .await;
+                self.on_step(step).await;
+            }
+            Action::UserTimedOut => {
+                self.peers.user.timed_out().await;
+                let answer = Err(UserError::Timeout);
+                self.last_answer = Some(answer);
+                let step = self.peers.authenticator.resume(answer).await;
+                self.on_step(step).await;
+            }
+            Action::Close => self.close_channel().await,
+            Action::Finished(outcome) => return Some(outcome),
+        }
+        None
+    }
+
+    async fn send(&mut self, bytes: Vec<u8>) {
+        let sent = match self.channel.as_mut() {
+            Some(c) => c.send(bytes).await,
+            None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
+        };
+        let at = now();
+        if let Err(e) = sent {
+            self.session.on_tunnel_error(e.to_string(), at);
+            return;
+        }
+        if !self.handshake_reported && self.session.handshake_done() {
+            self.handshake_reported = true;
+            tracing::info!("handshake done");
+            self.peers
+                .progress
+                .event(&SessionEvent::HandshakeDone { at });
+        }
+        if let Some(status) = self.pending_status.take() {
+            tracing::info!(status = status.byte(), "response sent");
+            self.peers
+                .progress
+                .event(&SessionEvent::ResponseSent { status, at });
+        }
+    }
+
+    /// Follows the authenticator's steps to a reply, asking the person
+    /// whenever it needs them; hands the reply to the session. Returns
+    /// early when the session ends or the approval deadline passes while
+    /// the person is asked (the session then says `UserTimedOut`).
+    async fn on_step(&mut self, mut step: Result<Step, Error>) {
+        loop {
+            match step {
+                Ok(Step::NeedsUser(question)) => {
+                    self.session.on_user_needed(now());
+                    let Some(answer) = self.ask(&question).await else {
+                        return;
+                    };
+                    self.session.on_user_answered(now());
+                    self.last_answer = Some(answer);
+                    step = self.peers.authenticator.resume(answer).await;
+                }
+                Ok(Step::Reply(reply)) => {
+                    self.reply(reply.command, reply.status);
+                    self.session
+                        .on_ctap_response(reply.bytes, reply.follow_ups, now());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("CTAP handler failed: {e}");
+                    let status = Ctap2Status::Other;
+                    self.reply(None, status);
+                    self.session.on_ctap_response(vec![status.byte()], 0, now());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, command: Option<u8>, status: Ctap2Status) {
+        self.pending_status = Some(status);
+        self.report.last_reply = Some(ReplySummary {
+            command: command.or(self.report.commands.last().copied()),
+            status,
+            user: self.last_answer,
+        });
+    }
+
+    /// Asks the person, while the data channel, the session's deadline and
+    /// cancellation keep being served. `None` when the session stopped
+    /// waiting for the answer (approval deadline, peer gone, cancelled).
+    async fn ask(&mut self, question: &ApprovalRequest) -> Option<Result<Approval, UserError>> {
+        let Driver {
+            session,
+            channel,
+            peers,
+            ..
+        } = self;
+        let mut answer = peers.user.approve(question);
+        loop {
+            let deadline = session.poll_timeout();
+            tokio::select! {
+                a = &mut answer => return Some(a),
+                r = recv(channel) => received(session, r),
+                () = sleep_until(deadline) => session.handle_timeout(now()),
+                () = cancelled(&mut peers.cancel) => session.cancel(now()),
+            }
+            if !session.is_waiting_for_user() {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the next input: a channel message or close, the session's
+    /// deadline, or cancellation.
+    async fn wait(&mut self) {
+        let deadline = self.session.poll_timeout();
+        tokio::select! {
+            r = recv(&mut self.channel) => received(&mut self.session, r),
+            () = sleep_until(deadline) => self.session.handle_timeout(now()),
+            () = cancelled(&mut self.peers.cancel) => self.session.cancel(now()),
+        }
+    }
+
+    async fn stop_advert(&mut self) {
+        if self.advertising {
+            self.advertising = false;
+            match self.peers.radio.stop().await {
+                Ok(()) => tracing::info!("advert stopped"),
+                Err(e) => tracing::warn!("could not stop the advert: {e}"),
+            }
+        }
+    }
+
+    async fn close_channel(&mut self) {
+        if let Some(c) = self.channel.take() {
+            c.close().await;
+            tracing::info!("tunnel closed");
+        }
+    }
+
+    /// Cleans up whatever is left (advert, channel, CTAP state) and builds
+    /// the report.
+    async fn finish(mut self, outcome: Outcome) -> Report {
+        self.stop_advert().await;
+        self.close_channel().await;
+        self.peers.authenticator.end_session().await;
+        let at = now();
+        let mut report = self.report;
+        report.outcome = outcome.clone();
+        report.phases = Some(*self.session.phases());
+        tracing::info!(
+            outcome = outcome.code(),
+            commands = report.commands.len(),
+            last_status = ?report.last_reply.map(|r| r.status.byte()),
+            elapsed_ms = at.saturating_duration_since(report.received).as_millis() as u64,
+            "phone session ended: {outcome}"
+        );
+        self.peers
+            .progress
+            .event(&SessionEvent::Finished { outcome, at });
+        report
+    }
+}
+
+/// Feeds what the data channel delivered to the session.
+fn received(session: &mut PhoneSession<OsRng>, r: Result<Option<Vec<u8>>, Error>) {
+    let at = now();
+    match r {
+        Ok(Some(msg)) => session.on_message(&msg, at),
+        Ok(None) => session.on_tunnel_closed(at),
+        Err(e) => session.on_tunnel_error(e.to_string(), at),
+    }
+}
+
+async fn recv(channel: &mut Option<Box<dyn DataChannel>>) -> Result<Option<Vec<u8>>, Error> {
+    match channel.as_mut() {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the cancel signal turns true; never if there is none or
+/// its sender is gone.
+async fn cancelled(cancel: &mut Option<CancelSignal>) {
+    let Some(rx) = cancel.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The control socket's server: bind (directory 0700, socket 0600, stale
+//! socket replaced), accept, check the peer's uid, and serve one session at
+//! a time — relaying its messages to the client and the client's approvals
+//! to the session's [`SocketApprover`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+use zeroize::Zeroizing;
+
+use crate::approval::{Answer, SocketApprover};
+use crate::control::lines::{write_line, LineReader};
+use crate::control::protocol::{ClientMsg, DaemonMsg, Done, Pong};
+use crate::control::{ProtocolError, BUSY_MESSAGE, MAX_LINE};
+use crate::BoxFuture;
+
+/// After an overlong line: at most this much more of it is read (and
+/// dropped) before the refusal is sent and the connection closed …
+const SKIP_LIMIT: usize = 1 << 20;
+/// … within this time.
+const SKIP_TIME: Duration = Duration::from_secs(1);
+
+/// What the connection hands the session runner.
+pub struct SessionRequest {
+    /// The QR URI (secret: never log it).
+    pub uri: Zeroizing<String>,
+    /// Messages for the client, in order: progress, prompts, notices.
+    pub events: mpsc::UnboundedSender<DaemonMsg>,
+    /// The front-end talking to this client.
+    pub approver: SocketApprover,
+    /// Becomes `true` when the session must stop (client gone, shutdown).
+    pub cancel: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for SessionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionRequest { .. }")
+    }
+}
+
+/// The session runner the daemon plugs in.
+pub type Runner = Arc<dyn Fn(SessionRequest) -> BoxFuture<'static, Done> + Send + Sync>;
+
+/// Whether a peer with `peer_uid` may use the daemon of `our_uid`: only the same user.
+pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
+    peer_uid == our_uid
+}
+
+/// Creates the socket's directory (0700, refusing one others can access or
+/// that someone else owns) and binds the socket (0600), replacing a stale one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != crate::config::current_uid() || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "socket directory {} must be owned by you with mode 0700 (fix: chmod 700 {0})",
+                dir.display()
+            ),
+        ));
+    }
+    if path.exists() {
+        // A daemon still answering there? Then refuse; else it is stale.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another hybridd is already listening on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The control server: accepts connections until `shutdown` turns true.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    runner: Runner,
+    slot: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server on a bound listener.
+    pub fn new(listener: UnixListener, path: PathBuf, runner: Runner) -> Self {
+        Server {
+            listener,
+            path,
+            runner,
+            slot: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Serves until `shutdown` becomes true; cancels a running session,
+    /// waits for it (bounded), and removes the socket file.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let our_uid = crate::config::current_uid();
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let conn = Connection {
+                            runner: self.runner.clone(),
+                            slot: self.slot.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        conns.spawn(conn.serve(stream, our_uid));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        conns.abort_all();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One client connection.
+struct Connection {
+    runner: Runner,
+    slot: Arc<tokio::sync::Mutex<()>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type Lines = LineReader<tokio::net::unix::OwnedReadHalf>;
+
+fn pong(busy: bool) -> DaemonMsg {
+    DaemonMsg::Pong(Pong {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        busy,
+    })
+}
+
+impl Connection {
+    async fn serve(mut self, stream: UnixStream, our_uid: u32) {
+        let (rd, mut wr) = stream.into_split();
+        match wr.as_ref().peer_cred().map(|c| c.uid()) {
+            Ok(uid) if peer_allowed(uid, our_uid) => {}
+            Ok(uid) => {
+                tracing::warn!(
+                    peer_uid = uid,
+                    "refused control connection from another user"
+                );
+                let refusal = DaemonMsg::Error("permission denied: not the daemon's user".into());
+                let _ = send(&mut wr, &refusal).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the control peer's credentials");
+                return;
+            }
+        }
+        let mut lines = LineReader::new(rd, MAX_LINE);
+        loop {
+            let line = tokio::select! {
+                _ = self.shutdown.changed() => return,
+                l = lines.next_line() => l,
+            };
+            let msg = match line {
+                Ok(Some(l)) => ClientMsg::parse(&l),
+                Ok(None) => return,
+                Err(e) => {
+                    if matches!(e, ProtocolError::LineTooLong) {
+                        // Read past the rest of the line (bounded, nothing
+                        // kept) so the client sees the refusal rather than
+                        // a reset, then close.
+                        let skip = lines.skip_line(SKIP_LIMIT);
+                        let _ = tokio::time::timeout(SKIP_TIME, skip).await;
+                    }
+                    let _ = send(&mut wr, &DaemonMsg::Error(e.to_string())).await;
+                    return;
+                }
+            };
+            let (reply, last) = match msg {
+                Err(e) => (DaemonMsg::Error(e.to_string()), false),
+                Ok(ClientMsg::Ping) => (pong(self.slot.try_lock().is_err()), false),
+                Ok(ClientMsg::Approve { .. }) => {
+                    (DaemonMsg::Error("no prompt is pending".into()), false)
+                }
+                Ok(ClientMsg::Scan(uri)) => match self.session(uri, &mut lines, &mut wr).await {
+                    Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+                    None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
+                },
+            };
+            if send(&mut wr, &reply).await.is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Runs one session for `uri`, relaying its messages and the client's
+    /// answers; returns how it ended and whether the client went away, or
+    /// `None` when another session holds the slot.
+    async fn session(
+        &mut self,
+        uri: Zeroizing<String>,
+        lines: &mut Lines,
+        wr: &mut OwnedWriteHalf,
+    ) -> Option<(Done, bool)> {
+        let guard = self.slot.clone().try_lock_owned().ok()?;
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let (ans_tx, ans_rx) = mpsc::unbounded_channel();
+        // Dropped when the client leaves, so a pending prompt ends at once.
+        let mut ans_tx = Some(ans_tx);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let req = SessionRequest {
+            uri,
+            events: ev_tx.clone(),
+            approver: SocketApprover::new(ev_tx, ans_rx),
+            cancel: cancel_rx,
+        };
+        tracing::info!("session requested over the control socket");
+        let mut session = tokio::spawn((self.runner)(req));
+        let mut gone = false;
+        let cancel = |ans_tx: &mut Option<mpsc::UnboundedSender<Answer>>| {
+            *ans_tx = None;
+            let _ = cancel_tx.send(true);
+        };
+        let done = loop {
+            tokio::select! {
+                r = &mut session => break r.unwrap_or_else(|_| Done {
+                    ok: false,
+                    outcome: "internal".into(),
+                    message: "the session task failed".into(),
+                }),
+                Some(ev) = ev_rx.recv() => {
+                    if send(wr, &ev).await.is_err() {
+                        gone = true;
+                        cancel(&mut ans_tx);
+                    }
+                }
+                l = lines.next_line(), if !gone => {
+                    let reply = match l.map(|l| l.map(|l| ClientMsg::parse(&l))) {
+                        Ok(Some(Ok(ClientMsg::Approve { approve, pin }))) => {
+                            let answer = if approve { Answer::Approve(pin) } else { Answer::Decline };
+                            if let Some(tx) = &ans_tx {
+                                let _ = tx.send(answer);
+                            }
+                            None
+                        }
+                        Ok(Some(Ok(ClientMsg::Scan(_)))) => Some(DaemonMsg::Busy(BUSY_MESSAGE.into())),
+                        Ok(Some(Ok(ClientMsg::Ping))) => Some(pong(true)),
+                        Ok(Some(Err(e))) => Some(DaemonMsg::Error(e.to_string())),
+                        Ok(None) | Err(_) => {
+                            tracing::info!("control client went away; cancelling the session");
+                            gone = true;
+                            cancel(&mut ans_tx);
+                            None
+                        }
+                    };
+                    if let Some(reply) = reply {
+                        let _ = send(wr, &reply).await;
+                    }
+                }
+                _ = self.shutdown.changed() => cancel(&mut ans_tx),
+            }
+        };
+        while let Ok(ev) = ev_rx.try_recv() {
+            let _ = send(wr, &ev).await;
+        }
+        drop(guard);
+        tracing::info!(outcome = %done.outcome, "session ended");
+        Some((done, gone))
+    }
+}
+
+async fn send(wr: &mut OwnedWriteHalf, msg: &DaemonMsg) -> std::io::Result<()> {
+    write_line(wr, &msg.to_line()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::Approver;
+    use crate::control::{Client, Event};
+    use crate::prompt::Prompt;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn only_the_same_uid_is_served() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(!peer_allowed(0, 1000));
+        assert!(!peer_allowed(1001, 1000));
+    }
+
+    fn test_runner(hold: Arc<tokio::sync::Notify>) -> Runner {
+        Arc::new(move |mut req: SessionRequest| {
+            let hold = hold.clone();
+            Box::pin(async move {
+                let _ = req.events.send(DaemonMsg::Event(Event::TunnelOpen));
+                let uri = req.uri.to_string();
+                let request = crate::prompt::sample_request(hybrid_ctap::Command::GetAssertion);
+                let answer = req.approver.ask(&Prompt::new(&request, true)).await;
+                tokio::select! {
+                    _ = hold.notified() => {}
+                    _ = req.cancel.changed() => {}
+                }
+                Done {
+                    ok: matches!(answer, Ok(Answer::Approve(Some(ref p))) if p.as_str() == "1234"),
+                    outcome: "completed".into(),
+                    message: uri,
+                }
+            })
+        })
+    }
+
+    fn serve(
+        dir: &tempfile::TempDir,
+        runner: Runner,
+    ) -> (PathBuf, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let path = dir.path().join("run").join("control.sock");
+        let listener = bind(&path).unwrap();
+        let server = Server::new(listener, path.clone(), runner);
+        let (sd_tx, sd_rx) = watch::channel(false);
+        let task = tokio::spawn(server.run(sd_rx));
+        (path, sd_tx, task)
+    }
+
+    #[tokio::test]
+    async fn scan_prompt_busy_done_over_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = Arc::new(tokio::sync::Notify::new());
+        let (path, sd_tx, task) = serve(&dir, test_runner(hold.clone()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+
+        let mut a = Client::connect(&path).await.unwrap();
+        a.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/1".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.recv().await.unwrap(),
+            Some(DaemonMsg::Event(Event::TunnelOpen))
+        );
+        let Some(DaemonMsg::Prompt(p)) = a.recv().await.unwrap() else {
+            panic!("no prompt")
+        };
+        assert_eq!(p.action.text(), "sign in");
+
+        // A second client while the first session runs: busy at once.
+        let mut b = Client::connect(&path).await.unwrap();
+        b.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/2".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.recv().await.unwrap(),
+            Some(DaemonMsg::Busy(BUSY_MESSAGE.into()))
+        );
+        b.send(&ClientMsg::Ping).await.unwrap();
+        assert!(matches!(
+            b.recv().await.unwrap(),
+            Some(DaemonMsg::Pong(Pong { busy: true, .. }))
+        ));
+
+        a.send(&ClientMsg::Approve {
+            approve: true,
+            pin: Some(Zeroizing::new("1234".into())),
+        })
+        .await
+        .unwrap();
+        hold.notify_one();
+        let Some(DaemonMsg::Done(d)) = a.recv().await.unwrap() else {
+            panic!("no done")
+        };
+        assert!(d.ok);
+        assert_eq!(d.message, "FIDO:/1");
+
+        // Ready for the next one.
+        b.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/3".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.recv().await.unwrap(),
+            Some(DaemonMsg::Event(Event::TunnelOpen))
+        );
+        // Client b disappears mid-session: the session is cancelled, the slot freed.
+        drop(b);
+        let mut c = Client::connect(&path).await.unwrap();
+        let mut busy = true;
+        for _ in 0..100 {
+            c.send(&ClientMsg::Ping).await.unwrap();
+            if let Some(DaemonMsg::Pong(p)) = c.recv().await.unwrap() {
+                busy = p.busy;
+            }
+            if !busy {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!busy, "slot not freed after the client left");
+
+        sd_tx.send(true).unwrap();
+        task.await.unwrap();
+        assert!(!path.exists(), "socket removed at shutdown");
+    }
+
+    /// A line over the limit is refused without reading it to its end.
+    #[tokio::test]
+    async fn an_overlong_line_is_refused_and_the_connection_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = Arc::new(tokio::sync::Notify::new());
+        let (path, sd_tx, task) = serve(&dir, test_runner(hold));
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (rd, mut wr) = stream.into_split();
+        // A line a little over the limit, then its newline.
+        let mut line = vec![b'x'; MAX_LINE + 4096];
+        line.push(b'\n');
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&line).await;
+            wr
+        });
+        let mut lines = LineReader::new(rd, MAX_LINE);
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(
+            DaemonMsg::parse(&first).unwrap(),
+            DaemonMsg::Error("line too long".into())
+        );
+        assert!(lines.next_line().await.unwrap().is_none(), "closed");
+        drop(writer.await.unwrap());
+        sd_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
