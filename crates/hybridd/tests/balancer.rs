@@ -14,8 +14,7 @@
 //!   stopped instance's routing id gets 503 from the balancer.
 //!
 //! Needs `haproxy` (Debian package). Without it the test says so loudly and
-//! passes, unless `HYBRIDD_REQUIRE_HAPROXY=1` (set by .ci/run), where it
-//! fails.
+//! passes, unless `HYBRIDD_REQUIRE_TOOLS=1` (set by .ci/run), where it fails.
 // Helpers outside #[test] fns are not covered by clippy.toml's test exemptions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -36,28 +35,6 @@ use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTING_IDS: [&str; 3] = ["0A0001", "0A0002", "0A0003"];
-
-/// Whether haproxy can run here; a missing one fails under
-/// `HYBRIDD_REQUIRE_HAPROXY=1`.
-fn haproxy_available() -> bool {
-    let ok = std::process::Command::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("HYBRIDD_REQUIRE_HAPROXY").as_deref() != Ok("1"),
-            "haproxy is required (HYBRIDD_REQUIRE_HAPROXY=1): apt-get install haproxy"
-        );
-        eprintln!(
-            "\n!!!!!!!! balancer test SKIPPED: haproxy not found.\n\
-             !!!!!!!! apt-get install haproxy, or set HYBRIDD_REQUIRE_HAPROXY=1 to fail instead.\n"
-        );
-    }
-    ok
-}
 
 /// A test CA and, for `localhost` / 127.0.0.1, the certificate and key
 /// HAProxy serves (one PEM file, as its `crt` wants). Returns (ca, bundle).
@@ -207,7 +184,7 @@ async fn assert_scan_ok(scan: std::process::Child, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ceremonies_through_haproxy_reach_every_instance_and_survive_one_stopping() {
-    if !haproxy_available() {
+    if !common::tool_or_skip("balancer", "haproxy", "haproxy") {
         return;
     }
     let lab = Home::new();
