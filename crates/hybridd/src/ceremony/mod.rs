@@ -37,7 +37,7 @@ use crate::replay::{QrDigest, ReplaySet};
 use crate::BoxFuture;
 
 pub use driver::{DataChannel, Tunnel};
-pub use report::{ReplySummary, Report, SessionEvent};
+pub use report::{ReplySummary, Report, RequestTimes, SentTimes, SessionEvent};
 
 /// The CTAP authenticator as the ceremony sees it: the step API of
 /// [`hybrid_ctap::Authenticator`], asynchronous because the daemon's runs
