@@ -8,6 +8,11 @@
 //! named reason. `--standalone` runs the same ceremony in this process with
 //! the terminal approver and the same config and flags as `hybridd run`.
 //!
+//! Without a controlling terminal (a `FIDO:/` link handed over by
+//! `xdg-open` through `dist/hybridd.desktop`, or `hybridd scan -` in a
+//! pipe) the client says so (`"terminal": false`) and the daemon asks
+//! through a desktop notification instead.
+//!
 //! Exit status: 0 success; 1 the session failed (reason printed) — this
 //! includes a QR refused before any network use (`qr_invalid`, `qr_stale`,
 //! `qr_replayed`: ask the desktop for a new QR); 2 bad input or
@@ -29,7 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::approval::{Answer, Approver, TerminalApprover};
 use crate::ceremony::{Progress, SessionEvent};
-use crate::cmd::run::Daemon;
+use crate::cmd::run::{Daemon, FrontEnd};
 use crate::config::{self, Overrides};
 use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event};
 use crate::error::{Error, QrImageError};
@@ -158,7 +163,15 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
             return ExitCode::from(EXIT_NO_DAEMON);
         }
     };
-    if let Err(e) = c.send(&ClientMsg::Scan(uri)).await {
+    // Without a terminal to ask on (a link opened by xdg-open, a pipe),
+    // the daemon asks through the desktop.
+    let terminal = crate::approval::Tty::open().is_ok();
+    let scan = if terminal {
+        ClientMsg::Scan(uri)
+    } else {
+        ClientMsg::DesktopScan(uri)
+    };
+    if let Err(e) = c.send(&scan).await {
         eprintln!("hybridd scan: lost the daemon: {e}");
         return ExitCode::FAILURE;
     }
@@ -218,7 +231,8 @@ async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> Result<ExitCode, E
     let cfg = config::load(o)?;
     let daemon = Daemon::open(cfg).await?;
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let ceremony = daemon.ceremony(&uri, Box::new(TerminalApprover), &Stderr, cancel_rx);
+    let front_end = FrontEnd::Terminal(Box::new(TerminalApprover));
+    let ceremony = daemon.ceremony(&uri, front_end, &Stderr, cancel_rx);
     tokio::pin!(ceremony);
     let done = tokio::select! {
         report = &mut ceremony => report.done(),
