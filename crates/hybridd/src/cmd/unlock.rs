@@ -20,13 +20,11 @@ use crate::config::{self, Overrides};
 use crate::control::{Client, ClientMsg, DaemonMsg};
 use crate::error::Error;
 
-/// Arguments of `hybridd unlock`.
+/// Arguments of `hybridd unlock` (`--pin-file PATH`: the PIN from a file's
+/// first line instead of the terminal).
 #[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
-    /// Read the PIN from this file (first line) instead of the terminal.
-    #[arg(long, value_name = "PATH")]
-    pub pin_file: Option<PathBuf>,
-    /// Settings (the socket).
+    /// Settings (the socket, `--pin-file`).
     #[command(flatten)]
     pub overrides: Overrides,
 }
@@ -60,7 +58,7 @@ fn unlock(args: &UnlockArgs) -> Result<ExitCode, Error> {
     let socket = socket(&args.overrides)?;
     let rt = crate::cmd::runtime()?;
     rt.block_on(async {
-        let pin: Option<Zeroizing<String>> = match &args.pin_file {
+        let pin: Option<Zeroizing<String>> = match &args.overrides.pin_file {
             Some(f) => Some(read_pin_file(f)?),
             None => match Tty::open() {
                 Ok(tty) => Some(
