@@ -624,6 +624,47 @@ async fn fprintd_missing_falls_back_to_pinentry_tty() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinentry_tty_unlock_without_a_terminal_opens_the_vault_session() {
+    let test = "pinentry_tty_unlock_without_a_terminal_opens_the_vault_session";
+    bounded(test, async {
+        let Some(program) = pinentry_tty(test) else {
+            return;
+        };
+        let Some(setsid) = or_skip(test, find_program("setsid", "util-linux")) else {
+            return;
+        };
+        let pty = Pty::open().unwrap();
+        let config = format!(
+            "verify = \"fingerprint\"\npinentry = \"{}\"\npinentry_tty = \"{}\"\n",
+            program.display(),
+            pty.path().display()
+        );
+        let rig = Rig::start(&config, None, None).await;
+        // `hybridd unlock` with neither a terminal nor a PIN file: the
+        // daemon asks through its pinentry; the PIN never passes argv or env.
+        let cmd = rig.h.cmd();
+        let mut unlock = std::process::Command::new(&setsid);
+        unlock
+            .args(["-w", env!("CARGO_BIN_EXE_hybridd"), "unlock"])
+            .env_clear()
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = unlock.spawn().unwrap();
+        let (shown, _pty) = type_pin(pty).await;
+        assert!(shown.contains("Unlock the hybridd vault"), "{shown}");
+        let o = common::scan_output(child).await;
+        assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(rig.vault_session().await);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logind_lock_and_suspend_drop_the_vault_session() {
     let test = "logind_lock_and_suspend_drop_the_vault_session";
     bounded(test, async {
