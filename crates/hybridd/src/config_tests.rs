@@ -131,3 +131,11 @@ fn aaguid_parsed() {
     )
     .is_err());
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let text = include_str!("../../../dist/config.example.toml");
+    let c = resolve(parse(text).unwrap(), &Overrides::default(), None).unwrap();
+    assert_eq!(c.verify, VerifyMode::Pin);
+    assert_eq!(c.fingerprint_fallback, FingerprintFallback::Pinentry);
+}
