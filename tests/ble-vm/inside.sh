@@ -163,7 +163,7 @@ drive() {
   env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/desktop-bus DRIVER_QR_FILE=/tmp/qr-$name.txt \
     DRIVER_SCENARIO=$scen DRIVER_RUNS=1 DRIVER_TRANSPORTS=only DRIVER_LIMIT_SECS=150 \
     SSL_CERT_FILE=$ca RUST_LOG=${DRIVER_LOG:-warn} \
-    DRIVER_SCAN_CMD="'$BIN/hybridd' scan \"\$(cat /tmp/qr-$name.txt)\" >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
+    DRIVER_SCAN_CMD="'$BIN/hybridd' scan - < /tmp/qr-$name.txt >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
     timeout 400 "$driver" > "$OUT/driver-$name.out" 2> "$OUT/driver-$name.log"
   rc=$?
   secs=$(( ($(now_ms) - t0) / 1000 ))

@@ -418,5 +418,6 @@ fn phone_options(tunnel: TunnelBase) -> CeremonyOptions {
             ..ClientOptions::default()
         },
         freshness: hybrid_qr::Freshness::default(),
+        allow_qr_without_timestamp: false,
     }
 }

@@ -50,7 +50,7 @@ pub fn run_lock(args: LockArgs) -> ExitCode {
 fn socket(o: &Overrides) -> Result<PathBuf, Error> {
     Ok(match &o.socket {
         Some(s) => s.clone(),
-        None => config::load(o)?.socket,
+        None => config::load(o)?.socket_path()?.to_owned(),
     })
 }
 
