@@ -361,27 +361,50 @@ async fn scan_result(child: std::process::Child) -> (bool, String) {
     )
 }
 
+/// A makeCredential being asked through dunst, by a daemon whose PIN
+/// comes through pinentry-tty on `pty`.
+struct Asked {
+    rig: Rig,
+    pty: Pty,
+    scan: std::process::Child,
+    reg: tokio::task::JoinHandle<Result<(), String>>,
+    /// The notification's id.
+    id: u32,
+}
+
+async fn asked_with_pinentry(test: &str) -> Option<Asked> {
+    let program = pinentry_tty(test)?;
+    let session = session_side(test, true).await?;
+    let pty = Pty::open().unwrap();
+    let config = pinentry_config("pin", &program, &pty, "");
+    let rig = Rig::start(&config, Some(session), None).await;
+    let d = new_desktop();
+    let scan = rig.scan(&d);
+    let reg = rig.register(d, rp(), alice());
+    let id = rig.notification(1).await;
+    Some(Asked {
+        rig,
+        pty,
+        scan,
+        reg,
+        id,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notification_dunst_approve_then_pinentry_tty_pin_registers() {
     let test = "notification_dunst_approve_then_pinentry_tty_pin_registers";
     bounded(test, async {
-        let Some(program) = pinentry_tty(test) else {
+        let Some(Asked {
+            rig,
+            pty,
+            scan,
+            reg,
+            id,
+        }) = asked_with_pinentry(test).await
+        else {
             return;
         };
-        let Some(session) = session_side(test, true).await else {
-            return;
-        };
-        let pty = Pty::open().unwrap();
-        let rig = Rig::start(
-            &pinentry_config("pin", &program, &pty, ""),
-            Some(session),
-            None,
-        )
-        .await;
-        let d = new_desktop();
-        let scan = rig.scan(&d);
-        let reg = rig.register(d, rp(), alice());
-        let id = rig.notification(1).await;
         rig.dunst().invoke(id, ACTION_APPROVE).unwrap();
         let (shown, _pty) = type_pin(pty).await;
         assert!(
@@ -406,24 +429,18 @@ async fn notification_dunst_approve_then_pinentry_tty_pin_registers() {
 async fn notification_dunst_deny_declines_without_asking_a_pin() {
     let test = "notification_dunst_deny_declines_without_asking_a_pin";
     bounded(test, async {
-        let Some(program) = pinentry_tty(test) else {
+        let Some(Asked {
+            rig,
+            pty,
+            scan,
+            reg,
+            id,
+        }) = asked_with_pinentry(test).await
+        else {
             return;
         };
-        let Some(session) = session_side(test, true).await else {
-            return;
-        };
-        let pty = Pty::open().unwrap();
-        let rig = Rig::start(
-            &pinentry_config("pin", &program, &pty, ""),
-            Some(session),
-            None,
-        )
-        .await;
-        let d = new_desktop();
-        let scan = rig.scan(&d);
-        let reg = rig.register(d, rp(), alice());
-        let id = rig.notification(1).await;
         rig.dunst().invoke(id, ACTION_DENY).unwrap();
+        drop(pty);
         let err = reg.await.unwrap().unwrap_err();
         assert!(
             err.contains("OperationDenied") || err.contains("0x27") || err.contains("denied"),

@@ -8,10 +8,12 @@
 //! named reason. `--standalone` runs the same ceremony in this process with
 //! the terminal approver and the same config and flags as `hybridd run`.
 //!
-//! Without a controlling terminal (a `FIDO:/` link handed over by
-//! `xdg-open` through `dist/hybridd.desktop`, or `hybridd scan -` in a
-//! pipe) the client says so (`"terminal": false`) and the daemon asks
-//! through a desktop notification instead.
+//! A client that cannot answer — no controlling terminal, and standard
+//! input either held the QR (`hybridd scan -` in a pipe) or is `/dev/null`
+//! (a `FIDO:/` link handed over by `xdg-open` through
+//! `dist/hybridd.desktop`) — says so (`"terminal": false`) and the daemon
+//! asks through a desktop notification instead. Without a terminal but
+//! with a readable standard input, the y/N answer is read there, as before.
 //!
 //! Exit status: 0 success; 1 the session failed (reason printed) — this
 //! includes a QR refused before any network use (`qr_invalid`, `qr_stale`,
@@ -163,10 +165,33 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
         Some(s) => s.clone(),
         None => config::load(&args.overrides)?.socket_path()?.to_owned(),
     };
-    Ok(rt.block_on(client(&socket, uri)))
+    let uri_from_stdin = args.qr_image.is_none() && args.uri.as_deref() == Some("-");
+    Ok(rt.block_on(client(&socket, uri, uri_from_stdin)))
 }
 
-async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
+/// Whether this client can answer the daemon's prompt itself: on its
+/// controlling terminal or, as before, with a y/N line on standard input.
+/// Not when standard input held the QR code (`hybridd scan -` in a pipe)
+/// or is `/dev/null` — what a desktop launcher gives the handler of a
+/// `FIDO:/` link opened by `xdg-open`. Then the daemon asks through the
+/// desktop (a notification).
+fn can_answer(uri_from_stdin: bool) -> bool {
+    if crate::approval::Tty::open().is_ok() {
+        return true;
+    }
+    if uri_from_stdin {
+        return false;
+    }
+    match rustix::fs::fstat(std::io::stdin()) {
+        // A character device that is not our terminal: /dev/null.
+        Ok(st) => {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
+        }
+        Err(_) => false,
+    }
+}
+
+async fn client(socket: &Path, uri: Zeroizing<String>, uri_from_stdin: bool) -> ExitCode {
     let mut c = match Client::connect(socket).await {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -183,10 +208,7 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
             return ExitCode::from(EXIT_NO_DAEMON);
         }
     };
-    // Without a terminal to ask on (a link opened by xdg-open, a pipe),
-    // the daemon asks through the desktop.
-    let terminal = crate::approval::Tty::open().is_ok();
-    let scan = if terminal {
+    let scan = if can_answer(uri_from_stdin) {
         ClientMsg::Scan(uri)
     } else {
         ClientMsg::DesktopScan(uri)
