@@ -528,5 +528,7 @@ pub fn kdf_params() -> hybrid_vault::KdfParams {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+mod security_tests;
+
+#[cfg(test)]
 mod tests;

@@ -391,5 +391,4 @@ impl ProtocolError {
 }
 
 #[cfg(test)]
-#[path = "protocol_tests.rs"]
 mod tests;

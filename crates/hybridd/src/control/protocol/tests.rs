@@ -1,4 +1,4 @@
-//! Unit tests of [`super`] (a file of their own: the module stays under 600 lines).
+//! Unit tests of [`super`] (a file of their own: protocol.rs stays under 600 lines).
 use super::*;
 use crate::prompt::Action;
 
