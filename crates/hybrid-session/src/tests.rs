@@ -778,3 +778,5 @@ fn outcome_texts() {
         "completed (1 request answered)"
     );
 }
+
+mod l2cap;
