@@ -20,7 +20,9 @@ use hybrid_vault::{Vault, VaultError};
 use tokio::sync::{watch, Mutex};
 
 use crate::approval::{Approvals, Approver, AutoApprover};
-use crate::ceremony::{CancelSignal, Ceremony, CeremonyOptions, Progress, Report};
+use crate::ceremony::{
+    BluezL2cap, CancelSignal, Ceremony, CeremonyOptions, L2capRadio, Progress, Report,
+};
 use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend};
 use crate::control::{self, Runner, SessionRequest};
 use crate::error::Error;
@@ -47,6 +49,7 @@ pub struct Daemon {
     config: Config,
     vault: VaultWorker,
     auto: Option<AutoApprover>,
+    l2cap: Option<Box<dyn L2capRadio>>,
     shared: Mutex<Shared>,
 }
 
@@ -85,6 +88,29 @@ pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, Error> {
     }
 }
 
+/// CTAP 2.3's BLE L2CAP listener for the BlueZ radio (on the same adapter);
+/// none for the file and stdout radios. `HYBRIDD_TEST_L2CAP_REFUSE=1`
+/// (tests only) advertises the PSM with the listener closed, so desktops'
+/// connects fail and they fall back to the tunnel.
+pub async fn make_l2cap(cfg: &Config) -> Option<Box<dyn L2capRadio>> {
+    if cfg.radio != RadioBackend::Bluez {
+        return None;
+    }
+    match BluezL2cap::system(cfg.adapter.clone()).await {
+        Ok(l) if std::env::var("HYBRIDD_TEST_L2CAP_REFUSE").is_ok_and(|v| v == "1") => {
+            tracing::warn!(
+                "HYBRIDD_TEST_L2CAP_REFUSE=1: L2CAP connects will be refused (tests only)"
+            );
+            Some(Box::new(l.refusing_connections()))
+        }
+        Ok(l) => Some(Box::new(l)),
+        Err(e) => {
+            tracing::warn!("no BLE L2CAP channel, the tunnel only: {e}");
+            None
+        }
+    }
+}
+
 /// The approver for `approval = "auto"`, with the start-up warning.
 pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, Error> {
     if cfg.approval != ApprovalMode::Auto {
@@ -111,9 +137,11 @@ impl Daemon {
         let auto = auto_approver(&config)?;
         let vault = VaultWorker::spawn(vault, config.aaguid)?;
         let radio = make_radio(&config).await?;
+        let l2cap = make_l2cap(&config).await;
         Ok(Daemon {
             vault,
             auto,
+            l2cap,
             shared: Mutex::new(Shared {
                 radio,
                 replay: ReplaySet::default(),
@@ -166,6 +194,7 @@ impl Daemon {
             replay,
             progress,
             cancel: Some(cancel),
+            l2cap: self.l2cap.as_deref(),
         }
         .run(uri, &self.options())
         .await
