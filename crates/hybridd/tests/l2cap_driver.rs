@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hybrid_ble::{AdvertFuture, Advertiser, EidKey, L2capDecoder, L2capFraming, ADVERT_LEN};
 use hybrid_bluez::L2capChannel;
@@ -127,8 +127,13 @@ impl Setup {
             .as_bytes()
             .try_into()
             .unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         QrCode::new(compressed, SECRET)
             .unwrap()
+            .with_timestamp(now)
             .with_key6(key6)
             .to_uri()
     }

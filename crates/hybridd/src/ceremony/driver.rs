@@ -62,6 +62,10 @@ impl DataChannel for Tunnel {
     }
 }
 
+/// The longest the L2CAP listener or one L2CAP read or write may wait: a
+/// day (the session's own deadlines end it sooner).
+const MAX_L2CAP_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// What the driver talks to.
 pub(super) struct Peers<'a> {
     pub radio: &'a mut dyn Advertiser,
@@ -99,12 +103,15 @@ pub(super) async fn drive(
     let mut report = Report::refused(hybrid_session::FailReason::Cancelled, received);
     report.qr_age_secs = qr_age_secs;
     report.hint = hint.clone();
+    // Capped: configured durations may be "no practical limit" (issue 16),
+    // and the L2CAP channel adds them to `Instant`s.
     let io_timeout = config
         .wait_for_desktop
         .max(config.command_timeout)
         .max(config.approval_timeout)
-        + Duration::from_secs(30);
-    let accept_wait = config.wait_for_desktop;
+        .saturating_add(Duration::from_secs(30))
+        .min(MAX_L2CAP_WAIT);
+    let accept_wait = config.wait_for_desktop.min(MAX_L2CAP_WAIT);
     let mut session = PhoneSession::new(qr, config, accepted, OsRng);
     session.set_l2cap_capable(peers.l2cap.is_some());
     let mut driver = Driver {
