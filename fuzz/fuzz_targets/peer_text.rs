@@ -3,7 +3,8 @@
 //! included directly: it depends on `std` only, so the fuzz build does not
 //! pull in the daemon) on arbitrary text and caps: never panics, never emits
 //! a raw control, bidirectional or invisible character, never more than the
-//! cap plus the ellipsis, terminal rendering idempotent, markup escaped.
+//! cap plus the ellipsis, terminal rendering idempotent, markup escaped,
+//! JSON escaped.
 #[path = "../../crates/hybridd/src/peer_text.rs"]
 #[allow(dead_code)]
 mod peer_text;
@@ -21,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(!shown.chars().any(char::is_control), "{text:?} -> {shown:?}");
     assert!(shown.chars().count() <= cap + 1);
     assert_eq!(peer_text::for_terminal(&shown, cap), shown, "not idempotent");
+    // JSON output (credentials list --json): nothing unsafe stays raw but
+    // the C0 characters serde_json would have escaped already.
+    let json = peer_text::json_escape_unsafe(&text);
+    assert!(!json.chars().any(|c| c >= ' ' && peer_text::is_unsafe(c)));
     let body = peer_text::for_notification_markup(&text, cap);
     assert!(!body.chars().any(peer_text::is_unsafe));
     assert!(!body.contains(['<', '>', '"', '\'']));

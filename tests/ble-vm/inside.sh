@@ -169,7 +169,7 @@ wait_for 30 test -e /tmp/view.ready || verdict "FAIL (interop-bluez-view: $(tail
 # (hybridd logs "phone session ended … path=l2cap|tunnel|none").
 paths_since() {
   sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep 'phone session ended' | sed -n "$(($1 + 1)),\$p" \
-    | sed -n 's/.*path="\{0,1\}\([a-z]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+    | sed -n 's/.*path="\{0,1\}\([a-z0-9]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
 ended() { sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep -c 'phone session ended'; }
 
 # One driver run: $1 scenario name, $2 driver binary, $3 DRIVER_SCENARIO, $4 CA file,
@@ -181,7 +181,7 @@ drive() {
   env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/desktop-bus DRIVER_QR_FILE=/tmp/qr-$name.txt \
     DRIVER_SCENARIO=$scen DRIVER_RUNS=1 DRIVER_TRANSPORTS=$transports DRIVER_LIMIT_SECS=150 \
     SSL_CERT_FILE=$ca RUST_LOG=${DRIVER_LOG:-warn} \
-    DRIVER_SCAN_CMD="'$BIN/hybridd' scan \"\$(cat /tmp/qr-$name.txt)\" >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
+    DRIVER_SCAN_CMD="'$BIN/hybridd' scan - < /tmp/qr-$name.txt >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
     timeout 400 "$driver" > "$OUT/driver-$name.out" 2> "$OUT/driver-$name.log"
   rc=$?
   secs=$(( ($(now_ms) - t0) / 1000 ))

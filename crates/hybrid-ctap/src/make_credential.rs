@@ -46,6 +46,10 @@ pub(crate) struct McPlan {
     uv_requested: bool,
     cred_protect: Option<u8>,
     qr_age_secs: Option<u64>,
+    /// The excludeList hit only userVerificationRequired (credProtect
+    /// level 3) credentials, which count once the user is verified (CTAP
+    /// 2.1 §6.1.2 step 12.1.1) — at the excludeList prompt or at consent.
+    excluded_once_verified: bool,
 }
 
 /// Where a parked makeCredential waits.
@@ -156,6 +160,7 @@ impl<E: Env> Authenticator<E> {
             uv_requested,
             cred_protect,
             qr_age_secs: ctx.qr_age_secs,
+            excluded_once_verified: false,
         };
         if hits.is_empty() {
             return Ok(plan.consent());
@@ -180,11 +185,20 @@ impl<E: Env> Authenticator<E> {
                 if !only_level3 || approval.user_verified {
                     return Err(Ctap2Status::CredentialExcluded.into());
                 }
+                // Presence only: the level-3 hits stay invisible for now,
+                // but a verification collected at consent reveals them —
+                // never create a duplicate of a credential the verified
+                // user already has (issue 16).
+                let mut plan = plan;
+                plan.excluded_once_verified = true;
                 Ok(plan.consent())
             }
             McStage::Consent => {
                 if plan.uv_requested && !approval.user_verified {
                     return Err(Ctap2Status::OperationDenied.into());
+                }
+                if plan.excluded_once_verified && approval.user_verified {
+                    return Err(Ctap2Status::CredentialExcluded.into());
                 }
                 self.create_credential(plan, approval).map(Flow::Done)
             }

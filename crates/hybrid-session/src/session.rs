@@ -251,6 +251,17 @@ impl<R: CryptoRngCore> std::fmt::Debug for PhoneSession<R> {
     }
 }
 
+/// Longest deadline a configured duration can set: about a century. A
+/// larger [`SessionConfig`] duration (even [`Duration::MAX`]) means "no
+/// practical limit", never an overflow panic (issue 16).
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + d`, capped at [`FAR_FUTURE`] from `now`: configured durations
+/// never overflow `Instant`.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(FAR_FUTURE)).unwrap_or(now)
+}
+
 impl<R: CryptoRngCore> PhoneSession<R> {
     /// Starts a session for `qr`, which the caller has already parsed and
     /// checked for freshness. The first action is `OpenTunnel` (§10 steps
@@ -264,7 +275,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             routing_id: None,
             advert: None,
             state: State::OpeningTunnel {
-                deadline: now + config.wait_for_desktop,
+                deadline: after(now, config.wait_for_desktop),
             },
             actions: VecDeque::new(),
             phases: Phases {
@@ -416,7 +427,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         }
         self.state = State::Advertising {
             psk,
-            deadline: now + self.config.wait_for_desktop,
+            deadline: after(now, self.config.wait_for_desktop),
         };
     }
 
@@ -703,7 +714,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             self.phases.approvals += 1;
             *user = Some(UserWait {
                 since: now,
-                deadline: now + timeout,
+                deadline: after(now, timeout),
             });
         }
     }
@@ -771,9 +782,9 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                 *outstanding = false;
                 *answered += 1;
                 *deadline = Some(if *received >= max {
-                    now + grace
+                    after(now, grace)
                 } else {
-                    now + command_timeout
+                    after(now, command_timeout)
                 });
                 self.phases.reply_sent = Some(now);
                 self.actions.push_back(Action::Send(wire));
@@ -912,7 +923,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             answered: 0,
             outstanding: false,
             follow_ups: 0,
-            deadline: Some(now + self.config.command_timeout),
+            deadline: Some(after(now, self.config.command_timeout)),
             user: None,
         };
     }

@@ -779,4 +779,33 @@ fn outcome_texts() {
     );
 }
 
+/// Issue 16: configured durations are added with checked arithmetic — the
+/// largest `Duration` sets a far deadline, never an overflow panic.
+#[test]
+fn huge_configured_durations_never_panic() {
+    let huge = SessionConfig {
+        wait_for_desktop: Duration::MAX,
+        command_timeout: Duration::MAX,
+        approval_timeout: Duration::MAX,
+        shutdown_grace: Duration::MAX,
+        ..config()
+    };
+    let mut h = Harness::new(huge);
+    let far = h.at(365 * 24 * 3600);
+    assert!(h.session.poll_timeout().unwrap() > far);
+    let mut desktop = h.handshake();
+    assert!(h.session.poll_timeout().unwrap() > far);
+    h.session
+        .on_message(&desktop.encrypt(&[0x01, 0x01, 0xa0]).unwrap(), h.at(3));
+    let _ = drain(&mut h.session);
+    h.session.on_user_needed(h.at(4));
+    assert!(h.session.poll_timeout().unwrap() > far);
+    h.session.handle_timeout(far);
+    assert!(drain(&mut h.session).is_empty(), "no deadline passed");
+    h.session.on_user_answered(h.at(5));
+    h.session.on_ctap_response(vec![0x00, 0xa0], 0, h.at(6));
+    assert!(matches!(&drain(&mut h.session)[..], [Action::Send(_)]));
+    assert!(h.session.poll_timeout().unwrap() > far);
+}
+
 mod l2cap;

@@ -33,6 +33,12 @@ pub enum TunnelError {
     /// A base URL that is not `ws://` or `wss://`.
     #[error("tunnel base URL {0:?} must start with ws:// or wss://")]
     BadBaseUrl(String),
+    /// A `ws://` (unencrypted) base URL whose host is not a loopback address.
+    #[error(
+        "tunnel base URL {0:?} is unencrypted ws:// to a host that is not loopback: \
+         use wss://, or opt in to plain ws:// explicitly"
+    )]
+    PlainToRemote(String),
 }
 
 /// Domain IDs below this are assigned (an index into [`ASSIGNED_DOMAINS`],
@@ -162,8 +168,27 @@ pub enum TunnelBase {
 }
 
 impl TunnelBase {
-    /// Validates and builds a base-URL override.
+    /// Validates and builds a base-URL override: `wss://` to any host, or
+    /// unencrypted `ws://` only to a loopback address (`127.0.0.0/8`,
+    /// `[::1]`, `localhost`) — the tunnel carries only Noise-encrypted
+    /// traffic, but a plain connection elsewhere exposes who talks to whom
+    /// and lets anyone on the path cut or stall ceremonies (issue 16). Use
+    /// [`TunnelBase::url_allowing_plain`] to opt in to plain `ws://` anywhere.
     pub fn url(base: &str, domain_id: u16) -> Result<Self, TunnelError> {
+        let built = Self::url_allowing_plain(base, domain_id)?;
+        if let Self::Url { base, .. } = &built {
+            if let Some(rest) = base.strip_prefix("ws://") {
+                if !is_loopback_authority(rest) {
+                    return Err(TunnelError::PlainToRemote(base.clone()));
+                }
+            }
+        }
+        Ok(built)
+    }
+
+    /// [`TunnelBase::url`] without the loopback rule for `ws://`: the
+    /// caller's explicit opt-in to unencrypted tunnels to other hosts.
+    pub fn url_allowing_plain(base: &str, domain_id: u16) -> Result<Self, TunnelError> {
         if usize::from(domain_id) >= ASSIGNED_DOMAINS.len() && domain_id < FIRST_HASHED_DOMAIN {
             return Err(TunnelError::UnassignedDomain(domain_id));
         }
@@ -176,7 +201,31 @@ impl TunnelBase {
             domain_id,
         })
     }
+}
 
+/// Whether the authority (and any path) after `ws://` names a loopback
+/// host: an IPv4 address in 127.0.0.0/8, `[::1]`, or `localhost`
+/// (RFC 6761 §6.3). A user-info part (`a@b`) is never loopback.
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, _)) => h,
+            None => return false,
+        }
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl TunnelBase {
     /// The domain ID the advert announces.
     pub fn domain_id(&self) -> u16 {
         match self {
@@ -297,9 +346,44 @@ mod tests {
             b.new_url(&t).unwrap(),
             format!("ws://127.0.0.1:8080/cable/new/{}", "AB".repeat(16))
         );
-        assert!(TunnelBase::url("ws://x", 7).is_err());
+        assert!(TunnelBase::url("ws://127.0.0.1", 7).is_err());
         assert!(TunnelBase::url("http://x", 0).is_err());
         assert_eq!(TunnelBase::url("wss://x", 300).unwrap().domain_id(), 300);
+    }
+
+    /// Issue 16: unencrypted `ws://` only to loopback unless opted in.
+    #[test]
+    fn ws_tunnel_url_only_for_loopback_unless_opted_in() {
+        for ok in [
+            "ws://127.0.0.1:8080",
+            "ws://127.8.9.10",
+            "ws://localhost:1/",
+            "ws://LOCALHOST",
+            "ws://[::1]:8080",
+            "wss://tunnel.example",
+            "wss://203.0.113.5:443",
+        ] {
+            assert!(TunnelBase::url(ok, 0).is_ok(), "{ok}");
+        }
+        for remote in [
+            "ws://tunnel.example",
+            "ws://203.0.113.5:8080",
+            "ws://0.0.0.0:8080",
+            "ws://[::]:8080",
+            "ws://[::ffff:127.0.0.1]:80",
+            "ws://127.0.0.1.evil.example",
+            "ws://localhost.evil.example",
+            "ws://127.0.0.1@evil.example",
+            "ws://[::1",
+            "ws://:8080",
+        ] {
+            let e = TunnelBase::url(remote, 0).unwrap_err();
+            assert!(matches!(e, TunnelError::PlainToRemote(_)), "{remote}: {e}");
+            assert!(e.to_string().contains("wss://"), "{e}");
+        }
+        assert!(TunnelBase::url("ws://", 0).is_err());
+        let opted = TunnelBase::url_allowing_plain("ws://tunnel.example:80/", 0).unwrap();
+        assert_eq!(opted.base_url().unwrap(), "ws://tunnel.example:80");
     }
 
     #[test]

@@ -20,6 +20,10 @@ use serde::Deserialize;
 pub const DEFAULT_WAIT_FOR_DESKTOP_SECS: u64 = 120;
 /// Default `approval_timeout_secs`.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 60;
+/// Largest accepted `wait_for_desktop_secs`, `approval_timeout_secs` and
+/// `max_qr_age_secs`: one day. A larger value is a configuration error,
+/// not a deadline that overflows (issue 16).
+pub const MAX_DURATION_SECS: u64 = 24 * 60 * 60;
 /// Default `max_qr_age_secs` (conformance checklist "QR freshness").
 pub const DEFAULT_MAX_QR_AGE_SECS: u64 = 600;
 /// Default `pin_attempts`: wrong PINs accepted per approval before it counts as declined.
@@ -56,13 +60,18 @@ pub enum ApprovalMode {
 pub struct FileConfig {
     /// Vault file. Default `$XDG_DATA_HOME/hybridd/vault.db`.
     pub vault: Option<PathBuf>,
-    /// Control socket. Default `$XDG_RUNTIME_DIR/hybridd/control.sock`.
+    /// Control socket. Default `$XDG_RUNTIME_DIR/hybridd/control.sock`
+    /// (no default without `XDG_RUNTIME_DIR`).
     pub socket: Option<PathBuf>,
     /// Tunnel server domain ID put in the advert (0, 1 or ≥ 256; §4.1). Default 0.
     pub domain_id: Option<u16>,
     /// Explicit tunnel server base URL (`ws://…`/`wss://…`), overriding the
-    /// host derived from `domain_id` (which is still advertised).
+    /// host derived from `domain_id` (which is still advertised). `ws://`
+    /// only to a loopback address unless `allow_plain_ws_tunnel`.
     pub tunnel_url: Option<String>,
+    /// Opt-in: allow an unencrypted `ws://` `tunnel_url` to a host that is
+    /// not loopback. Default false.
+    pub allow_plain_ws_tunnel: Option<bool>,
     /// Extra CA certificate (PEM) trusted for `wss://` tunnel servers.
     pub extra_ca_file: Option<PathBuf>,
     /// Radio backend. Default `bluez`.
@@ -78,6 +87,8 @@ pub struct FileConfig {
     pub approval_timeout_secs: Option<u64>,
     /// Oldest QR code accepted, in seconds. Default 600.
     pub max_qr_age_secs: Option<u64>,
+    /// Accept a QR code without a timestamp (key 3). Default false.
+    pub allow_qr_without_timestamp: Option<bool>,
     /// Wrong PINs allowed per approval. Default 3.
     pub pin_attempts: Option<u32>,
     /// `interactive` (default) or `auto`.
@@ -147,8 +158,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Vault file.
     pub vault: PathBuf,
-    /// Control socket.
-    pub socket: PathBuf,
+    /// Control socket; `None` when neither configured nor derivable (no
+    /// `XDG_RUNTIME_DIR`): see [`Config::socket_path`].
+    pub socket: Option<PathBuf>,
     /// The tunnel server to use and the domain ID to advertise.
     pub tunnel: TunnelBase,
     /// Extra CA for `wss://`.
@@ -165,6 +177,8 @@ pub struct Config {
     pub approval_timeout: Duration,
     /// Oldest QR accepted, seconds.
     pub max_qr_age_secs: u64,
+    /// Accept a QR without a timestamp (key 3).
+    pub allow_qr_without_timestamp: bool,
     /// Wrong PINs allowed per approval.
     pub pin_attempts: u32,
     /// Approval mode.
@@ -232,18 +246,36 @@ pub fn default_vault_path() -> PathBuf {
     data_home().join("hybridd").join("vault.db")
 }
 
-/// The directory holding the control socket: `$XDG_RUNTIME_DIR/hybridd`, or
-/// `/tmp/hybridd-$UID` without a runtime dir. Created 0700 by the daemon.
-pub fn default_socket_dir() -> PathBuf {
+/// The directory holding the control socket: `$XDG_RUNTIME_DIR/hybridd`
+/// (created 0700 by the daemon); `None` without an absolute
+/// `XDG_RUNTIME_DIR`. There is deliberately no fallback in a shared
+/// directory such as `/tmp`: another local user could create the path
+/// first and answer `hybridd scan` with a fake prompt that collects the
+/// PIN (issue 16).
+pub fn default_socket_dir() -> Option<PathBuf> {
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(v) if Path::new(&v).is_absolute() => PathBuf::from(v).join("hybridd"),
-        _ => PathBuf::from(format!("/tmp/hybridd-{}", current_uid())),
+        Some(v) if Path::new(&v).is_absolute() => Some(PathBuf::from(v).join("hybridd")),
+        _ => None,
     }
 }
 
-/// The default control socket path.
-pub fn default_socket_path() -> PathBuf {
-    default_socket_dir().join("control.sock")
+/// The default control socket path (see [`default_socket_dir`]).
+pub fn default_socket_path() -> Option<PathBuf> {
+    default_socket_dir().map(|d| d.join("control.sock"))
+}
+
+/// Why there is no control socket path, and the fix.
+pub const NO_SOCKET_PATH: &str = "no control socket path: XDG_RUNTIME_DIR is not set \
+     (a systemd user session sets it); set XDG_RUNTIME_DIR to a directory only you can \
+     access, or set `socket` in config.toml, or pass --socket";
+
+impl Config {
+    /// The control socket path, or the configuration error naming the fix.
+    pub fn socket_path(&self) -> Result<&Path, ConfigError> {
+        self.socket
+            .as_deref()
+            .ok_or_else(|| ConfigError::Invalid(NO_SOCKET_PATH.into()))
+    }
 }
 
 /// This process's real user ID.
@@ -286,8 +318,15 @@ pub fn resolve(
     let domain_id = o.domain_id.or(file.domain_id).unwrap_or(0);
     let tunnel_url = o.tunnel_url.clone().or(file.tunnel_url);
     let tunnel = match tunnel_url {
-        Some(url) => TunnelBase::url(&url, domain_id)
-            .map_err(|e| ConfigError::Invalid(format!("tunnel_url: {e}")))?,
+        Some(url) if file.allow_plain_ws_tunnel == Some(true) => {
+            TunnelBase::url_allowing_plain(&url, domain_id)
+                .map_err(|e| ConfigError::Invalid(format!("tunnel_url: {e}")))?
+        }
+        Some(url) => TunnelBase::url(&url, domain_id).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "tunnel_url: {e} (`allow_plain_ws_tunnel = true` in config.toml)"
+            ))
+        })?,
         None => {
             hybrid_tunnel::names::domain_name(domain_id)
                 .map_err(|e| ConfigError::Invalid(format!("domain_id: {e}")))?;
@@ -328,6 +367,10 @@ pub fn resolve(
         let v = flag.or(key).unwrap_or(default);
         if v == 0 {
             Err(ConfigError::Invalid(format!("{name} must be at least 1")))
+        } else if v > MAX_DURATION_SECS {
+            Err(ConfigError::Invalid(format!(
+                "{name} must be at most {MAX_DURATION_SECS} (one day)"
+            )))
         } else {
             Ok(v)
         }
@@ -343,7 +386,7 @@ pub fn resolve(
             .socket
             .clone()
             .or(file.socket)
-            .unwrap_or_else(default_socket_path),
+            .or_else(default_socket_path),
         tunnel,
         extra_ca_file: o.extra_ca_file.clone().or(file.extra_ca_file),
         radio,
@@ -367,6 +410,7 @@ pub fn resolve(
             DEFAULT_MAX_QR_AGE_SECS,
             "max_qr_age_secs",
         )?,
+        allow_qr_without_timestamp: file.allow_qr_without_timestamp.unwrap_or(false),
         pin_attempts: file.pin_attempts.unwrap_or(DEFAULT_PIN_ATTEMPTS).max(1),
         approval,
         pin_file,
@@ -392,6 +436,9 @@ pub fn kdf_params() -> hybrid_vault::KdfParams {
         hybrid_vault::KdfParams::DEFAULT
     }
 }
+
+#[cfg(test)]
+mod security_tests;
 
 #[cfg(test)]
 mod tests {

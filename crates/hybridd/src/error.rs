@@ -36,6 +36,22 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A PIN file others could read or substitute.
+    #[error("refusing PIN file {}: {why}", .path.display())]
+    PinFileUnsafe {
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused, with the fix.
+        why: &'static str,
+    },
+    /// The QR replay memory cannot be used.
+    #[error("QR replay file {}: {why}", .path.display())]
+    ReplayFile {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the fix.
+        why: String,
+    },
     /// A PIN file has no PIN on its first line.
     #[error("PIN file {} is empty", .0.display())]
     EmptyPinFile(PathBuf),
@@ -204,6 +220,8 @@ impl Error {
         match self {
             Error::Config(_)
             | Error::PinFile { .. }
+            | Error::PinFileUnsafe { .. }
+            | Error::ReplayFile { .. }
             | Error::EmptyPinFile(_)
             | Error::Stdin(_)
             | Error::NoQr

@@ -32,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod peer_text;
+pub mod private_file;
 pub mod prompt;
 pub mod replay;
 pub mod vault;

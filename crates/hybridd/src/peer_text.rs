@@ -143,6 +143,28 @@ pub fn for_notification_markup(text: &str, max_chars: usize) -> String {
     escape_markup(&for_terminal(text, max_chars))
 }
 
+/// Serialized JSON with every [`is_unsafe`] character written as a JSON
+/// `\uXXXX` escape (a UTF-16 surrogate pair above U+FFFF; RFC 8259 §7):
+/// the same JSON value, exact for machines, but nothing a terminal would
+/// act on when a person prints it. The input must come from `serde_json`,
+/// which escapes every C0 control inside strings: a raw C0 character is
+/// then structural whitespace (pretty printing's line breaks) and is kept.
+/// Outside strings JSON text is ASCII, so only string contents change.
+pub fn json_escape_unsafe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_unsafe(c) && c >= ' ' {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// An RP ID for display ([`for_terminal`], capped at [`MAX_RP_ID_CHARS`]).
 pub fn rp_id(text: &str) -> String {
     for_terminal(text, MAX_RP_ID_CHARS)
@@ -243,6 +265,28 @@ mod tests {
             assert_eq!(for_terminal(s, MAX_NAME_CHARS), s);
         }
         assert_eq!(rp_id("bank.example"), "bank.example");
+    }
+
+    #[test]
+    fn peer_text_json_keeps_the_value_and_escapes_unsafe_chars() {
+        let value = serde_json::json!({ "n": format!("{ATTACK}\u{85}\u{7f}\u{e0041}") });
+        for raw in [
+            serde_json::to_string(&value).unwrap(),
+            serde_json::to_string_pretty(&[&value, &value]).unwrap(),
+        ] {
+            assert!(raw.chars().any(|c| c >= ' ' && is_unsafe(c)), "{raw}");
+            let out = json_escape_unsafe(&raw);
+            assert!(!out.chars().any(|c| c != '\n' && is_unsafe(c)), "{out}");
+            assert!(
+                out.contains("\\u202e") && out.contains("\\udb40\\udc41"),
+                "{out}"
+            );
+            let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                back,
+                serde_json::from_str::<serde_json::Value>(&raw).unwrap()
+            );
+        }
     }
 
     #[test]

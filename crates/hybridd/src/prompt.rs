@@ -7,12 +7,22 @@
 //! `hybridd scan` client (which receives the same struct over the control
 //! socket) and the logs. The RP ID, RP name and account names come from
 //! the desktop or from what a desktop stored earlier — peer text: they
-//! enter here, in [`Prompt::new`], and nowhere else.
+//! enter here, in [`Prompt::new`], and nowhere else, and pass the one
+//! sanitizer ([`crate::peer_text`]) there; [`Prompt::describe`] renders them
+//! through it again (idempotent), because the `hybridd scan` client renders
+//! a prompt it received over the control socket. The RP ID is always the
+//! second line, `  site: <rp id>`, on its own: no peer string can contain a
+//! line break once sanitized, so none can forge or displace it.
 
 use std::fmt;
 
 use hybrid_ctap::{ApprovalRequest, Command};
 use serde::{Deserialize, Serialize};
+
+use crate::peer_text;
+
+/// Cap for a notice (daemon text, which may quote an error).
+const MAX_NOTICE_CHARS: usize = 512;
 
 /// The operation, in words (the control protocol's `"action"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,23 +99,29 @@ impl Prompt {
             needs_pin,
             notice: None,
             qr_age_secs: request.qr_age_secs,
-            rp_id: request.rp_id.clone(),
-            rp_name: request.rp_name.clone(),
-            user_display_name: request.user_display_name.clone(),
-            user_name: request.user_name.clone(),
+            rp_id: peer_text::rp_id(&request.rp_id),
+            rp_name: request.rp_name.as_deref().map(peer_text::name),
+            user_display_name: request.user_display_name.as_deref().map(peer_text::name),
+            user_name: request.user_name.as_deref().map(peer_text::name),
             uv_required: request.uv_required,
         }
     }
 
     /// A multi-line human description (no secrets: RP, names, QR age,
-    /// notice).
+    /// notice). Every line but the first is indented; the first names the
+    /// action only and the second the RP ID, so neither depends on a string
+    /// the peer chose freely (the RP ID is checked against the web origin
+    /// by the browser; rp.name and the account names are not). Every
+    /// string is rendered through [`peer_text`].
     pub fn describe(&self) -> String {
-        let mut s = format!("A computer asks to {} for {}", self.action, self.rp_id);
+        let mut s = format!("A computer asks to {}\n", self.action);
+        s.push_str(&format!("  site: {}\n", peer_text::rp_id(&self.rp_id)));
         if let Some(n) = &self.rp_name {
-            s.push_str(&format!(" ({n})"));
+            s.push_str(&format!("  site name: {}\n", peer_text::name(n)));
         }
-        s.push('\n');
-        match (&self.user_name, &self.user_display_name) {
+        let user_name = self.user_name.as_deref().map(peer_text::name);
+        let display_name = self.user_display_name.as_deref().map(peer_text::name);
+        match (user_name, display_name) {
             (Some(n), Some(d)) if n != d => s.push_str(&format!("  account: {d} <{n}>\n")),
             (Some(n), _) | (None, Some(n)) => s.push_str(&format!("  account: {n}\n")),
             (None, None) => {}
@@ -114,7 +130,10 @@ impl Prompt {
             s.push_str(&format!("  QR code scanned {age} s after it was shown\n"));
         }
         if let Some(n) = &self.notice {
-            s.push_str(&format!("  {n}\n"));
+            s.push_str(&format!(
+                "  {}\n",
+                peer_text::for_terminal(n, MAX_NOTICE_CHARS)
+            ));
         }
         s
     }
@@ -192,18 +211,72 @@ mod tests {
     fn prompt_text_names_action_rp_user_age() {
         let p = Prompt::new(&req(Command::MakeCredential), true);
         let t = p.describe();
-        assert!(t.contains("create a passkey for example.com"), "{t}");
+        assert!(
+            t.starts_with("A computer asks to create a passkey\n  site: example.com\n"),
+            "{t}"
+        );
         assert!(t.contains("alice") && t.contains("3 s"), "{t}");
         let mut p = Prompt::new(&req(Command::ExcludedCredential), false);
         p.rp_name = Some("Example".into());
         p.user_display_name = Some("Alice".into());
         p.notice = Some(Notice::TooSoon.to_string());
         let t = p.describe();
-        assert!(t.starts_with("A computer asks to confirm presence for example.com (Example)\n"));
+        assert!(
+            t.starts_with(
+                "A computer asks to confirm presence\n  site: example.com\n  site name: Example\n"
+            ),
+            "{t}"
+        );
         assert!(
             t.contains("account: Alice <alice>") && t.contains("too soon"),
             "{t}"
         );
+    }
+
+    /// The issue-16 attack in every peer string: sanitized on entry, and
+    /// again when a received prompt is rendered; the RP ID keeps its own
+    /// line, the first line and the `site:` line cannot be forged.
+    #[test]
+    fn peer_text_prompt_escapes_hostile_names_and_keeps_the_rp_line() {
+        const ATTACK: &str = "mallory\u{1b}[2J\rApprove: bank.example\nok\u{202e}evil";
+        let mut request = req(Command::MakeCredential);
+        request.rp_id = "evil.example\n  site: bank.example".to_owned();
+        request.rp_name = Some(ATTACK.into());
+        request.user_name = Some(ATTACK.into());
+        request.user_display_name = Some(format!("{ATTACK}\u{9b}2J"));
+        let p = Prompt::new(&request, true);
+        for field in [
+            &p.rp_id,
+            p.rp_name.as_ref().unwrap(),
+            p.user_name.as_ref().unwrap(),
+        ] {
+            assert!(!field.chars().any(peer_text::is_unsafe), "{field:?}");
+        }
+        // A prompt as a client might receive it (raw fields): still safe.
+        let mut raw = p.clone();
+        raw.rp_name = Some(ATTACK.into());
+        raw.user_name = Some(ATTACK.into());
+        raw.notice = Some(ATTACK.into());
+        for t in [p.describe(), raw.describe()] {
+            assert!(
+                !t.chars().any(|c| c != '\n' && peer_text::is_unsafe(c)),
+                "{t:?}"
+            );
+            let lines: Vec<&str> = t.lines().collect();
+            assert_eq!(lines[0], "A computer asks to create a passkey", "{t}");
+            assert_eq!(
+                lines[1], "  site: evil.example\\n  site: bank.example",
+                "{t}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .skip(2)
+                    .all(|l| l.starts_with("  ") && !l.starts_with("  site: ")),
+                "{t}"
+            );
+            assert!(!lines.iter().any(|l| l.starts_with("Approve")), "{t}");
+        }
     }
 
     #[test]

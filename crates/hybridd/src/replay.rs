@@ -20,15 +20,30 @@
 //! forgotten first), and an entry is dropped once its QR would be refused
 //! as stale anyway (key 3 + `max_qr_age_secs` is in the past). A QR without
 //! a key-3 timestamp never goes stale, so its entry lives until evicted by
-//! capacity.
+//! capacity (and such a QR is refused unless `allow_qr_without_timestamp`).
+//!
+//! The daemon's set survives a restart ([`ReplaySet::persistent`]): it is
+//! saved after every insert to a file beside the vault ([`FILE_NAME`], mode
+//! 0600, replaced atomically, at most [`MAX_FILE_BYTES`] read back), so
+//! restarting the daemon does not make a used QR good again (issue 16). A
+//! file others could write is refused (the daemon does not start); a
+//! damaged one is ignored line by line.
 
 use std::collections::VecDeque;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// How many used QRs the daemon remembers.
 pub const DEFAULT_CAPACITY: usize = 64;
+/// The replay file's name, in the vault's directory.
+pub const FILE_NAME: &str = "qr-replay";
+/// Most bytes of the replay file read back (a full set is about 5 KiB).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+/// The replay file's first line.
+const FILE_HEADER: &str = "hybridd qr-replay v1";
 
 /// SHA-256 of a QR secret (never the secret itself).
 #[derive(Clone, Copy)]
@@ -68,6 +83,8 @@ struct Entry {
 pub struct ReplaySet {
     entries: VecDeque<Entry>,
     capacity: usize,
+    /// Where the set is saved after each insert (`None`: memory only).
+    file: Option<PathBuf>,
 }
 
 impl Default for ReplaySet {
@@ -83,6 +100,94 @@ impl ReplaySet {
         ReplaySet {
             entries: VecDeque::with_capacity(capacity),
             capacity,
+            file: None,
+        }
+    }
+
+    /// A set of `capacity` saved in `file` after every insert, starting
+    /// with what `file` holds (nothing when it does not exist). Refuses a
+    /// file someone else could write or a symbolic link
+    /// ([`crate::private_file`]).
+    pub fn persistent(file: &Path, capacity: usize) -> Result<Self, crate::error::Error> {
+        use crate::private_file::{self, Refusal};
+        let mut set = ReplaySet::new(capacity);
+        let refused = |why: String| crate::error::Error::ReplayFile {
+            path: file.to_owned(),
+            why,
+        };
+        match private_file::open(file) {
+            Ok(f) => {
+                let mut text = String::new();
+                f.take(MAX_FILE_BYTES)
+                    .read_to_string(&mut text)
+                    .map_err(|e| refused(e.to_string()))?;
+                set.load(&text);
+            }
+            Err(Refusal::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(Refusal::Io(e)) => return Err(refused(e.to_string())),
+            Err(Refusal::Unsafe(why)) => return Err(refused(why.to_owned())),
+        }
+        set.file = Some(file.to_owned());
+        Ok(set)
+    }
+
+    /// Adds the well-formed entries of a saved file (`to_text`'s format);
+    /// anything else is skipped.
+    fn load(&mut self, text: &str) {
+        let mut lines = text.lines();
+        if lines.next() != Some(FILE_HEADER) {
+            tracing::warn!("QR replay file has no known header; starting empty");
+            return;
+        }
+        for line in lines {
+            let mut parts = line.split(' ');
+            let (Some(digest), Some(stale), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some(digest) = hex::decode(digest)
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d.as_slice()).ok())
+            else {
+                continue;
+            };
+            let stale_after_unix = match stale {
+                "-" => None,
+                t => match t.parse() {
+                    Ok(t) => Some(t),
+                    Err(_) => continue,
+                },
+            };
+            if self.entries.len() >= self.capacity {
+                self.entries.pop_front();
+            }
+            self.entries.push_back(Entry {
+                digest: QrDigest(digest),
+                stale_after_unix,
+            });
+        }
+    }
+
+    /// The set in its file format: a header, then one `<digest hex>
+    /// <stale-after Unix second or ->` line per entry, oldest first.
+    fn to_text(&self) -> String {
+        let mut out = format!("{FILE_HEADER}\n");
+        for e in &self.entries {
+            let stale = e
+                .stale_after_unix
+                .map_or_else(|| "-".to_owned(), |t| t.to_string());
+            out.push_str(&format!("{} {stale}\n", hex::encode(e.digest.0)));
+        }
+        out
+    }
+
+    /// Saves the set to its file, if it has one; a failure is logged (the
+    /// set in memory still applies).
+    fn save(&self) {
+        if let Some(file) = &self.file {
+            if let Err(e) = crate::private_file::write_atomically(file, self.to_text().as_bytes()) {
+                tracing::warn!(file = %file.display(), error = %e, "cannot save the QR replay memory");
+            }
         }
     }
 
@@ -112,6 +217,7 @@ impl ReplaySet {
             digest,
             stale_after_unix,
         });
+        self.save();
     }
 
     /// How many QRs are remembered.
@@ -168,6 +274,55 @@ mod tests {
         }
         assert_eq!(full.len(), DEFAULT_CAPACITY);
         assert!(ReplaySet::new(0).is_empty());
+    }
+
+    /// Issue 16: the replay memory survives a restart — saved 0600 beside
+    /// the vault after each insert, read back bounded, stale entries still
+    /// dropped; a damaged file is ignored line by line, one others could
+    /// write (or a symbolic link) is refused.
+    #[test]
+    fn replay_memory_survives_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        {
+            let mut s = ReplaySet::persistent(&f, 3).unwrap();
+            assert!(s.is_empty());
+            s.insert(d(1), Some(2000), 1000);
+            s.insert(d(2), None, 1000);
+        }
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            !text.contains(&hex::encode([1u8; 16])),
+            "secrets are not stored"
+        );
+        // "Restart": a new set from the same file.
+        let mut s = ReplaySet::persistent(&f, 3).unwrap();
+        assert!(s.contains(&d(1), 1500) && s.contains(&d(2), 1500));
+        assert!(!s.contains(&d(1), 2001), "stale entries still go");
+        // Bounded: the file holds at most the capacity.
+        for n in 3..10 {
+            s.insert(d(n), None, 1500);
+        }
+        let s = ReplaySet::persistent(&f, 3).unwrap();
+        assert_eq!(s.len(), 3);
+        // Damaged lines are skipped; an unknown header starts empty.
+        let good = format!("{} -", hex::encode(d(7).0));
+        std::fs::write(&f, format!("{FILE_HEADER}\nzz -\n{good}\nab 12 x\n")).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut s = ReplaySet::persistent(&f, 3).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(s.contains(&d(7), 0));
+        std::fs::write(&f, format!("other\n{good}\n")).unwrap();
+        assert!(ReplaySet::persistent(&f, 3).unwrap().is_empty());
+        // Others could write it: refused.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(ReplaySet::persistent(&f, 3).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(ReplaySet::persistent(&link, 3).is_err());
     }
 
     #[test]

@@ -296,11 +296,8 @@ async fn no_adapter_at_start_the_daemon_refuses_naming_the_fix() {
     };
     let _fake = start_fake(&bus, opts).await;
     let w = World::new();
-    let mut daemon = w.daemon(&bus);
-    let status = tokio::task::spawn_blocking(move || daemon.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let daemon = w.daemon(&bus);
+    let status = common::exit_status(daemon).await;
     assert_eq!(status.code(), Some(1), "{}", w.log());
     let log = w.log();
     assert!(log.contains("no Bluetooth adapter found"), "{log}");

@@ -12,7 +12,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cdh, daemon_busy, start_tunnel_server, text, wait_daemon_ready, Home, Killed};
+use common::{
+    cdh, daemon_busy, exit_status, scan_output, start_tunnel_server, text, wait_daemon_ready, Home,
+    Killed,
+};
 use hybrid_ctap::types::UserEntity;
 use hybrid_ctap::RelyingParty;
 use hybrid_initiator::{AdvertSource, Desktop, Resolver};
@@ -111,10 +114,7 @@ async fn daemon_scan_register_then_sign_in() {
     };
     let (cred, _) = ch.register(&rp, cdh(), user, true).await.unwrap();
     let _ = ch.shutdown().await;
-    let o = tokio::task::spawn_blocking(move || scan1.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let o = scan_output(scan1).await;
     assert!(
         o.status.success(),
         "scan 1: {}{}",
@@ -160,10 +160,7 @@ async fn daemon_scan_register_then_sign_in() {
         Some("alice@example.com")
     );
     let _ = ch.shutdown().await;
-    let o = tokio::task::spawn_blocking(move || scan2.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let o = scan_output(scan2).await;
     assert!(
         o.status.success(),
         "scan 2: {}{}",
@@ -195,10 +192,7 @@ async fn daemon_scan_register_then_sign_in() {
         .status()
         .unwrap()
         .success());
-    let status = tokio::task::spawn_blocking(move || daemon.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exit_status(daemon).await;
     assert!(status.success(), "daemon exit {status:?}");
     assert!(!socket.exists(), "socket left behind");
 

@@ -31,38 +31,59 @@ struct World {
     advert_file: std::path::PathBuf,
     log: std::path::PathBuf,
     _ts: Killed,
-    _daemon: Killed,
+    _daemon: Option<Killed>,
+}
+
+impl World {
+    /// Kills the daemon (SIGKILL: nothing saved at exit) and starts a new
+    /// one on the same home.
+    async fn restart(&mut self, wait_for_desktop_secs: u64) {
+        let log = self.h.path().join("daemon-2.log");
+        self._daemon = None;
+        let daemon = start_daemon(
+            &self.h,
+            &self.url,
+            &self.advert_file,
+            &log,
+            wait_for_desktop_secs,
+        );
+        self._daemon = Some(daemon.await);
+        self.log = log;
+    }
+}
+
+/// `hybridd run` on `h` (file radio, automatic approval), ready.
+async fn start_daemon(h: &Home, url: &str, advert_file: &Path, log: &Path, wait: u64) -> Killed {
+    let pin = h.pin_file("auto-pin", "1234");
+    let daemon = h
+        .cmd()
+        .args(["run", "--tunnel-url", url, "--advert-file"])
+        .arg(advert_file)
+        .args(["--approval", "auto", "--pin-file"])
+        .arg(&pin)
+        .args(["--wait-for-desktop-secs", &wait.to_string()])
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Killed(daemon);
+    wait_daemon_ready(&mut daemon, &h.socket(), log).await;
+    daemon
 }
 
 async fn world(wait_for_desktop_secs: u64) -> World {
     let h = Home::new();
     h.init_vault("1234");
-    let pin = h.pin_file("auto-pin", "1234");
     let advert_file = h.path().join("adverts");
     let log = h.path().join("daemon.log");
     let (ts, url) = start_tunnel_server(&h);
-    let daemon = h
-        .cmd()
-        .args(["run", "--tunnel-url", &url, "--advert-file"])
-        .arg(&advert_file)
-        .args(["--approval", "auto", "--pin-file"])
-        .arg(&pin)
-        .args([
-            "--wait-for-desktop-secs",
-            &wait_for_desktop_secs.to_string(),
-        ])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Killed(daemon);
-    wait_daemon_ready(&mut daemon, &h.socket(), &log).await;
+    let daemon = start_daemon(&h, &url, &advert_file, &log, wait_for_desktop_secs).await;
     World {
         h,
         url,
         advert_file,
         log,
         _ts: ts,
-        _daemon: daemon,
+        _daemon: Some(daemon),
     }
 }
 
@@ -185,4 +206,57 @@ async fn qr_whose_desktop_never_connected_may_be_scanned_again() {
     assert_ok(&w.register(&d, &uri).await);
     // Now it has reached a handshake: a third scan is refused.
     assert_replayed(&w.h.run(&["scan", &uri]));
+}
+
+/// Issue 16: the replay memory survives a daemon restart (even a SIGKILL):
+/// a QR used before the restart is still refused after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_replay_memory_survives_a_daemon_restart() {
+    let mut w = world(30).await;
+    let d = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    let uri = d.qr_uri();
+    assert_ok(&w.register(&d, &uri).await);
+    let file =
+        w.h.vault()
+            .parent()
+            .unwrap()
+            .join(hybridd::replay::FILE_NAME);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    w.restart(30).await;
+    assert_replayed(&w.h.run(&["scan", &uri]));
+    assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
+}
+
+/// Issue 16: a QR without a timestamp (key 3) is refused before any
+/// network use, unless `allow_qr_without_timestamp = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_without_timestamp_is_refused_unless_configured() {
+    let mut w = world(1).await;
+    let stamped = hybrid_qr::parse(&Desktop::new(&mut OsRng).unwrap().qr_uri()).unwrap();
+    let bare = hybrid_qr::QrCode::new(*stamped.identity_key_compressed(), *stamped.secret())
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    assert_eq!(bare.timestamp(), None);
+    let o = w.h.run(&["scan", &bare.to_uri()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("failed [qr_stale]") && err.contains("no timestamp"),
+        "{err}"
+    );
+    assert!(err.contains("allow_qr_without_timestamp"), "{err}");
+    assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
+
+    w.h.write_config("allow_qr_without_timestamp = true\n");
+    w.restart(1).await;
+    let o = w.h.run(&["scan", &bare.to_uri()]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("failed [desktop_never_connected]"),
+        "accepted, then nobody came: {err}"
+    );
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{start_tunnel_server, text, Home, Killed};
@@ -27,20 +27,41 @@ fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Waits until the terminal output contains `needle`.
-fn wait_for(out: &Arc<Mutex<Vec<u8>>>, needle: &str, from: usize) -> usize {
-    let t0 = Instant::now();
-    loop {
-        let buf = out.lock().unwrap().clone();
-        let s = text(&buf);
-        if let Some(i) = s[from.min(s.len())..].find(needle) {
-            return from + i + needle.len();
+/// What the terminal showed so far, and whether it closed; `changed` is
+/// notified on every chunk, so waiting on it needs no sleeping.
+#[derive(Default)]
+struct Screen {
+    state: Mutex<(Vec<u8>, bool)>,
+    changed: Condvar,
+}
+
+impl Screen {
+    /// Waits (at most 30 s) until `done` holds for the output and the
+    /// closed flag; returns the output then.
+    fn wait_until(&self, what: &str, done: impl Fn(&str, bool) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut state = self.state.lock().unwrap();
+        loop {
+            let shown = text(&state.0);
+            if done(&shown, state.1) {
+                return shown;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "terminal never {what}; it showed:\n{shown}"
+            );
+            state = self.changed.wait_timeout(state, left).unwrap().0;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "terminal never showed {needle:?}; it showed:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// Waits until the output after byte `from` contains `needle`; returns
+    /// where it ends.
+    fn wait_for(&self, needle: &str, from: usize) -> usize {
+        let shown = self.wait_until(&format!("showed {needle:?}"), |s, _| {
+            s[from.min(s.len())..].contains(needle)
+        });
+        from + shown[from.min(shown.len())..].find(needle).unwrap() + needle.len()
     }
 }
 
@@ -97,7 +118,7 @@ async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
         .unwrap();
     let mut child = Killed(child);
     let mut stdin = child.0.stdin.take().unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::new(Screen::default());
     let mut stdout = child.0.stdout.take().unwrap();
     let sink = Arc::clone(&out);
     std::thread::spawn(move || {
@@ -106,16 +127,19 @@ async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
             if n == 0 {
                 break;
             }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            sink.state.lock().unwrap().0.extend_from_slice(&buf[..n]);
+            sink.changed.notify_all();
         }
+        sink.state.lock().unwrap().1 = true;
+        sink.changed.notify_all();
     });
 
     // The person at the terminal: answers the question, then types the PIN.
     let typist_out = Arc::clone(&out);
     let typist = std::thread::spawn(move || {
-        let at = wait_for(&typist_out, "Approve? [y/N]", 0);
+        let at = typist_out.wait_for("Approve? [y/N]", 0);
         stdin.write_all(b"y\n").unwrap();
-        wait_for(&typist_out, "PIN: ", at);
+        typist_out.wait_for("PIN: ", at);
         stdin.write_all(format!("{PIN}\n").as_bytes()).unwrap();
         stdin
     });
@@ -141,20 +165,15 @@ async fn standalone_scan_asks_on_the_terminal_without_echoing_the_pin() {
     let _ = ch.shutdown().await;
     let _stdin = typist.join().unwrap();
 
-    let status = tokio::task::spawn_blocking(move || {
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = child.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(30), "scan did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    // The terminal closes when scan (and script) exit: everything it
+    // showed has been read then.
+    let closer = Arc::clone(&out);
+    let shown = tokio::task::spawn_blocking(move || {
+        closer.wait_until("closed (scan did not exit)", |_, closed| closed)
     })
     .await
     .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    let shown = text(&out.lock().unwrap());
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "scan --standalone: {status:?}\n{shown}");
     assert!(!cred.id.is_empty());
     // What was asked, on the terminal.

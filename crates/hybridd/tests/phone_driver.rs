@@ -96,6 +96,7 @@ impl Setup {
             },
             client: ClientOptions::default(),
             freshness: hybrid_qr::Freshness::default(),
+            allow_qr_without_timestamp: false,
         }
     }
 
@@ -109,7 +110,13 @@ impl Setup {
 
 /// Waits for the file radio's advert line and connects like a desktop.
 async fn desktop_connect(setup_base: TunnelBase, path: &Path) -> DesktopTunnel {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let advert = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no advert in {} within 30 s",
+            path.display()
+        );
         if let Ok(line) = std::fs::read_to_string(path) {
             if let Ok(bytes) = hex::decode(line.trim()) {
                 if bytes.len() == 20 {
@@ -506,7 +513,12 @@ async fn cancel_while_advertising() {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let path = setup.advert_path();
     tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !path.exists() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no advert within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = cancel_tx.send(true);

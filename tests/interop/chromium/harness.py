@@ -332,8 +332,8 @@ class World:
 
     # -------------------------------------------------------- hybridd scan
     def scan(self, s: Scan) -> None:
-        """Runs `hybridd scan "$(cat qr.txt)"` (the README's flow, qr.txt
-        holding the QR's URL), retrying while the daemon answers busy (75)."""
+        """Runs `hybridd scan - < qr.txt` (the README's flow, qr.txt
+        holding the QR's URL, never on a command line), retrying while the daemon answers busy (75)."""
         deadline = time.time() + 30
         qr = self.path(f"qr-{threading.get_ident()}.txt")
         with open(qr + ".tmp", "w") as f:
@@ -342,7 +342,7 @@ class World:
         env = dict(self.env, HYBRIDD=self.hybridd(), QR=qr)
         while True:
             s.t_scan = time.time()
-            r = subprocess.run(["sh", "-c", '"$HYBRIDD" scan "$(cat "$QR")"'], capture_output=True,
+            r = subprocess.run(["sh", "-c", '"$HYBRIDD" scan - < "$QR"'], capture_output=True,
                                text=True, env=env, stdin=subprocess.DEVNULL)
             s.t_end = time.time()
             s.rc = r.returncode

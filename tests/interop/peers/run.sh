@@ -158,7 +158,7 @@ run_radio() { # $1 = bluez | file
     set +e
     env DRIVER_QR_FILE="$W/qr.txt" DRIVER_SCENARIO=$scen DRIVER_RUNS="$runs" DRIVER_ATTESTATION=$att DRIVER_TRANSPORTS=$transports \
       DRIVER_RK_BASE=$rk_base SSL_CERT_FILE="$ca" RUST_LOG="${DRIVER_LOG:-warn}" \
-      DRIVER_SCAN_CMD="'$H/hybridd' scan \"\$(cat '$W/qr.txt')\" >>'$scanlog' 2>&1; echo \"scan exit \$?\" >>'$scanlog'" \
+      DRIVER_SCAN_CMD="'$H/hybridd' scan - <'$W/qr.txt' >>'$scanlog' 2>&1; echo \"scan exit \$?\" >>'$scanlog'" \
       unshare -m sh -c "mount --bind '$HOSTS' /etc/hosts && exec '$D'" \
       >"$W/logs/driver-$label.out" 2>"$W/logs/driver-$label.log"
     local rc=$?

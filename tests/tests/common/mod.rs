@@ -315,6 +315,7 @@ pub fn phone_options(tunnel: TunnelBase, client: ClientOptions) -> CeremonyOptio
         session,
         client,
         freshness: hybrid_qr::Freshness::default(),
+        allow_qr_without_timestamp: false,
     }
 }
 

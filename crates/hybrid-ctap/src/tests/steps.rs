@@ -74,21 +74,44 @@ fn each_user_error_is_its_status() {
     }
 }
 
+/// Issue 16: an excludeList hit on a credProtect level-3 credential asks
+/// for verification (`uv_required`); verified there, or verified at the
+/// consent that follows a presence-only answer, it is CREDENTIAL_EXCLUDED
+/// and nothing is stored — never a duplicate.
 #[test]
-fn level3_exclude_hit_without_uv_asks_twice() {
+fn cred_protect3_exclude_hit_collects_uv_never_duplicates() {
     let mut a = auth();
     let mut first = mc(true);
     first.extensions.cred_protect = Some(3);
     let cred = register(&mut a, &first);
     let mut again = mc(false);
     again.exclude_list = vec![CredentialDescriptor { id: cred.id }];
+
+    // Verified at the excludeList prompt.
     let q = asks(a.process(&again.to_frame(), &ctx()));
     assert_eq!(q.command, Command::ExcludedCredential);
     assert!(q.uv_required);
-    // Presence only: a level-3 hit does not count, so consent comes next.
+    let r = replies(a.resume(Ok(VERIFIED)));
+    assert_eq!(r.status, Ctap2Status::CredentialExcluded);
+    assert_eq!(a.env().store.credentials.len(), 1);
+
+    // Presence only there: consent comes next, and verified then, the
+    // level-3 credential counts after all.
+    let _ = asks(a.process(&again.to_frame(), &ctx()));
     let q = asks(a.resume(Ok(PRESENT)));
     assert_eq!(q.command, Command::MakeCredential);
-    assert!(replies(a.resume(Ok(VERIFIED))).is_ok());
+    let r = replies(a.resume(Ok(VERIFIED)));
+    assert_eq!(r.status, Ctap2Status::CredentialExcluded);
+    assert_eq!(a.env().store.credentials.len(), 1, "no duplicate");
+
+    // Never verified (CTAP 2.1 §6.1.2 step 12.1.1): the hit stays
+    // invisible and a new credential may be made — when the request does
+    // not ask for UV itself.
+    again.options.uv = None;
+    let _ = asks(a.process(&again.to_frame(), &ctx()));
+    let _ = asks(a.resume(Ok(PRESENT)));
+    assert!(replies(a.resume(Ok(PRESENT))).is_ok());
+    assert_eq!(a.env().store.credentials.len(), 2);
 }
 
 #[test]

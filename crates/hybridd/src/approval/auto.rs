@@ -38,13 +38,29 @@ impl AutoApprover {
 }
 
 /// Reads a PIN file: the first line, without its line ending.
+///
+/// The file must be a regular file owned by the user, with no permission
+/// bits for group or others (mode 0600 or 0400), and is opened with
+/// `O_NOFOLLOW`: a symbolic link is refused rather than followed — so
+/// another local user can neither read the PIN nor substitute a file of
+/// theirs (issue 16). The checks are on the opened file (`fstat`), not on
+/// the path, so nothing can be swapped in between.
 pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, Error> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| Error::PinFile {
+    use crate::private_file::{self, Refusal};
+    use std::io::Read;
+    let io = |source: std::io::Error| Error::PinFile {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = private_file::open(path).map_err(|r| match r {
+        Refusal::Io(e) => io(e),
+        Refusal::Unsafe(why) => Error::PinFileUnsafe {
             path: path.to_owned(),
-            source,
-        })?,
-    );
+            why,
+        },
+    })?;
+    let mut text = Zeroizing::new(String::new());
+    file.read_to_string(&mut text).map_err(io)?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
         return Err(Error::EmptyPinFile(path.to_owned()));
@@ -75,11 +91,61 @@ mod tests {
     use crate::prompt::sample_request;
     use hybrid_ctap::Command;
 
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write_pin(path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Issue 16: a PIN file others can read (or change), a symbolic link
+    /// to one, or something else than a regular file is refused, with the
+    /// reason; 0600 and 0400 are read.
+    #[test]
+    fn pin_file_readable_by_others_symlinked_or_not_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pin");
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            write_pin(&f, "1234\n", mode);
+            let e = read_pin_file(&f).unwrap_err();
+            assert!(matches!(e, Error::PinFileUnsafe { .. }), "{mode:o}: {e}");
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            write_pin(&f, "1234\n", mode);
+            assert_eq!(read_pin_file(&f).unwrap().as_str(), "1234");
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let e = read_pin_file(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = read_pin_file(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::PinFileUnsafe { .. }), "{e}");
+    }
+
+    /// Not owned by the user (a file of another uid needs root to make,
+    /// so the rule is checked on its inputs).
+    #[test]
+    fn pin_file_not_owned_by_the_user_is_refused() {
+        use crate::private_file::problem;
+        assert_eq!(problem(true, 1000, 0o100600, 1000), None);
+        assert_eq!(
+            problem(true, 1001, 0o100600, 1000),
+            Some("it is not owned by you")
+        );
+        assert_eq!(
+            problem(true, 0, 0o100400, 1000),
+            Some("it is not owned by you")
+        );
+        assert!(problem(true, 1000, 0o100640, 1000).is_some());
+        assert!(problem(false, 1000, 0o600, 1000).is_some());
+    }
+
     #[tokio::test]
     async fn auto_approver_gives_up_after_a_wrong_pin() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pin");
-        std::fs::write(&f, "1234\n").unwrap();
+        write_pin(&f, "1234\n", 0o600);
         let mut a = AutoApprover::from_file(&f).unwrap();
         let mut p = Prompt::new(&sample_request(Command::GetAssertion), true);
         assert!(

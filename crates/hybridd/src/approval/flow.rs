@@ -105,7 +105,10 @@ impl<V: Verifier> Approvals<V> {
     }
 
     async fn flow(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError> {
-        let needs_pin = needs_verification(request.command);
+        // An excludeList hit on a credProtect level-3 credential asks for
+        // verification too (`uv_required`): without it the hit does not
+        // count (CTAP 2.1 §6.1.2 step 12.1.1).
+        let needs_pin = needs_verification(request.command) || request.uv_required;
         let mut prompt = Prompt::new(request, needs_pin);
         let mut wrong = 0u32;
         loop {
@@ -380,6 +383,22 @@ mod tests {
             a.approve(&req(Command::GetAssertion)).await,
             Err(UserError::Cancelled)
         );
+    }
+
+    /// Issue 16: the excludeList prompt for a credProtect level-3 hit
+    /// (`uv_required`) collects the PIN and verifies it, so the CTAP core
+    /// answers CREDENTIAL_EXCLUDED instead of going on to create a duplicate.
+    #[tokio::test(start_paused = true)]
+    async fn cred_protect3_exclude_prompt_collects_uv() {
+        let mut request = req(Command::ExcludedCredential);
+        request.uv_required = true;
+        let (mut a, fe, tried) = setup(vec![Ok(Answer::Approve(None)), pin("1234")], 3);
+        let r = a.approve(&request).await.unwrap();
+        assert!(r.user_present && r.user_verified);
+        let prompts = fe.prompts.lock().unwrap();
+        assert!(prompts[0].needs_pin);
+        assert_eq!(prompts[1].notice.as_deref(), Some("a PIN is required"));
+        assert_eq!(tried.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

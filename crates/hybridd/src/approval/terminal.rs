@@ -28,10 +28,12 @@ impl Approver for TerminalApprover {
     }
 
     fn notify<'a>(&'a mut self, notice: &'a Notice) -> BoxFuture<'a, ()> {
+        // Daemon text, but it may quote an error: the one sanitizer.
+        let text = crate::peer_text::for_terminal(&notice.to_string(), 512);
         match notice {
             // The question's line is still open.
-            Notice::NoAnswerInTime => eprintln!("\n{notice}"),
-            _ => eprintln!("{notice}"),
+            Notice::NoAnswerInTime => eprintln!("\n{text}"),
+            _ => eprintln!("{text}"),
         }
         Box::pin(std::future::ready(()))
     }

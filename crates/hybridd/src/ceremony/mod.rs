@@ -109,6 +109,10 @@ impl Progress for mpsc::UnboundedSender<SessionEvent> {
     }
 }
 
+/// Why a QR without a timestamp is refused, and the opt-in.
+pub const NO_TIMESTAMP: &str = "the QR code carries no timestamp (key 3), so its age is \
+     unknown; ask the desktop for a new one, or set `allow_qr_without_timestamp = true`";
+
 /// Cancellation input: the ceremony is cancelled when the watched value
 /// becomes `true`. A dropped sender cancels nothing.
 pub type CancelSignal = watch::Receiver<bool>;
@@ -123,6 +127,9 @@ pub struct CeremonyOptions {
     pub client: ClientOptions,
     /// QR key-3 freshness policy (conformance checklist "QR freshness").
     pub freshness: hybrid_qr::Freshness,
+    /// Accept a QR without a key-3 timestamp (whose age cannot be known).
+    /// `false` (the default): such a QR is refused as `qr_stale` (issue 16).
+    pub allow_qr_without_timestamp: bool,
 }
 
 /// One ceremony's peers and signals.
@@ -184,6 +191,9 @@ impl Ceremony<'_> {
                 let now_unix = unix_now();
                 match opts.freshness.check(&qr, now_unix) {
                     Err(e) => refuse(FailReason::QrStale(e.to_string())),
+                    Ok(None) if !opts.allow_qr_without_timestamp => {
+                        refuse(FailReason::QrStale(NO_TIMESTAMP.to_owned()))
+                    }
                     Ok(age) => {
                         let digest = QrDigest::of_secret(qr.secret());
                         let stale_after = qr

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::cmd::vault::VaultLocation;
 use crate::error::{CredentialError, Error};
+use crate::peer_text;
 
 /// Arguments of `hybridd credentials`.
 #[derive(Debug, clap::Args)]
@@ -81,7 +82,8 @@ fn list(v: &Vault, as_json: bool) -> Result<(), Error> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&arr).unwrap_or_default());
+        let out = serde_json::to_string_pretty(&arr).unwrap_or_default();
+        println!("{}", peer_text::json_escape_unsafe(&out));
         return Ok(());
     }
     if creds.is_empty() {
@@ -105,10 +107,13 @@ fn list(v: &Vault, as_json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The account, for display: the user name or display name (peer text,
+/// through [`peer_text::name`]), else the start of the user ID.
 fn user_label(c: &CredentialMeta) -> String {
     c.user_name
-        .clone()
-        .or_else(|| c.user_display_name.clone())
+        .as_deref()
+        .or(c.user_display_name.as_deref())
+        .map(peer_text::name)
         .unwrap_or_else(|| {
             format!(
                 "(id {})",
@@ -117,13 +122,15 @@ fn user_label(c: &CredentialMeta) -> String {
         })
 }
 
+/// `s` for a table column of `n` characters: rendered through
+/// [`peer_text::for_terminal`] (the vault's names came from a peer), cut
+/// with `…` to fit.
 fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
-        t.push('…');
+    let t = peer_text::for_terminal(s, n);
+    if t.chars().count() <= n {
         t
+    } else {
+        peer_text::for_terminal(s, n.saturating_sub(1))
     }
 }
 
@@ -175,7 +182,7 @@ fn delete(v: &mut Vault, prefix: &str) -> Result<(), Error> {
     let creds = v.list()?;
     let c = resolve_prefix(&creds, prefix)?;
     let id = c.id.clone();
-    let label = format!("{} / {}", c.rp_id, user_label(c));
+    let label = format!("{} / {}", peer_text::rp_id(&c.rp_id), user_label(c));
     if v.delete(&id)? {
         println!("deleted passkey {} ({label})", hex::encode(&id));
         Ok(())
@@ -211,6 +218,20 @@ mod tests {
             created_unix: 0,
             last_used_unix: None,
         }
+    }
+
+    #[test]
+    fn peer_text_credentials_table_cells_are_sanitized_and_fit() {
+        const ATTACK: &str = "mallory\u{1b}[2J\rApprove: bank.example\nok\u{202e}evil";
+        let mut c = meta(&[1]);
+        c.user_name = Some(ATTACK.into());
+        for cell in [clip(ATTACK, 30), user_label(&c), clip(&"x".repeat(40), 30)] {
+            assert!(!cell.chars().any(peer_text::is_unsafe), "{cell:?}");
+            assert!(cell.chars().count() <= 64 + 1, "{cell:?}");
+        }
+        assert_eq!(clip(ATTACK, 30).chars().count(), 30);
+        assert_eq!(clip("short", 30), "short");
+        assert_eq!(clip(&"x".repeat(30), 30), "x".repeat(30));
     }
 
     #[test]

@@ -419,5 +419,6 @@ fn phone_options(tunnel: TunnelBase) -> CeremonyOptions {
             ..ClientOptions::default()
         },
         freshness: hybrid_qr::Freshness::default(),
+        allow_qr_without_timestamp: false,
     }
 }

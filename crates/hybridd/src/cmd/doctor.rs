@@ -256,8 +256,11 @@ fn vault(cfg: &Config) -> Check {
 }
 
 async fn daemon(cfg: &Config) -> Check {
-    let path = &cfg.socket;
     let fix = "start it: `systemctl --user start hybridd` (or `hybridd run`)";
+    let path = match cfg.socket_path() {
+        Ok(p) => p,
+        Err(e) => return Check::fail("daemon", e.to_string(), "set XDG_RUNTIME_DIR or `socket`"),
+    };
     let r = tokio::time::timeout(Duration::from_secs(3), async {
         let mut c = Client::connect(path).await?;
         c.send(&ClientMsg::Ping).await?;

@@ -138,14 +138,19 @@ impl Daemon {
         let vault = VaultWorker::spawn(vault, config.aaguid)?;
         let radio = make_radio(&config).await?;
         let l2cap = make_l2cap(&config).await;
+        // The replay memory lives beside the vault (the daemon's state
+        // directory, 0700, writable under the systemd unit).
+        let replay_file = config
+            .vault
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(crate::replay::FILE_NAME);
+        let replay = ReplaySet::persistent(&replay_file, crate::replay::DEFAULT_CAPACITY)?;
         Ok(Daemon {
             vault,
             auto,
             l2cap,
-            shared: Mutex::new(Shared {
-                radio,
-                replay: ReplaySet::default(),
-            }),
+            shared: Mutex::new(Shared { radio, replay }),
             config,
         })
     }
@@ -166,6 +171,7 @@ impl Daemon {
                 max_age_secs: cfg.max_qr_age_secs,
                 ..hybrid_qr::Freshness::default()
             },
+            allow_qr_without_timestamp: cfg.allow_qr_without_timestamp,
         }
     }
 
@@ -210,7 +216,7 @@ pub fn run(args: Args) -> ExitCode {
 fn daemon(args: &Args) -> Result<ExitCode, Error> {
     let cfg = config::load(&args.overrides)?;
     crate::cmd::runtime()?.block_on(async move {
-        let socket = cfg.socket.clone();
+        let socket = cfg.socket_path()?.to_owned();
         let daemon = Daemon::open(cfg).await?;
         let listener = control::bind(&socket).map_err(|source| Error::ControlSocket {
             path: socket.clone(),

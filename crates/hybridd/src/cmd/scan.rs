@@ -33,6 +33,7 @@ use crate::cmd::run::Daemon;
 use crate::config::{self, Overrides};
 use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event};
 use crate::error::{Error, QrImageError};
+use crate::peer_text;
 
 /// EX_TEMPFAIL: the daemon is busy.
 pub const EXIT_BUSY: u8 = 75;
@@ -117,12 +118,26 @@ impl Progress for Stderr {
     }
 }
 
+/// Cap for a daemon message shown on this terminal.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// Daemon text (a notice, an outcome, an error) for this terminal: it may
+/// quote what a peer sent, so it goes through [`peer_text::for_terminal`]
+/// like the prompt does.
+fn shown(text: &str) -> String {
+    peer_text::for_terminal(text, MAX_MESSAGE_CHARS)
+}
+
 fn finish(done: &Done) -> ExitCode {
     if done.ok {
-        println!("done: {}", done.message);
+        println!("done: {}", shown(&done.message));
         ExitCode::SUCCESS
     } else {
-        eprintln!("failed [{}]: {}", done.outcome, done.message);
+        eprintln!(
+            "failed [{}]: {}",
+            shown(&done.outcome),
+            shown(&done.message)
+        );
         ExitCode::FAILURE
     }
 }
@@ -141,7 +156,7 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
     }
     let socket = match &args.overrides.socket {
         Some(s) => s.clone(),
-        None => config::load(&args.overrides)?.socket,
+        None => config::load(&args.overrides)?.socket_path()?.to_owned(),
     };
     Ok(rt.block_on(client(&socket, uri)))
 }
@@ -149,6 +164,11 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
 async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
     let mut c = match Client::connect(socket).await {
         Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Not the user's own daemon (or not provably): nothing was sent.
+            eprintln!("hybridd scan: {e}; nothing was sent");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!(
                 "hybridd scan: no daemon on {} ({e}); start it with `systemctl --user start hybridd` \
@@ -183,7 +203,7 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
                     eprintln!("{text}");
                 }
             }
-            DaemonMsg::Notice(n) => eprintln!("{n}"),
+            DaemonMsg::Notice(n) => eprintln!("{}", shown(&n)),
             DaemonMsg::Prompt(p) => {
                 let reply = match terminal.ask(&p).await {
                     Ok(Answer::Approve(pin)) => ClientMsg::Approve { approve: true, pin },
@@ -199,11 +219,12 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
             }
             DaemonMsg::Done(d) => return finish(&d),
             DaemonMsg::Busy(b) => {
+                let b = shown(&b);
                 eprintln!("hybridd scan: the daemon is busy: {b}; try again when it is done");
                 return ExitCode::from(EXIT_BUSY);
             }
             DaemonMsg::Error(e) => {
-                eprintln!("hybridd scan: the daemon refused: {e}");
+                eprintln!("hybridd scan: the daemon refused: {}", shown(&e));
                 return ExitCode::from(2);
             }
             DaemonMsg::Pong(_) => {}

@@ -4,7 +4,8 @@
 //!
 //! A Unix stream socket (directory 0700, socket 0600) speaking JSON lines:
 //! one JSON object per `\n`-terminated line, each way, at most
-//! [`MAX_LINE`] bytes (a longer line is refused without being buffered).
+//! [`MAX_LINE`] bytes (a longer line is refused without being buffered),
+//! at most [`MAX_CONNECTIONS`] connections at once.
 //! Only a peer with the daemon's own uid (SO_PEERCRED) is served. One
 //! session at a time: a scan while one runs is answered `{"busy": …}` at once.
 //!
@@ -39,5 +40,11 @@ pub use server::{bind, peer_allowed, Runner, Server, SessionRequest};
 
 /// The answer to a scan made while a session runs.
 pub const BUSY_MESSAGE: &str = "a session is already running";
+/// Most control connections served at once; more are answered
+/// [`TOO_MANY_CONNECTIONS`] and closed (a client of the user's own uid
+/// cannot grow the daemon without bound — issue 16).
+pub const MAX_CONNECTIONS: usize = 16;
+/// The answer to a connection over [`MAX_CONNECTIONS`].
+pub const TOO_MANY_CONNECTIONS: &str = "too many control connections";
 /// Longest accepted line (a QR URI is well under 1 KiB).
 pub const MAX_LINE: usize = 16 * 1024;

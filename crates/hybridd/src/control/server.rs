@@ -13,9 +13,12 @@ use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
 use crate::approval::{Answer, SocketApprover};
+use crate::control::client::private_dir_problem;
 use crate::control::lines::{write_line, LineReader};
 use crate::control::protocol::{ClientMsg, DaemonMsg, Done, Pong};
-use crate::control::{ProtocolError, BUSY_MESSAGE, MAX_LINE};
+use crate::control::{
+    ProtocolError, BUSY_MESSAGE, MAX_CONNECTIONS, MAX_LINE, TOO_MANY_CONNECTIONS,
+};
 use crate::BoxFuture;
 
 /// After an overlong line: at most this much more of it is read (and
@@ -53,7 +56,7 @@ pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
 /// Creates the socket's directory (0700, refusing one others can access or
 /// that someone else owns) and binds the socket (0600), replacing a stale one.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("/"));
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -61,12 +64,13 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
             .mode(0o700)
             .create(dir)?;
     }
-    let meta = std::fs::metadata(dir)?;
-    if meta.uid() != crate::config::current_uid() || meta.mode() & 0o077 != 0 {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if let Some(problem) = private_dir_problem(&meta, crate::config::current_uid()) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "socket directory {} must be owned by you with mode 0700 (fix: chmod 700 {0})",
+                "socket directory {} {problem}; it must be a directory owned by you with \
+                 mode 0700 (fix: chmod 700 {0})",
                 dir.display()
             ),
         ));
@@ -123,6 +127,12 @@ impl Server {
                 _ = shutdown.changed() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        // Finished connections free their place first.
+                        while conns.try_join_next().is_some() {}
+                        if conns.len() >= MAX_CONNECTIONS {
+                            refuse_busy(&stream);
+                            continue;
+                        }
                         let conn = Connection {
                             runner: self.runner.clone(),
                             slot: self.slot.clone(),
@@ -298,6 +308,17 @@ impl Connection {
     }
 }
 
+/// Answers a connection over [`MAX_CONNECTIONS`] without waiting for it
+/// (one short line into an empty socket buffer) and drops it.
+fn refuse_busy(stream: &UnixStream) {
+    tracing::warn!(
+        limit = MAX_CONNECTIONS,
+        "refused a control connection: too many open"
+    );
+    let line = DaemonMsg::Error(TOO_MANY_CONNECTIONS.into()).to_line();
+    let _ = stream.try_write(format!("{}\n", line.as_str()).as_bytes());
+}
+
 async fn send(wr: &mut OwnedWriteHalf, msg: &DaemonMsg) -> std::io::Result<()> {
     write_line(wr, &msg.to_line()).await
 }
@@ -429,6 +450,45 @@ mod tests {
         sd_tx.send(true).unwrap();
         task.await.unwrap();
         assert!(!path.exists(), "socket removed at shutdown");
+    }
+
+    /// Issue 16: at most [`MAX_CONNECTIONS`] connections are served at
+    /// once; one more is answered "too many" and closed, and a place freed
+    /// by a client leaving is usable again.
+    #[tokio::test]
+    async fn control_connections_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = Arc::new(tokio::sync::Notify::new());
+        let (path, sd_tx, task) = serve(&dir, test_runner(hold));
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut c = Client::connect(&path).await.unwrap();
+            c.send(&ClientMsg::Ping).await.unwrap();
+            assert!(matches!(c.recv().await.unwrap(), Some(DaemonMsg::Pong(_))));
+            open.push(c);
+        }
+        let mut extra = Client::connect(&path).await.unwrap();
+        assert_eq!(
+            extra.recv().await.unwrap(),
+            Some(DaemonMsg::Error(TOO_MANY_CONNECTIONS.into()))
+        );
+        assert_eq!(extra.recv().await.unwrap(), None, "closed");
+        // One leaves: its place is free once the server has seen it go.
+        drop(open.pop());
+        let served = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let mut c = Client::connect(&path).await.unwrap();
+                let _ = c.send(&ClientMsg::Ping).await;
+                if let Ok(Some(DaemonMsg::Pong(_))) = c.recv().await {
+                    return c;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(served.is_ok(), "the freed place was never served");
+        sd_tx.send(true).unwrap();
+        task.await.unwrap();
     }
 
     /// A line over the limit is refused without reading it to its end.

@@ -44,10 +44,13 @@ impl Home {
         std::fs::write(self.config_file(), text).unwrap();
     }
 
-    /// Writes `pin` to a file and returns its path.
+    /// Writes `pin` to a file (mode 0600, as `read_pin_file` demands) and
+    /// returns its path.
     pub fn pin_file(&self, name: &str, pin: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let p = self.path().join(name);
         std::fs::write(&p, format!("{pin}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p
     }
 
@@ -142,12 +145,33 @@ pub async fn wait_daemon_ready(daemon: &mut Killed, socket: &Path, log: &Path) {
     }
 }
 
-/// Waits for a spawned `hybridd scan` (off the runtime's threads).
+/// Runs `wait` (a blocking wait for the process `pid`) off the runtime's
+/// threads, for at most 60 s; past the deadline the process is killed by
+/// its pid and the test fails.
+async fn within_60_s<T: Send + 'static>(
+    pid: u32,
+    wait: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> T {
+    let limit = std::time::Duration::from_secs(60);
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(wait)).await {
+        Ok(joined) => joined.unwrap().unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("pid {pid} did not exit within 60 s");
+        }
+    }
+}
+
+/// Waits (at most 60 s) for a spawned `hybridd scan` and its output.
 pub async fn scan_output(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap()
+    within_60_s(child.id(), move || child.wait_with_output()).await
+}
+
+/// Waits (at most 60 s) for `child` to exit by itself; its status.
+pub async fn exit_status(mut child: Killed) -> std::process::ExitStatus {
+    within_60_s(child.0.id(), move || child.0.wait()).await
 }
 
 /// 32 random bytes (a clientDataHash).

@@ -8,7 +8,7 @@
 //! Env:
 //! * DRIVER_QR_FILE: where each QR (`FIDO:/…`) is written (write, then rename);
 //! * DRIVER_SCAN_CMD: shell command run after the QR file is written (the
-//!   person scanning it: `hybridd scan "$(cat qr.txt)"`);
+//!   person scanning it: `hybridd scan - < qr.txt`);
 //! * DRIVER_SCENARIO: `uv` (create, then get with an allow list), `rk`
 //!   (discoverable; this initiator cannot express it, see docs/interop.md)
 //!   or `tls-fail` (one create that must fail: the tunnel's CA is not
