@@ -232,7 +232,12 @@ impl Driver<'_, '_> {
                 }
             }
             Action::UsePath(path) => {
-                tracing::info!(path = path.name(), "data path chosen");
+                let framing = self.channels.l2cap.as_ref().and_then(|c| c.framing());
+                tracing::info!(
+                    path = path.name(),
+                    framing = framing.map(L2capFraming::name),
+                    "data path chosen"
+                );
                 match path {
                     DataPath::L2cap => self.channels.close_tunnel().await,
                     DataPath::Tunnel => self.channels.close_l2cap().await,
