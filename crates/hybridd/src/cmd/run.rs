@@ -26,7 +26,9 @@ use crate::approval::{
     Approvals, Approver, AutoApprover, FingerprintVerification, NotificationApprover,
     PinentryVerification, Verification,
 };
-use crate::ceremony::{CancelSignal, Ceremony, CeremonyOptions, Progress, Report};
+use crate::ceremony::{
+    BluezL2cap, CancelSignal, Ceremony, CeremonyOptions, L2capRadio, Progress, Report,
+};
 use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend, VerifyMode};
 use crate::control::{self, DaemonMsg, Runner, SessionRequest};
 use crate::error::Error;
@@ -73,6 +75,7 @@ pub struct Daemon {
     config: Config,
     vault: VaultWorker,
     auto: Option<AutoApprover>,
+    l2cap: Option<Box<dyn L2capRadio>>,
     shared: Mutex<Shared>,
 }
 
@@ -111,6 +114,29 @@ pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, Error> {
     }
 }
 
+/// CTAP 2.3's BLE L2CAP listener for the BlueZ radio (on the same adapter);
+/// none for the file and stdout radios. `HYBRIDD_TEST_L2CAP_REFUSE=1`
+/// (tests only) advertises the PSM with the listener closed, so desktops'
+/// connects fail and they fall back to the tunnel.
+pub async fn make_l2cap(cfg: &Config) -> Option<Box<dyn L2capRadio>> {
+    if cfg.radio != RadioBackend::Bluez {
+        return None;
+    }
+    match BluezL2cap::system(cfg.adapter.clone()).await {
+        Ok(l) if std::env::var("HYBRIDD_TEST_L2CAP_REFUSE").is_ok_and(|v| v == "1") => {
+            tracing::warn!(
+                "HYBRIDD_TEST_L2CAP_REFUSE=1: L2CAP connects will be refused (tests only)"
+            );
+            Some(Box::new(l.refusing_connections()))
+        }
+        Ok(l) => Some(Box::new(l)),
+        Err(e) => {
+            tracing::warn!("no BLE L2CAP channel, the tunnel only: {e}");
+            None
+        }
+    }
+}
+
 /// The approver for `approval = "auto"`, with the start-up warning.
 pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, Error> {
     if cfg.approval != ApprovalMode::Auto {
@@ -142,6 +168,7 @@ impl Daemon {
             VaultWorker::spawn(vault, config.aaguid)?
         };
         let radio = make_radio(&config).await?;
+        let l2cap = make_l2cap(&config).await;
         // The replay memory lives beside the vault (the daemon's state
         // directory, 0700, writable under the systemd unit).
         let replay_file = config
@@ -153,6 +180,7 @@ impl Daemon {
         Ok(Daemon {
             vault,
             auto,
+            l2cap,
             shared: Mutex::new(Shared { radio, replay }),
             config,
         })
@@ -249,6 +277,7 @@ impl Daemon {
             replay,
             progress,
             cancel: Some(cancel),
+            l2cap: self.l2cap.as_deref(),
         }
         .run(uri, &self.options())
         .await
