@@ -151,6 +151,7 @@ impl Setup {
             },
             client: ClientOptions::default(),
             freshness: hybrid_qr::Freshness::default(),
+            allow_qr_without_timestamp: false,
         }
     }
 

@@ -201,15 +201,19 @@ impl Driver<'_, '_> {
                 }
             }
             Action::ListenL2cap => {
-                let l2cap = self.peers.l2cap;
-                match l2cap::listen(l2cap, self.accept_wait, self.io_timeout).await {
+                let listening = match self.peers.l2cap {
+                    Some(radio) => l2cap::listen(radio, self.accept_wait, self.io_timeout).await,
+                    // The session only asks when told the radio can.
+                    None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
+                };
+                match listening {
                     Ok((psm, accepting)) => {
                         self.channels.accepting = Some(accepting);
                         self.session.on_l2cap_listening(psm, now());
                     }
                     Err(e) => {
                         tracing::warn!("no L2CAP channel, the tunnel only: {e}");
-                        self.session.on_l2cap_unavailable(&e, now());
+                        self.session.on_l2cap_unavailable(&e.to_string(), now());
                     }
                 }
             }

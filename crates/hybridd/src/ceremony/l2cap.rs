@@ -124,20 +124,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> DataChannel for L2capCh
 
 /// Sets up the listener for `ListenL2cap`, bounded.
 pub(super) async fn listen(
-    radio: Option<&dyn L2capRadio>,
+    radio: &dyn L2capRadio,
     accept_wait: Duration,
     io_timeout: Duration,
-) -> Result<(u16, Accepting), String> {
-    let Some(radio) = radio else {
-        return Err("no L2CAP-capable radio".to_owned());
-    };
+) -> Result<(u16, Accepting), Error> {
     match tokio::time::timeout(LISTEN_TIMEOUT, radio.listen(accept_wait, io_timeout)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "setting up the listener took over {} s",
-            LISTEN_TIMEOUT.as_secs()
-        )),
+        Ok(r) => r,
+        Err(_) => Err(Error::Bluetooth(hybrid_bluez::BluezError::L2capTimeout {
+            what: "the L2CAP listener to start",
+            secs: LISTEN_TIMEOUT.as_secs(),
+        })),
     }
 }
 
