@@ -7,10 +7,16 @@
 //! by side with ratios ([`report`]). Timing requirements of the project live
 //! here, as same-run comparisons, never in timed tests (docs/performance.md).
 //!
+//! **Owns** `hybrid-bench ceremony` ([`ceremony`]): whole ceremonies of a
+//! phone process (`hybridd run` or another phone, [`phone`]) driven by our
+//! desktop side, with the phone's own phase times, CPU and memory.
+//!
 //! **Does not own** the tunnel protocol (the URL paths and header names come
 //! from `hybrid_tunnel::names`) or the server itself.
 #![forbid(unsafe_code)]
 
+pub mod ceremony;
+pub mod phone;
 pub mod procfs;
 pub mod report;
 pub mod server;

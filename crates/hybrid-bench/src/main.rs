@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hybrid_bench::report::{machine, table, Column};
+use hybrid_bench::ceremony::{self, CeremonyOptions};
+use hybrid_bench::report::{machine, table, Column, Metric as _};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, Target, TunnelOptions};
 use hybrid_bench::BenchError;
@@ -27,6 +28,118 @@ enum Command {
     /// Load caBLE tunnel servers on loopback and print their numbers side by
     /// side (docs/performance.md).
     Tunnel(TunnelArgs),
+    /// Run whole ceremonies against phones (`hybridd run`, another phone
+    /// command) and print their numbers side by side (docs/performance.md).
+    Ceremony(CeremonyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CeremonyArgs {
+    /// A phone to measure, as NAME=COMMAND (repeat for a side-by-side
+    /// table; ratios are against the last one). Placeholders: {tunnel}
+    /// {advert} {socket} {vault} {pin} {dir}; a command with {socket} is
+    /// driven as hybridd (control socket), any other by stdin/stdout lines
+    /// (see crates/hybrid-bench/src/phone.rs). Runs under
+    /// `sh -c 'exec env COMMAND'`. Default: the `hybridd` next to this
+    /// binary.
+    #[arg(long = "phone", value_name = "NAME=COMMAND")]
+    phones: Vec<ServerSpec>,
+    /// Measured ceremonies per run (makeCredential and getAssertion alternate).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    ceremonies: u64,
+    /// Ceremonies before the measured ones.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Runs per phone (phones alternate); the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Seconds one ceremony may take.
+    #[arg(long, default_value_t = 20.0)]
+    timeout: f64,
+    /// Seconds to wait before the idle and the after memory readings.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Exit with status 1 (after printing the table) when any phone had
+    /// more failed ceremonies than this in a run (e.g. 0 for a smoke test).
+    #[arg(long, value_name = "N")]
+    max_failures: Option<u64>,
+}
+
+/// `hybridd run` next to this binary, with the timing log on.
+fn default_phone() -> Result<ServerSpec, BenchError> {
+    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "finding this program",
+        source,
+    })?;
+    let hybridd = exe.with_file_name("hybridd");
+    Ok(ServerSpec {
+        name: "hybridd".into(),
+        command: format!(
+            "RUST_LOG=info,hybridd::timing=debug NO_COLOR=1 {} run --vault {{vault}} \
+             --socket {{socket}} --tunnel-url {{tunnel}} --advert-file {{advert}} \
+             --approval auto --pin-file {{pin}}",
+            hybridd.display()
+        ),
+    })
+}
+
+async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
+    let opts = CeremonyOptions {
+        ceremonies: usize::try_from(args.ceremonies).unwrap_or(usize::MAX),
+        warmup: args.warmup.min(100),
+        timeout: secs(args.timeout, "--timeout")?,
+        settle: secs(args.settle, "--settle")?,
+    };
+    let phones = if args.phones.is_empty() {
+        vec![default_phone()?]
+    } else {
+        args.phones
+    };
+    let mut columns: Vec<Column<ceremony::Metric>> = phones
+        .iter()
+        .map(|s| Column {
+            name: s.name.clone(),
+            runs: Vec::new(),
+        })
+        .collect();
+    let runs = args.runs.clamp(1, 100);
+    for run in 0..runs {
+        for (spec, column) in phones.iter().zip(columns.iter_mut()) {
+            eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
+            let result = ceremony::run(spec, &opts).await?;
+            eprintln!(
+                "[bench]   {}",
+                result
+                    .metrics
+                    .iter()
+                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            column.runs.push(result);
+        }
+    }
+    println!("Machine: {}", machine());
+    println!(
+        "Load: {} ceremonies per run (makeCredential and getAssertion alternate) after {} warm-up, \
+         one at a time, loopback tunnel server in the benchmark, file radio, automatic approval, \
+         throwaway vault with the cheapest KDF\n",
+        opts.ceremonies, opts.warmup
+    );
+    print!("{}", table(&columns));
+    if let Some(max) = args.max_failures {
+        let worst = columns
+            .iter()
+            .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
+            .max()
+            .unwrap_or(0);
+        if worst > max {
+            return Err(BenchError::Options(format!(
+                "{worst} failures in a run, more than --max-failures {max}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,7 +233,7 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
             opts.tunnels.max(opts.relay_tunnels)
         )));
     }
-    let mut columns: Vec<Column> = args
+    let mut columns: Vec<Column<tunnel::Metric>> = args
         .servers
         .iter()
         .map(|s| Column {
@@ -201,6 +314,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Tunnel(args) => rt.block_on(run_tunnel(args)),
+        Command::Ceremony(args) => rt.block_on(run_ceremony(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! What the benchmark reads about a server process: resident memory
-//! (`/proc/<pid>/status` `VmRSS`) and CPU time (`/proc/<pid>/stat` `utime` +
+//! (`/proc/<pid>/status` `VmRSS`, `RssAnon`, `VmHWM`) and CPU time (`/proc/<pid>/stat` `utime` +
 //! `stime`, all threads, including threads that have exited).
 
 use std::time::Duration;
@@ -14,6 +14,8 @@ pub struct Sample {
     /// `RssAnon` in KiB: the heap and stacks, without the program's own
     /// code pages (`RssFile`), which grow once as code runs for the first time.
     pub anon_kib: u64,
+    /// `VmHWM` in KiB: the highest `VmRSS` so far.
+    pub hwm_kib: u64,
     /// `utime + stime` in clock ticks.
     pub cpu_ticks: u64,
 }
@@ -31,6 +33,10 @@ pub fn sample(pid: u32) -> Result<Sample, BenchError> {
         anon_kib: parse_kib(&status, "RssAnon:").ok_or(BenchError::Proc {
             pid,
             what: "RssAnon in status",
+        })?,
+        hwm_kib: parse_kib(&status, "VmHWM:").ok_or(BenchError::Proc {
+            pid,
+            what: "VmHWM in status",
         })?,
         cpu_ticks: parse_cpu_ticks(&stat).ok_or(BenchError::Proc {
             pid,

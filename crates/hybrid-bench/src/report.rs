@@ -1,22 +1,50 @@
-//! The side-by-side table: one column per server (medians over runs), then
-//! the ratio of each server to the last one.
+//! The side-by-side table: one column per server or phone (medians over
+//! runs), then the ratio of each to the last one.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::stats::{median, Failures};
-use crate::tunnel::{Metric, RunResult};
 
-/// All runs against one server.
-#[derive(Debug, Clone)]
-pub struct Column {
-    /// `--server` name.
-    pub name: String,
-    /// One result per run.
-    pub runs: Vec<RunResult>,
+/// A row of a benchmark's table.
+pub trait Metric: Copy + Ord + 'static {
+    /// Every row, in report order.
+    const ALL: &'static [Self];
+    /// Row title.
+    fn label(self) -> &'static str;
+    /// Decimal places printed.
+    fn decimals(self) -> usize;
 }
 
-impl Column {
-    fn median(&self, m: Metric) -> Option<f64> {
+/// The numbers of one run against one server or phone.
+#[derive(Debug, Clone)]
+pub struct RunResult<M> {
+    /// Measurements (absent when the phase was skipped or nothing completed).
+    pub metrics: BTreeMap<M, f64>,
+    /// Failures by phase and reason.
+    pub failures: Failures,
+}
+
+impl<M> Default for RunResult<M> {
+    fn default() -> Self {
+        RunResult {
+            metrics: BTreeMap::new(),
+            failures: Failures::default(),
+        }
+    }
+}
+
+/// All runs against one server or phone.
+#[derive(Debug, Clone)]
+pub struct Column<M> {
+    /// `--server` / `--phone` name.
+    pub name: String,
+    /// One result per run.
+    pub runs: Vec<RunResult<M>>,
+}
+
+impl<M: Metric> Column<M> {
+    fn median(&self, m: M) -> Option<f64> {
         let values: Vec<f64> = self
             .runs
             .iter()
@@ -42,7 +70,7 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// A Markdown table of every metric any column has, plus failure reasons.
-pub fn table(columns: &[Column]) -> String {
+pub fn table<M: Metric>(columns: &[Column<M>]) -> String {
     let mut out = String::new();
     let runs = columns.iter().map(|c| c.runs.len()).max().unwrap_or(0);
     let _ = write!(out, "| measurement (median of {runs}) |");
@@ -61,7 +89,7 @@ pub fn table(columns: &[Column]) -> String {
         out.push_str("---|");
     }
     out.push('\n');
-    for m in Metric::ALL {
+    for &m in M::ALL {
         let values: Vec<Option<f64>> = columns.iter().map(|c| c.median(m)).collect();
         if values.iter().all(Option::is_none) {
             continue;

@@ -22,7 +22,6 @@
 //! desktop of one tunnel from different ones). Every step has a bound
 //! (`step_timeout`), every loop a count or a deadline.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,9 +140,8 @@ pub enum Metric {
     Failures,
 }
 
-impl Metric {
-    /// Every metric, in report order.
-    pub const ALL: [Metric; 21] = [
+impl crate::report::Metric for Metric {
+    const ALL: &'static [Metric] = &[
         Metric::ColdRssKib,
         Metric::IdleRssKib,
         Metric::TunnelsOpen,
@@ -168,7 +166,7 @@ impl Metric {
     ];
 
     /// Row title.
-    pub fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
             Metric::ColdRssKib => "memory: RSS at start (KiB)",
             Metric::IdleRssKib => "memory: idle RSS after a warm-up (KiB)",
@@ -194,8 +192,7 @@ impl Metric {
         }
     }
 
-    /// Decimal places printed.
-    pub fn decimals(self) -> usize {
+    fn decimals(self) -> usize {
         match self {
             Metric::KibPerTunnel | Metric::PairP50Ms | Metric::PairMaxMs => 1,
             Metric::AfterCloseRatio | Metric::AfterCloseAnonRatio => 2,
@@ -205,13 +202,7 @@ impl Metric {
 }
 
 /// The numbers of one run against one server.
-#[derive(Debug, Default, Clone)]
-pub struct RunResult {
-    /// Measurements (absent when the phase was skipped or nothing completed).
-    pub metrics: BTreeMap<Metric, f64>,
-    /// Failures by phase and reason.
-    pub failures: Failures,
-}
+pub type RunResult = crate::report::RunResult<Metric>;
 
 /// The server under test, as the load generator sees it.
 #[derive(Debug, Clone, Copy)]

@@ -98,7 +98,11 @@ fn io_err(e: std::io::Error) -> AdvertiserError {
 }
 
 /// Writes `bytes` to `path.<pid>.tmp` next to `path`, then renames it over
-/// `path`, so a reader never sees a half-written advert.
+/// `path`, so a reader never sees a half-written advert. Not fsync'd: the
+/// rename alone makes the advert whole for readers, and after a crash an
+/// advert is worthless anyway (its session is gone). The fsync was ≈ 10 %
+/// of `hybridd run`'s CPU per ceremony and most of its scan → first advert
+/// time (`hybrid-bench ceremony`, docs/performance.md).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdvertiserError> {
     let mut tmp_name = path
         .file_name()
@@ -109,7 +113,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdvertiserError> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -16,7 +16,7 @@ use rand_core::OsRng;
 
 use crate::approval::User;
 use crate::ceremony::l2cap::{self, Channels, L2capRadio};
-use crate::ceremony::report::{ReplySummary, Report, SessionEvent};
+use crate::ceremony::report::{ReplySummary, Report, RequestTimes, SessionEvent};
 use crate::ceremony::{now, Authenticate, CancelSignal, CeremonyOptions, Progress};
 use crate::error::Error;
 use crate::BoxFuture;
@@ -262,10 +262,17 @@ impl Driver<'_, '_> {
             Action::Ctap { request } => {
                 let command = request.first().copied().unwrap_or(0);
                 self.report.commands.push(command);
+                let at = now();
+                self.report.sent.requests.push(RequestTimes {
+                    command,
+                    received: at,
+                    sent: None,
+                    user_wait: self.session.phases().user_wait,
+                });
                 tracing::info!(command, "CTAP request received");
                 self.peers
                     .progress
-                    .event(&SessionEvent::CommandReceived { command, at: now() });
+                    .event(&SessionEvent::CommandReceived { command, at });
                 self.last_answer = None;
                 let step = self
                     .peers
@@ -307,14 +314,25 @@ impl Driver<'_, '_> {
             }
             return;
         }
+        let sent = &mut self.report.sent;
+        if sent.handshake_reply.is_some() && sent.post_handshake.is_none() {
+            sent.post_handshake = Some(at);
+        }
         if !self.handshake_reported && self.session.handshake_done() {
             self.handshake_reported = true;
+            self.report.sent.handshake_reply = Some(at);
             tracing::info!("handshake done");
             self.peers
                 .progress
                 .event(&SessionEvent::HandshakeDone { at });
         }
         if let Some(status) = self.pending_status.take() {
+            let user_wait = self.session.phases().user_wait;
+            if let Some(r) = self.report.sent.requests.last_mut() {
+                r.sent = Some(at);
+                // The wait before the request is not its own.
+                r.user_wait = user_wait.saturating_sub(r.user_wait);
+            }
             tracing::info!(status = status.byte(), "response sent");
             self.peers
                 .progress
@@ -434,6 +452,7 @@ impl Driver<'_, '_> {
             elapsed_ms = at.saturating_duration_since(report.received).as_millis() as u64,
             "phone session ended: {outcome}"
         );
+        report.log_timings();
         self.peers
             .progress
             .event(&SessionEvent::Finished { outcome, at });

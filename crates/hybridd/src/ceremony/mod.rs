@@ -39,7 +39,7 @@ use crate::BoxFuture;
 
 pub use driver::{DataChannel, Tunnel};
 pub use l2cap::{Accepting, BluezL2cap, L2capRadio};
-pub use report::{ReplySummary, Report, SessionEvent};
+pub use report::{ReplySummary, Report, RequestTimes, SentTimes, SessionEvent};
 
 /// The CTAP authenticator as the ceremony sees it: the step API of
 /// [`hybrid_ctap::Authenticator`], asynchronous because the daemon's runs

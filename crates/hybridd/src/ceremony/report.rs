@@ -102,6 +102,36 @@ pub struct Report {
     /// The data path the desktop's handshake came over (tunnel or CTAP
     /// 2.3's BLE L2CAP channel), once it did.
     pub path: Option<DataPath>,
+    /// When messages actually left (after the send completed), for the
+    /// timing record ([`Report::log_timings`]).
+    pub sent: SentTimes,
+}
+
+/// When the phone's messages left, measured after each send completed
+/// (the session's [`Phases`] record when they were produced).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentTimes {
+    /// msg2 (the handshake reply, hybrid-protocol.md §5.3) was sent.
+    pub handshake_reply: Option<Instant>,
+    /// The post-handshake message (§6.2) was sent.
+    pub post_handshake: Option<Instant>,
+    /// One entry per CTAP request, in order.
+    pub requests: Vec<RequestTimes>,
+}
+
+/// One CTAP request's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimes {
+    /// Its command byte.
+    pub command: u8,
+    /// It arrived (decrypted, handed to the authenticator).
+    pub received: Instant,
+    /// Its response was sent, if it was.
+    pub sent: Option<Instant>,
+    /// Time with the person (prompt → answer, PIN check included) while
+    /// it was processed: `sent − received − user_wait` is the phone's own
+    /// CTAP time.
+    pub user_wait: Duration,
 }
 
 impl Report {
@@ -118,6 +148,43 @@ impl Report {
             commands: Vec::new(),
             last_reply: None,
             path: None,
+            sent: SentTimes::default(),
+        }
+    }
+
+    /// Logs the ceremony's phase times in microseconds at debug level under
+    /// the target `hybridd::timing` (one `ceremony timings` line, then one
+    /// `request timings` line per CTAP request) — what `hybrid-bench
+    /// ceremony` reads (docs/performance.md). Off unless asked for with
+    /// `RUST_LOG=…,hybridd::timing=debug`.
+    pub fn log_timings(&self) {
+        if !tracing::enabled!(target: "hybridd::timing", tracing::Level::DEBUG) {
+            return;
+        }
+        let Some(p) = self.phases else { return };
+        let us = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_micros() as i64,
+            _ => -1,
+        };
+        let start = Some(p.started);
+        tracing::debug!(
+            target: "hybridd::timing",
+            tunnel_open_us = us(start, p.tunnel_open),
+            first_advert_us = us(start, p.advert_out),
+            handshake_reply_us = us(p.desktop_message, self.sent.handshake_reply),
+            post_handshake_us = us(p.desktop_message, self.sent.post_handshake),
+            "ceremony timings"
+        );
+        for r in &self.sent.requests {
+            let total = us(Some(r.received), r.sent);
+            let user = r.user_wait.as_micros() as i64;
+            tracing::debug!(
+                target: "hybridd::timing",
+                command = r.command,
+                ctap_us = if total < 0 { -1 } else { total.saturating_sub(user) },
+                user_us = user,
+                "request timings"
+            );
         }
     }
 
