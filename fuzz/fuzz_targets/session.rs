@@ -1,15 +1,17 @@
 #![no_main]
 //! The phone session state machine (hybrid-session) under an arbitrary
 //! sequence of events — tunnel open/error/close, raw messages, a real
-//! desktop's msg1 and encrypted frames, CTAP answers, timeouts, cancel —
+//! desktop's msg1 and encrypted frames, CTAP answers, timeouts, cancel, and
+//! CTAP 2.3's BLE L2CAP path (QR key 6 offered or not, listener up or not,
+//! connects, messages in either framing, closes) —
 //! must never panic, and must end with exactly one `Finished` after which
 //! nothing more comes out. Randomness is a fixed SplitMix64 so runs replay.
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use hybrid_ble::EidKey;
+use hybrid_ble::{EidKey, L2capFraming};
 use hybrid_noise::{derive_p256_from_secret, Crypter, Ephemeral, Initiator};
-use hybrid_qr::QrCode;
+use hybrid_qr::{Key6, QrCode};
 use hybrid_session::{Action, PhoneSession, SessionConfig};
 use hybrid_tunnel_names::{RoutingId, TunnelBase};
 use libfuzzer_sys::fuzz_target;
@@ -57,11 +59,31 @@ enum Event {
     AdvertError,
     Advance(u16),
     Cancel,
+    L2capListening(u16),
+    L2capUnavailable,
+    L2capConnected,
+    /// A raw L2CAP message (`true`: CRLF framing).
+    L2capRaw(Vec<u8>, bool),
+    /// The good msg1 over L2CAP.
+    L2capGoodMsg1(bool),
+    /// A frame from the desktop's Crypter over L2CAP.
+    L2capFrame(Vec<u8>, bool),
+    L2capClosed(bool),
+}
+
+fn framing(crlf: bool) -> L2capFraming {
+    if crlf {
+        L2capFraming::Crlf
+    } else {
+        L2capFraming::LengthPrefix
+    }
 }
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     max_commands: u8,
+    offer_l2cap: bool,
+    l2cap_capable: bool,
     seed: u64,
     events: Vec<Event>,
 }
@@ -77,7 +99,10 @@ fuzz_target!(|input: Input| {
         .as_bytes()
         .try_into()
         .expect("33 bytes");
-    let qr = QrCode::new(compressed, SECRET).expect("qr");
+    let mut qr = QrCode::new(compressed, SECRET).expect("qr");
+    if input.offer_l2cap {
+        qr = qr.with_key6(Key6::Channels(vec![0, 1]));
+    }
     let config = SessionConfig {
         tunnel: TunnelBase::Domain(0),
         wait_for_desktop: Duration::from_secs(120),
@@ -89,6 +114,8 @@ fuzz_target!(|input: Input| {
     };
     let mut now = Instant::now();
     let mut session = PhoneSession::new(qr, config, now, SplitMix(input.seed));
+    session.set_l2cap_capable(input.l2cap_capable);
+    let offered = input.offer_l2cap && input.l2cap_capable;
     let mut advert: Option<[u8; 20]> = None;
     let mut pending_init = None;
     let mut crypter: Option<Crypter> = None;
@@ -99,7 +126,11 @@ fuzz_target!(|input: Input| {
             Event::TunnelError => session.on_tunnel_error("fuzz".into(), now),
             Event::Closed => session.on_tunnel_closed(now),
             Event::Raw(b) => session.on_message(&b, now),
-            Event::GoodMsg1 => {
+            Event::GoodMsg1 | Event::L2capGoodMsg1(_) => {
+                let over = match event {
+                    Event::L2capGoodMsg1(crlf) => Some(framing(crlf)),
+                    _ => None,
+                };
                 if let Some(a) = advert {
                     if let Ok(plain) = hybrid_ble::decrypt(&EidKey::from_secret(&SECRET), &a) {
                         let psk = hybrid_ble::psk(&SECRET, &plain);
@@ -107,7 +138,10 @@ fuzz_target!(|input: Input| {
                             .start(Ephemeral::Fixed(&desktop_eph))
                         {
                             pending_init = Some(wait);
-                            session.on_message(&msg1, now);
+                            match over {
+                                Some(f) => session.on_l2cap_message(&msg1, f, now),
+                                None => session.on_message(&msg1, now),
+                            }
                         }
                     }
                 }
@@ -131,11 +165,33 @@ fuzz_target!(|input: Input| {
                 session.handle_timeout(now);
             }
             Event::Cancel => session.cancel(now),
+            Event::L2capListening(psm) => session.on_l2cap_listening(psm, now),
+            Event::L2capUnavailable => session.on_l2cap_unavailable("fuzz", now),
+            Event::L2capConnected => {
+                let _ = session.on_l2cap_connected(now);
+            }
+            Event::L2capRaw(b, crlf) => session.on_l2cap_message(&b, framing(crlf), now),
+            Event::L2capFrame(p, crlf) => {
+                if let Some(c) = crypter.as_mut() {
+                    if let Ok(wire) = c.encrypt(&p) {
+                        session.on_l2cap_message(&wire, framing(crlf), now);
+                    }
+                }
+            }
+            Event::L2capClosed(clean) => {
+                session.on_l2cap_closed((!clean).then(|| "fuzz".to_owned()), now)
+            }
         }
         while let Some(action) = session.poll_action() {
             assert!(!finished, "action after Finished: {action:?}");
             match action {
                 Action::StartAdvert(a) => advert = Some(a),
+                Action::StartAdvertWithPsm { advert: a, .. } => {
+                    // Never a PSM for a QR without the offer.
+                    assert!(offered, "PSM advert without the offer");
+                    advert = Some(a);
+                }
+                Action::ListenL2cap => assert!(offered, "listening without the offer"),
                 Action::Send(bytes) => {
                     if let Some(wait) = pending_init.take() {
                         if let Ok(est) = wait.finish(&bytes) {

@@ -15,15 +15,24 @@
 #                suffix; a desktop-side probe reads the PSM from the advert,
 #                connects an LE credit-based channel and gets its message
 #                back (examples/l2cap.rs): the radio half of CTAP 2.3's path.
-#  lwa-0.11, lwa-0.10
+#  lwa-0.11-l2cap, lwa-0.10-l2cap
 #                `hybridd run` (radio = "bluez", adapter = the phone's
 #                controller) and the unmodified libwebauthn initiator (built
 #                as tests/interop/peers builds it) on the desktop's
 #                controller: makeCredential, then getAssertion with a new QR,
-#                verified by webauthn-rs-core and p256; QR without key 6
-#                (DRIVER_TRANSPORTS=only). The path (tunnel or l2cap) is read
-#                from the tunnel server's /metrics; the advert's shape from
-#                hybridd's log and the HCI trace.
+#                verified by webauthn-rs-core and p256; QRs with key 6 =
+#                [0, 1] (DRIVER_TRANSPORTS=local): CTAP 2.3's BLE L2CAP
+#                channel, the tunnel server pairs nothing (its /metrics).
+#  lwa-0.11-tunnel, lwa-0.10-tunnel
+#                the same with QRs without key 6 (DRIVER_TRANSPORTS=only):
+#                the 20-byte non-connectable advert, the tunnel.
+#  lwa-0.11-fallback
+#                key 6 = [0, 1], but hybridd (HYBRIDD_TEST_L2CAP_REFUSE=1)
+#                advertises its PSM with the listener closed: the desktop's
+#                L2CAP connect fails and it falls back to the tunnel.
+#                Each ceremony line names the path from hybridd's log
+#                ("phone session ended … path=…"), checked against /metrics
+#                and the advert kinds hybridd registered.
 #  never-connected
 #                the desktop cannot reach the tunnel (its CA is not trusted):
 #                `hybridd scan` ends with desktop_never_connected.
@@ -144,6 +153,7 @@ case "$bt" in
 esac
 RUST_LOG=info "$BIN/hybridd" run --tunnel-url "$TURL" --approval auto --pin-file "$W/pin.txt" \
   --wait-for-desktop-secs 40 > "$OUT/hybridd.log" 2>&1 &
+HYBRIDD_PID=$!
 wait_for 90 test -S "$W/run/hybridd/control.sock" || verdict "FAIL (hybridd run did not start: $(tail -n2 "$OUT/hybridd.log"))"
 
 # The desktop's view of the same bluetoothd: only its own controller
@@ -155,13 +165,21 @@ dbus-daemon --session --address=unix:path=/run/desktop-bus --fork --nopidfile \
   --show "$DESK" --ready-file /tmp/view.ready > "$OUT/bluez-view.log" 2>&1 &
 wait_for 30 test -e /tmp/view.ready || verdict "FAIL (interop-bluez-view: $(tail -n1 "$OUT/bluez-view.log"))"
 
-# One driver run: $1 scenario name, $2 driver binary, $3 DRIVER_SCENARIO, $4 CA file.
+# Data paths of the phone sessions that ended since line $1 of hybridd's log
+# (hybridd logs "phone session ended … path=l2cap|tunnel|none").
+paths_since() {
+  sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep 'phone session ended' | sed -n "$(($1 + 1)),\$p" \
+    | sed -n 's/.*path="\{0,1\}\([a-z0-9]*\).*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+ended() { sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep -c 'phone session ended'; }
+
+# One driver run: $1 scenario name, $2 driver binary, $3 DRIVER_SCENARIO, $4 CA file,
+# $5 DRIVER_TRANSPORTS (only: QR without key 6; local: key 6 = [0, 1]).
 drive() {
-  name=$1 driver=$2 scen=$3 ca=$4
-  before=$(paired); adv_before=$(grep -c 'advertising on 0xFFF9' "$OUT/hybridd.log")
+  name=$1 driver=$2 scen=$3 ca=$4 transports=${5:-only}
+  before=$(paired); adv_before=$(grep -c 'advertising on 0xFFF9' "$OUT/hybridd.log"); ended_before=$(ended)
   t0=$(now_ms)
   env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/desktop-bus DRIVER_QR_FILE=/tmp/qr-$name.txt \
-    DRIVER_SCENARIO=$scen DRIVER_RUNS=1 DRIVER_TRANSPORTS=only DRIVER_LIMIT_SECS=150 \
+    DRIVER_SCENARIO=$scen DRIVER_RUNS=1 DRIVER_TRANSPORTS=$transports DRIVER_LIMIT_SECS=150 \
     SSL_CERT_FILE=$ca RUST_LOG=${DRIVER_LOG:-warn} \
     DRIVER_SCAN_CMD="'$BIN/hybridd' scan - < /tmp/qr-$name.txt >> '$OUT/scan-$name.log' 2>&1; echo \"scan exit \$?\" >> '$OUT/scan-$name.log'" \
     timeout 400 "$driver" > "$OUT/driver-$name.out" 2> "$OUT/driver-$name.log"
@@ -173,26 +191,45 @@ drive() {
   # connectable=…"); the log has ANSI colours.
   adverts=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | grep 'advertising on 0xFFF9' \
     | sed -n "$((adv_before + 1)),\$p" | sed -n 's/.*connectable=\([a-z]*\).*/connectable=\1/p' | sort | uniq -c | tr -s ' \n' ' ')
-  echo "$name: rc=$rc tunnels=$tunnels adverts=[$adverts] secs=$secs"
+  paths=$(paths_since "$ended_before")
+  echo "$name: rc=$rc tunnels=$tunnels adverts=[$adverts] paths=[$paths] secs=$secs"
 }
 
-for rel in 0.11 0.10; do
+# One create+get ceremony pair: $1 scenario name, $2 release, $3 transports,
+# $4 the expected phone paths, $5 the expected tunnels paired, $6 the
+# expected advert kind (connectable=true|false).
+ceremonies() {
+  name=$1 rel=$2 transports=$3 want_paths=$4 want_tunnels=$5 want_advert=$6
   eval driver=\$DRIVER_${rel%.*}_${rel#*.}
-  drive "lwa-$rel" "$driver" uv "$P/ca.pem" > /tmp/drive.out; cat /tmp/drive.out
-  out=$OUT/driver-lwa-$rel.out
+  drive "$name" "$driver" uv "$P/ca.pem" "$transports" > /tmp/drive.out; cat /tmp/drive.out
+  out=$OUT/driver-$name.out
   create=$(sed -n 's/^RUN 1 create: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   get=$(sed -n 's/^RUN 1 get: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   verified=$(grep -o 'p256_verified=true rp_verified=true tampered_rejected=true' "$out")
   tunnels=$(sed -n 's/.* tunnels=\([-0-9]*\) .*/\1/p' /tmp/drive.out)
-  adverts=$(sed -n 's/.* adverts=\[\(.*\)\] .*/\1/p' /tmp/drive.out)
-  if grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ -n "$verified" ] && [ -n "$create" ] && [ -n "$get" ]; then
-    # Two ceremonies: two tunnels paired means both went over the tunnel;
-    # none means both went over L2CAP.
-    case $tunnels in 2) path=tunnel ;; 0) path=l2cap ;; *) path="mixed($tunnels tunnels paired)" ;; esac
-    scenario "lwa-$rel: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts"
+  adverts=$(sed -n 's/.* adverts=\[\(.*\)\] paths.*/\1/p' /tmp/drive.out)
+  paths=$(sed -n 's/.* paths=\[\(.*\)\] .*/\1/p' /tmp/drive.out)
+  case $paths in "l2cap l2cap") path=l2cap ;; "tunnel tunnel") path=tunnel ;; *) path="mixed($paths)" ;; esac
+  if grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ -n "$verified" ] && [ -n "$create" ] && [ -n "$get" ] \
+     && [ "$paths" = "$want_paths" ] && [ "$tunnels" = "$want_tunnels" ] \
+     && case $adverts in *"$want_advert"*) true ;; *) false ;; esac; then
+    scenario "$name: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; tunnels relayed by the server: $tunnels; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts"
   else
-    scenario "lwa-$rel: FAIL tunnels_paired=$tunnels $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-lwa-$rel.log")"
+    scenario "$name: FAIL path=$path (want $want_paths) tunnels_paired=$tunnels (want $want_tunnels) adverts:$adverts (want $want_advert) $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-$name.log")"
   fi
+}
+
+# CTAP 2.3's BLE L2CAP channel: QRs with key 6 = [0, 1]; the phone listens,
+# advertises EID ‖ {1: PSM} connectable, the desktop connects to the PSM; the
+# tunnel server pairs nothing (libwebauthn 0.11: 4-byte length framing,
+# 0.10: 0D 0A framing).
+for rel in 0.11 0.10; do
+  ceremonies "lwa-$rel-l2cap" "$rel" local "l2cap l2cap" 0 connectable=true
+done
+# QRs without key 6 (Chromium's shape): the 20-byte non-connectable advert,
+# the tunnel.
+for rel in 0.11 0.10; do
+  ceremonies "lwa-$rel-tunnel" "$rel" only "tunnel tunnel" 2 connectable=false
 done
 
 SYSTEM_CA=/etc/ssl/certs/ca-certificates.crt; [ -r "$SYSTEM_CA" ] || SYSTEM_CA=/dev/null
@@ -202,6 +239,17 @@ if grep -q '^TLS-NEGATIVE: OK' "$OUT/driver-never-connected.out" && grep -q desk
 else
   scenario "never-connected: FAIL $(grep -E 'TLS-NEGATIVE|DRIVER' "$OUT/driver-never-connected.out" | tr '\n' ' ') scan: $(tail -n2 "$OUT/scan-never-connected.log" | tr '\n' ' ')"
 fi
+
+# A failing L2CAP connect: hybridd again, advertising its PSM with the
+# listener closed (HYBRIDD_TEST_L2CAP_REFUSE=1, tests only), so libwebauthn's
+# connect is refused and it falls back to the tunnel from the same advert.
+kill "$HYBRIDD_PID"; wait "$HYBRIDD_PID"
+wait_for 30 sh -c "! test -S '$W/run/hybridd/control.sock'" || rm -f "$W/run/hybridd/control.sock"
+HYBRIDD_TEST_L2CAP_REFUSE=1 RUST_LOG=info "$BIN/hybridd" run --tunnel-url "$TURL" --approval auto --pin-file "$W/pin.txt" \
+  --wait-for-desktop-secs 40 >> "$OUT/hybridd.log" 2>&1 &
+HYBRIDD_PID=$!
+wait_for 90 test -S "$W/run/hybridd/control.sock" || verdict "FAIL (hybridd run did not restart: $(tail -n2 "$OUT/hybridd.log"))"
+ceremonies "lwa-0.11-fallback" 0.11 local "tunnel tunnel" 2 connectable=true
 
 # The radio's own record: every advertising report carrying 0xFFF9 service
 # data that a controller received from the phone's, by PDU type and length.

@@ -86,4 +86,21 @@ pub trait Advertiser: Send {
     /// Stops broadcasting. Stopping a radio that is not advertising is not
     /// an error.
     fn stop(&mut self) -> AdvertFuture<'_>;
+
+    /// Starts the CTAP 2.3 advert offering the BLE L2CAP channel:
+    /// connectable, service data `advert ‖ {1: psm}`
+    /// ([`crate::service_data_with_psm`], `hybrid-ble-l2cap.md` §2). Only for
+    /// a QR that offered the channel. Radios that cannot say so (the
+    /// default); the session then falls back to [`Advertiser::start`].
+    fn start_with_psm<'a>(
+        &'a mut self,
+        advert: &'a [u8; ADVERT_LEN],
+        psm: u16,
+    ) -> AdvertFuture<'a> {
+        let _ = (advert, psm);
+        Box::pin(std::future::ready(Err(AdvertiserError::Backend {
+            message: "this radio cannot advertise an L2CAP PSM".to_owned(),
+            fix: "use the BlueZ radio for CTAP 2.3's BLE L2CAP channel".to_owned(),
+        })))
+    }
 }

@@ -391,4 +391,16 @@ impl hybrid_ble::Advertiser for BluezAdvertiser {
     fn stop(&mut self) -> hybrid_ble::AdvertFuture<'_> {
         Box::pin(async move { self.stop_advert().await.map_err(Into::into) })
     }
+
+    fn start_with_psm<'a>(
+        &'a mut self,
+        advert: &'a [u8; hybrid_ble::ADVERT_LEN],
+        psm: u16,
+    ) -> hybrid_ble::AdvertFuture<'a> {
+        Box::pin(async move {
+            self.start_advert_with_psm(advert, psm)
+                .await
+                .map_err(Into::into)
+        })
+    }
 }

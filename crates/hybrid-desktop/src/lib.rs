@@ -14,6 +14,12 @@
 //!   virtual device, a pseudo-terminal for pinentry-tty) and the stand-ins
 //!   for what cannot run privately (a polkit authority, a fake logind).
 //!
+//! Used by hybridd's desktop front-ends (`crates/hybridd/src/approval/desktop.rs`,
+//! `crates/hybridd/src/vault_session.rs`); whole ceremonies through them are
+//! tested in `crates/hybridd/tests/desktop_ceremony.rs`. Tested against
+//! dunst 1.9.0, pinentry-tty 1.2.1, fprintd 1.94.2 with libfprint 1.94.5
+//! and xdg-utils 1.1.3 (Debian 12; `docs/operations.md`, "From your desktop").
+//!
 //! What it does not own: what to show (every summary, body and description
 //! arrives already rendered by hybridd's one sanitizer for peer strings),
 //! the decision (the caller maps every outcome other than an explicit

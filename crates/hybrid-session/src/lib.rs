@@ -35,7 +35,7 @@ pub use config::{
     DEFAULT_WAIT_FOR_DESKTOP,
 };
 pub use outcome::{FailReason, Outcome};
-pub use session::{Action, Phases, PhoneSession};
+pub use session::{Action, DataPath, Phases, PhoneSession};
 
 #[cfg(test)]
 mod tests;

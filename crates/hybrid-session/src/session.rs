@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use hybrid_ble::{EidKey, EidPlaintext, Psk, ADVERT_LEN};
+use hybrid_ble::{EidKey, EidPlaintext, L2capFraming, Psk, ADVERT_LEN};
 use hybrid_ctap::command::CMD_GET_NEXT_ASSERTION;
 use hybrid_noise::post_handshake::PostHandshakeMessage;
 use hybrid_noise::{Crypter, Ephemeral, Frame, MessageType, Responder};
@@ -33,11 +33,45 @@ pub enum Action {
         /// The tunnel ID derived from the QR secret (§2.2 purpose 2).
         tunnel_id: TunnelId,
     },
-    /// Broadcast this 20-byte advert (§3, §10 step 4).
+    /// Broadcast this 20-byte advert (§3, §10 step 4): non-connectable,
+    /// exactly 20 bytes of service data — the only advert for a QR that does
+    /// not offer the BLE L2CAP channel.
     StartAdvert([u8; ADVERT_LEN]),
+    /// The QR offered CTAP 2.3's BLE L2CAP data channel and the radio can do
+    /// it (`hybrid-ble-l2cap.md` §8 step 1): listen on an LE credit-based
+    /// channel with a dynamic PSM and no security, then call
+    /// [`PhoneSession::on_l2cap_listening`] or
+    /// [`PhoneSession::on_l2cap_unavailable`]. Accept at most one desktop
+    /// and report it with [`PhoneSession::on_l2cap_connected`].
+    ListenL2cap,
+    /// Broadcast the connectable CTAP 2.3 advert: service data `advert ‖
+    /// {1: psm}` (`hybrid_ble::service_data_with_psm`, §2). Only ever issued
+    /// for a QR that offered the channel. If the radio cannot, call
+    /// [`PhoneSession::on_l2cap_unavailable`]: the session falls back to
+    /// [`Action::StartAdvert`].
+    StartAdvertWithPsm {
+        /// The 20-byte EID.
+        advert: [u8; ADVERT_LEN],
+        /// The listener's PSM.
+        psm: u16,
+    },
+    /// The desktop's handshake arrived on `DataPath` first: from now on every
+    /// [`Action::Send`] goes there. Close the other path — the tunnel, or the
+    /// L2CAP listener and any L2CAP connection (§6: first handshake wins).
+    UsePath(DataPath),
+    /// Stop listening for and close any L2CAP connection; the session goes
+    /// on over the tunnel (fallback, §6 step 3).
+    CloseL2cap,
+    /// The last L2CAP message did not decrypt and the channel frames with
+    /// `0D 0A`: its terminator was part of the ciphertext. Extend the
+    /// candidate (`hybrid_ble::L2capDecoder::extend_candidate`) and deliver
+    /// it again with [`PhoneSession::on_l2cap_message`] (§4 (b)).
+    ExtendCandidate,
     /// Stop broadcasting.
     StopAdvert,
-    /// Send one binary WebSocket message.
+    /// Send one message on the data path in use: a binary WebSocket message
+    /// on the tunnel, a framed message on the L2CAP channel (before
+    /// [`Action::UsePath`], the tunnel).
     Send(Vec<u8>),
     /// Run this CTAP request (`command byte || CBOR`) and hand the answer to
     /// [`PhoneSession::on_ctap_response`]. If the request needs the user,
@@ -52,11 +86,50 @@ pub enum Action {
     /// `CTAP2_ERR_USER_ACTION_TIMEOUT`), then hand that reply to
     /// [`PhoneSession::on_ctap_response`] as usual.
     UserTimedOut,
-    /// Close the tunnel (normal closure). Never preceded by a shutdown frame
-    /// (§6.3: the phone never sends `00`).
+    /// Close the tunnel (normal closure), the L2CAP channel and listener,
+    /// whatever is open. Never preceded by a shutdown frame (§6.3: the phone
+    /// never sends `00`).
     Close,
     /// The session is over; nothing follows.
     Finished(Outcome),
+}
+
+/// Which channel carries a session's messages once the desktop's handshake
+/// arrived (`hybrid-ble-l2cap.md` §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataPath {
+    /// The WebSocket tunnel through the tunnel server (§4).
+    Tunnel,
+    /// CTAP 2.3's BLE L2CAP channel, straight to the desktop.
+    L2cap,
+}
+
+impl DataPath {
+    /// `"tunnel"` or `"l2cap"` (logs, reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            DataPath::Tunnel => "tunnel",
+            DataPath::L2cap => "l2cap",
+        }
+    }
+}
+
+/// How often msg2 is made again, with a fresh ephemeral key, until it holds
+/// no `0D 0A` for a CRLF-framing desktop (§4 (a)); each try fails with
+/// probability ≈ 80 / 65536.
+const MSG2_TRIES: usize = 16;
+
+/// The L2CAP side of a session whose QR offered the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L2cap {
+    /// Not offered by the QR, not possible on this radio, or given up.
+    Off,
+    /// `ListenL2cap` issued; the advert waits for the PSM.
+    Listening,
+    /// The PSM is advertised; no desktop connected yet.
+    Advertised,
+    /// One desktop connected; its handshake has not arrived.
+    Connected,
 }
 
 /// When each phase of the session happened, for timing tables. Absent
@@ -156,6 +229,15 @@ pub struct PhoneSession<R: CryptoRngCore> {
     outcome: Option<Outcome>,
     advertising: bool,
     tunnel_requested: bool,
+    /// The tunnel reported closed or failed before the handshake while the
+    /// L2CAP channel could still carry it.
+    tunnel_gone: bool,
+    /// The QR offered the L2CAP channel (key 6 contains 1) and the driver
+    /// said the radio can ([`PhoneSession::set_l2cap_capable`]).
+    l2cap_offered: bool,
+    l2cap_capable: bool,
+    l2cap: L2cap,
+    path: Option<DataPath>,
 }
 
 impl<R: CryptoRngCore> std::fmt::Debug for PhoneSession<R> {
@@ -211,6 +293,11 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             outcome: None,
             advertising: false,
             tunnel_requested: false,
+            tunnel_gone: false,
+            l2cap_offered: qr.offers_ble_l2cap(),
+            l2cap_capable: false,
+            l2cap: L2cap::Off,
+            path: None,
             config,
         };
         let Some(desktop_identity) = qr.peer_public_key() else {
@@ -330,12 +417,136 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         self.advert = Some(advert);
         self.phases.tunnel_open = Some(now);
         self.phases.advert_out = Some(now);
-        self.advertising = true;
-        self.actions.push_back(Action::StartAdvert(advert));
+        if self.l2cap_offered && self.l2cap_capable {
+            // The listener must exist before its PSM is advertised (§3).
+            self.l2cap = L2cap::Listening;
+            self.actions.push_back(Action::ListenL2cap);
+        } else {
+            self.advertising = true;
+            self.actions.push_back(Action::StartAdvert(advert));
+        }
         self.state = State::Advertising {
             psk,
             deadline: after(now, self.config.wait_for_desktop),
         };
+    }
+
+    /// Says whether the radio can offer CTAP 2.3's BLE L2CAP channel
+    /// (connectable adverts and an LE credit-based listener). Call before
+    /// [`on_tunnel_open`](Self::on_tunnel_open); off by default. The channel
+    /// is offered only when the QR asks for it too.
+    pub fn set_l2cap_capable(&mut self, capable: bool) {
+        self.l2cap_capable = capable;
+    }
+
+    /// The L2CAP listener answered `ListenL2cap`: advertise its PSM.
+    pub fn on_l2cap_listening(&mut self, psm: u16, now: Instant) {
+        let _ = now;
+        if self.l2cap != L2cap::Listening || !matches!(self.state, State::Advertising { .. }) {
+            return;
+        }
+        let Some(advert) = self.advert else {
+            return;
+        };
+        self.l2cap = L2cap::Advertised;
+        self.advertising = true;
+        self.actions
+            .push_back(Action::StartAdvertWithPsm { advert, psm });
+    }
+
+    /// The L2CAP channel cannot be offered (no listener, or the radio could
+    /// not advertise the PSM): the session goes on with the plain 20-byte
+    /// advert and the tunnel alone.
+    pub fn on_l2cap_unavailable(&mut self, reason: &str, now: Instant) {
+        let _ = (reason, now);
+        if !matches!(self.l2cap, L2cap::Listening | L2cap::Advertised)
+            || !matches!(self.state, State::Advertising { .. })
+        {
+            return;
+        }
+        let Some(advert) = self.advert else {
+            return;
+        };
+        if self.l2cap == L2cap::Advertised {
+            self.actions.push_back(Action::CloseL2cap);
+        }
+        self.l2cap = L2cap::Off;
+        self.advertising = true;
+        self.actions.push_back(Action::StartAdvert(advert));
+    }
+
+    /// A desktop connected to the L2CAP listener. The first one is taken —
+    /// the advert stops (its job is done) — and `true` returned; any other
+    /// (a second central, or one while the channel is not offered) gets
+    /// `false`: close it (one connection per transaction, §3).
+    pub fn on_l2cap_connected(&mut self, now: Instant) -> bool {
+        let _ = now;
+        if self.l2cap != L2cap::Advertised || !matches!(self.state, State::Advertising { .. }) {
+            return false;
+        }
+        self.l2cap = L2cap::Connected;
+        self.stop_advert();
+        true
+    }
+
+    /// One message from the L2CAP channel, unwrapped with the `framing` the
+    /// desktop uses (`hybrid_ble::L2capDecoder`). The first is msg1, as on
+    /// the tunnel ([`on_message`](Self::on_message)); in the CRLF framing a
+    /// message that does not decrypt is a candidate cut at a `0D 0A` inside
+    /// the ciphertext and is asked for again, longer
+    /// ([`Action::ExtendCandidate`]; the decoder bounds how often).
+    pub fn on_l2cap_message(&mut self, bytes: &[u8], framing: L2capFraming, now: Instant) {
+        match &self.state {
+            State::Advertising { .. } if self.l2cap == L2cap::Connected => {
+                self.on_msg1(bytes, DataPath::L2cap, Some(framing), now)
+            }
+            State::Ready { .. } if self.path == Some(DataPath::L2cap) => {
+                self.on_transport(bytes, Some(framing), now)
+            }
+            _ => {}
+        }
+    }
+
+    /// The L2CAP channel (or listener) ended: `error` is why, `None` for a
+    /// clean close. Once the channel carries the session this is handled as
+    /// the tunnel's close or failure is ([`on_tunnel_closed`](Self::on_tunnel_closed),
+    /// [`on_tunnel_error`](Self::on_tunnel_error)); before, the session falls
+    /// back to the tunnel ([`Action::CloseL2cap`]) — or, if the tunnel is
+    /// gone too, ends with `DesktopNeverConnected`.
+    pub fn on_l2cap_closed(&mut self, error: Option<String>, now: Instant) {
+        if self.path == Some(DataPath::L2cap) {
+            return match error {
+                None => self.path_closed(now),
+                Some(e) => self.path_failed(format!("L2CAP channel: {e}"), now),
+            };
+        }
+        if self.l2cap == L2cap::Off || !matches!(self.state, State::Advertising { .. }) {
+            return;
+        }
+        let advertised = self.l2cap != L2cap::Listening;
+        self.l2cap = L2cap::Off;
+        if self.tunnel_gone {
+            return self.fail(now, FailReason::DesktopNeverConnected);
+        }
+        self.actions.push_back(Action::CloseL2cap);
+        if !advertised {
+            // Never advertised: fall back to the plain advert.
+            if let Some(advert) = self.advert {
+                self.advertising = true;
+                self.actions.push_back(Action::StartAdvert(advert));
+            }
+        }
+    }
+
+    /// The data path the desktop's handshake arrived on, once it did.
+    pub fn path(&self) -> Option<DataPath> {
+        self.path
+    }
+
+    /// Whether the L2CAP channel may still carry this session's handshake
+    /// (listening, advertised or connected, before any handshake).
+    fn l2cap_pending(&self) -> bool {
+        self.path.is_none() && self.l2cap != L2cap::Off
     }
 
     /// The radio reports the advert is on air (optional; refines
@@ -358,7 +569,18 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// frame, oversize message). Before the tunnel opened this is
     /// `TunnelUnreachable`; after every allowed reply went out it is
     /// harmless (`Completed`); otherwise `TunnelFailed`.
+    ///
+    /// While the L2CAP channel may still carry the handshake, a tunnel that
+    /// fails before it is only noted: the desktop can still connect over
+    /// L2CAP. Once the handshake went over L2CAP the tunnel is irrelevant.
     pub fn on_tunnel_error(&mut self, reason: String, now: Instant) {
+        if !self.tunnel_irrelevant() {
+            self.path_failed(reason, now);
+        }
+    }
+
+    /// The data path in use failed.
+    fn path_failed(&mut self, reason: String, now: Instant) {
         match &self.state {
             State::Done => {}
             State::OpeningTunnel { .. } => {
@@ -381,7 +603,17 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// msg1: `DesktopNeverConnected`; after the handshake with no answered
     /// request or with one outstanding: `PeerClosedEarly` (§6.3, Chromium's
     /// `UNEXPECTED_EOF` / `EOF_WHILE_PROCESSING`); after a reply: `Completed`.
+    ///
+    /// As for [`on_tunnel_error`](Self::on_tunnel_error), a pending L2CAP
+    /// channel keeps the session going.
     pub fn on_tunnel_closed(&mut self, now: Instant) {
+        if !self.tunnel_irrelevant() {
+            self.path_closed(now);
+        }
+    }
+
+    /// The data path in use closed.
+    fn path_closed(&mut self, now: Instant) {
         match &self.state {
             State::Done => {}
             State::OpeningTunnel { .. } => {
@@ -401,6 +633,19 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                 }
             }
         }
+    }
+
+    /// Whether a tunnel close or failure is to be ignored: the session runs
+    /// on L2CAP, or may still (the tunnel is then marked gone).
+    fn tunnel_irrelevant(&mut self) -> bool {
+        if self.path == Some(DataPath::L2cap) {
+            return true;
+        }
+        if matches!(self.state, State::Advertising { .. }) && self.l2cap_pending() {
+            self.tunnel_gone = true;
+            return true;
+        }
+        false
     }
 
     /// The user or daemon gives up. After every allowed reply went out this
@@ -434,11 +679,20 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// (decrypt failure, empty, type > 3, JSON, invalid update) → close
     /// with the named failure. Nothing the session sends is ever a shutdown
     /// frame.
+    ///
+    /// This is the tunnel's input; the L2CAP channel's is
+    /// [`on_l2cap_message`](Self::on_l2cap_message). Once the handshake
+    /// arrived over L2CAP, tunnel messages are ignored.
     pub fn on_message(&mut self, bytes: &[u8], now: Instant) {
         match &self.state {
             State::Done | State::OpeningTunnel { .. } => {}
-            State::Advertising { .. } => self.on_msg1(bytes, now),
-            State::Ready { .. } => self.on_transport(bytes, now),
+            State::Advertising { .. } if !self.tunnel_gone => {
+                self.on_msg1(bytes, DataPath::Tunnel, None, now)
+            }
+            State::Ready { .. } if self.path == Some(DataPath::Tunnel) => {
+                self.on_transport(bytes, None, now)
+            }
+            _ => {}
         }
     }
 
@@ -597,7 +851,13 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         self.config.max_commands.max(1)
     }
 
-    fn on_msg1(&mut self, msg1: &[u8], now: Instant) {
+    fn on_msg1(
+        &mut self,
+        msg1: &[u8],
+        path: DataPath,
+        framing: Option<L2capFraming>,
+        now: Instant,
+    ) {
         let State::Advertising { psk, .. } = &self.state else {
             return;
         };
@@ -605,14 +865,37 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         let Some(secrets) = &self.secrets else {
             return;
         };
-        let responder = Responder::qr(psk.as_bytes(), &secrets.desktop_identity);
-        let result = responder.respond(msg1, Ephemeral::Random(&mut self.rng));
-        // The handshake is over either way: stop advertising (§10 step 6).
-        self.stop_advert();
+        let crlf = framing == Some(L2capFraming::Crlf);
+        let mut result = Responder::qr(psk.as_bytes(), &secrets.desktop_identity)
+            .respond(msg1, Ephemeral::Random(&mut self.rng));
+        if crlf {
+            // §4 (a): a libwebauthn ≤ 0.10 desktop cuts msg2 at its first
+            // 0D 0A; nothing is sent yet, so make it again with a fresh key.
+            for _ in 1..MSG2_TRIES {
+                match &result {
+                    Ok((msg2, _)) if !L2capFraming::Crlf.is_sendable(msg2) => {}
+                    _ => break,
+                }
+                result = Responder::qr(psk.as_bytes(), &secrets.desktop_identity)
+                    .respond(msg1, Ephemeral::Random(&mut self.rng));
+            }
+        }
         let (msg2, established) = match result {
             Ok(ok) => ok,
-            Err(e) => return self.fail(now, FailReason::HandshakeFailed(e.to_string())),
+            Err(_) if crlf => {
+                // §4 (b): the 0D 0A that ended this candidate may be part of
+                // msg1; the decoder bounds the extensions.
+                self.actions.push_back(Action::ExtendCandidate);
+                return;
+            }
+            Err(e) => {
+                // The handshake is over: stop advertising (§10 step 6).
+                self.stop_advert();
+                return self.fail(now, FailReason::HandshakeFailed(e.to_string()));
+            }
         };
+        // The handshake is over: stop advertising (§10 step 6).
+        self.stop_advert();
         let (mut crypter, _hash) = established.into_parts();
         let post =
             Zeroizing::new(PostHandshakeMessage::ctap(self.config.get_info.clone()).encode());
@@ -623,6 +906,15 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         // The QR secret, EID key and PSK are no longer needed.
         self.secrets = None;
         self.phases.handshake_done = Some(now);
+        // First handshake wins (hybrid-ble-l2cap.md §6): drop the other path.
+        self.path = Some(path);
+        match path {
+            DataPath::L2cap => self.tunnel_requested = false,
+            DataPath::Tunnel => self.l2cap = L2cap::Off,
+        }
+        if self.l2cap_offered && self.l2cap_capable {
+            self.actions.push_back(Action::UsePath(path));
+        }
         self.actions.push_back(Action::Send(msg2));
         self.actions.push_back(Action::Send(post_wire));
         self.state = State::Ready {
@@ -636,7 +928,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         };
     }
 
-    fn on_transport(&mut self, bytes: &[u8], now: Instant) {
+    fn on_transport(&mut self, bytes: &[u8], framing: Option<L2capFraming>, now: Instant) {
         let max = self.max_commands();
         let State::Ready {
             crypter,
@@ -652,6 +944,12 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         };
         let plain = match crypter.decrypt(bytes) {
             Ok(p) => Zeroizing::new(p),
+            // §4 (b): a failed decryption does not advance the read counter;
+            // the candidate may end at a 0D 0A inside the ciphertext.
+            Err(_) if framing == Some(L2capFraming::Crlf) => {
+                self.actions.push_back(Action::ExtendCandidate);
+                return;
+            }
             Err(_) => return self.fail(now, FailReason::DecryptFailed),
         };
         let frame = match Frame::parse(&plain) {
@@ -722,8 +1020,10 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             return;
         }
         self.stop_advert();
-        if self.tunnel_requested {
+        let l2cap_open = self.l2cap != L2cap::Off || self.path == Some(DataPath::L2cap);
+        if self.tunnel_requested || l2cap_open {
             self.tunnel_requested = false;
+            self.l2cap = L2cap::Off;
             self.actions.push_back(Action::Close);
         }
         self.state = State::Done;

@@ -807,3 +807,5 @@ fn huge_configured_durations_never_panic() {
     assert!(matches!(&drain(&mut h.session)[..], [Action::Send(_)]));
     assert!(h.session.poll_timeout().unwrap() > far);
 }
+
+mod l2cap;

@@ -28,6 +28,13 @@ pub const MAX_DURATION_SECS: u64 = 24 * 60 * 60;
 pub const DEFAULT_MAX_QR_AGE_SECS: u64 = 600;
 /// Default `pin_attempts`: wrong PINs accepted per approval before it counts as declined.
 pub const DEFAULT_PIN_ATTEMPTS: u32 = 3;
+/// Default `pinentry`: the program Debian's alternatives point at the
+/// user's preferred pinentry (`pinentry-gnome3`, `-qt`, `-curses`, `-tty`).
+pub const DEFAULT_PINENTRY: &str = "pinentry";
+/// Default `fingerprint_attempts`: fingers that do not match before the fallback.
+pub const DEFAULT_FINGERPRINT_ATTEMPTS: u32 = 3;
+/// Default `vault_session_idle_secs`: an unused vault session is dropped after 15 minutes.
+pub const DEFAULT_VAULT_SESSION_IDLE_SECS: u64 = 900;
 
 /// Which radio broadcasts the advert (hybrid-protocol.md §3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -46,12 +53,44 @@ pub enum RadioBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalMode {
-    /// Ask a person: the `hybridd scan` client, or the terminal in `--standalone`.
+    /// Ask a person: the `hybridd scan` client on its terminal (or the
+    /// terminal in `--standalone`); a request that did not come from a
+    /// terminal (a `FIDO:/` link opened by `xdg-open`, `hybridd scan -` in
+    /// a pipe) is asked through a desktop notification.
     #[default]
     Interactive,
+    /// Always ask through a desktop notification (`org.freedesktop.Notifications`).
+    Notification,
     /// Approve everything with the PIN in `pin_file`. For tests only: any
     /// desktop that scans a QR this device answers gets a signature.
     Auto,
+}
+
+/// How the person is verified (user verification) once they consented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// The vault PIN, asked together with the consent on the terminal; when
+    /// the consent came from a notification, through pinentry.
+    #[default]
+    Pin,
+    /// The vault PIN, always through the `pinentry` program.
+    Pinentry,
+    /// A fingerprint through fprintd, against an open vault session
+    /// (`hybridd unlock`, or the PIN through pinentry at the first request).
+    Fingerprint,
+}
+
+/// What happens when the fingerprint cannot verify (no fprintd, no reader,
+/// no enrolled finger, or `fingerprint_attempts` fingers that did not match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FingerprintFallback {
+    /// Ask for the vault PIN through pinentry.
+    #[default]
+    Pinentry,
+    /// Decline the request.
+    Decline,
 }
 
 /// `config.toml` as written: every key optional, unknown keys refused.
@@ -91,8 +130,21 @@ pub struct FileConfig {
     pub allow_qr_without_timestamp: Option<bool>,
     /// Wrong PINs allowed per approval. Default 3.
     pub pin_attempts: Option<u32>,
-    /// `interactive` (default) or `auto`.
+    /// `interactive` (default), `notification` or `auto`.
     pub approval: Option<ApprovalMode>,
+    /// `pin` (default), `pinentry` or `fingerprint`.
+    pub verify: Option<VerifyMode>,
+    /// The pinentry program. Default `pinentry`.
+    pub pinentry: Option<PathBuf>,
+    /// The terminal a terminal pinentry (`pinentry-tty`, `-curses`) shows
+    /// on. Default: none (a graphical pinentry).
+    pub pinentry_tty: Option<PathBuf>,
+    /// `pinentry` (default) or `decline`.
+    pub fingerprint_fallback: Option<FingerprintFallback>,
+    /// Fingers that do not match before the fallback. Default 3.
+    pub fingerprint_attempts: Option<u32>,
+    /// An unused vault session is dropped after this many seconds. Default 900.
+    pub vault_session_idle_secs: Option<u64>,
     /// File holding the PIN for `approval = "auto"`.
     pub pin_file: Option<PathBuf>,
     /// AAGUID as 32 hex characters. Default: hybridd's own.
@@ -127,7 +179,7 @@ pub struct Overrides {
     /// Use the stdout radio (adverts printed as hex lines).
     #[arg(long)]
     pub advert_stdout: bool,
-    /// Approval mode: `interactive` or `auto` (auto needs `--pin-file`).
+    /// Approval mode: `interactive`, `notification` or `auto` (auto needs `--pin-file`).
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
     pub approval: Option<ApprovalMode>,
     /// PIN file for `--approval auto`.
@@ -144,9 +196,10 @@ pub struct Overrides {
 fn parse_mode(s: &str) -> Result<ApprovalMode, ConfigError> {
     match s {
         "interactive" => Ok(ApprovalMode::Interactive),
+        "notification" => Ok(ApprovalMode::Notification),
         "auto" => Ok(ApprovalMode::Auto),
         other => Err(ConfigError::Invalid(format!(
-            "unknown approval mode {other:?}: use interactive or auto"
+            "unknown approval mode {other:?}: use interactive, notification or auto"
         ))),
     }
 }
@@ -185,8 +238,27 @@ pub struct Config {
     pub approval: ApprovalMode,
     /// PIN file for `auto`.
     pub pin_file: Option<PathBuf>,
+    /// User verification.
+    pub verify: VerifyMode,
+    /// The pinentry program and the terminal it shows on.
+    pub pinentry: PinentrySettings,
+    /// What replaces a fingerprint that cannot verify.
+    pub fingerprint_fallback: FingerprintFallback,
+    /// Fingers that do not match before the fallback (at least 1).
+    pub fingerprint_attempts: u32,
+    /// How long an unused vault session lives.
+    pub vault_session_idle: Duration,
     /// AAGUID.
     pub aaguid: [u8; 16],
+}
+
+/// Which pinentry to run (`pinentry`, `pinentry_tty`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinentrySettings {
+    /// The program (a path, or a name looked up in `PATH`).
+    pub program: PathBuf,
+    /// The terminal of a terminal pinentry; `None` for a graphical one.
+    pub tty: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable. Each message names the file or key.
@@ -414,6 +486,24 @@ pub fn resolve(
         pin_attempts: file.pin_attempts.unwrap_or(DEFAULT_PIN_ATTEMPTS).max(1),
         approval,
         pin_file,
+        verify: file.verify.unwrap_or_default(),
+        pinentry: PinentrySettings {
+            program: file
+                .pinentry
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PINENTRY)),
+            tty: file.pinentry_tty,
+        },
+        fingerprint_fallback: file.fingerprint_fallback.unwrap_or_default(),
+        fingerprint_attempts: file
+            .fingerprint_attempts
+            .unwrap_or(DEFAULT_FINGERPRINT_ATTEMPTS)
+            .max(1),
+        vault_session_idle: Duration::from_secs(secs(
+            None,
+            file.vault_session_idle_secs,
+            DEFAULT_VAULT_SESSION_IDLE_SECS,
+            "vault_session_idle_secs",
+        )?),
         aaguid,
     })
 }
@@ -441,102 +531,4 @@ pub fn kdf_params() -> hybrid_vault::KdfParams {
 mod security_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        parse_file(text, Path::new("config.toml"))
-    }
-
-    #[test]
-    fn empty_file_is_all_defaults() {
-        let c = resolve(parse("").unwrap(), &Overrides::default(), None).unwrap();
-        assert_eq!(c.tunnel, TunnelBase::Domain(0));
-        assert_eq!(c.radio, RadioBackend::Bluez);
-        assert_eq!(c.adapter, None);
-        assert_eq!(c.wait_for_desktop, Duration::from_secs(120));
-        assert_eq!(c.approval_timeout, Duration::from_secs(60));
-        assert_eq!(c.max_qr_age_secs, 600);
-        assert_eq!(c.approval, ApprovalMode::Interactive);
-        assert_eq!(c.aaguid, hybrid_ctap::DEFAULT_AAGUID);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = parse("tunel_url = \"ws://x\"\n").unwrap_err().to_string();
-        assert!(e.contains("tunel_url"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_and_bad_enum() {
-        assert!(parse("domain_id = \"zero\"").is_err());
-        let e = parse("radio = \"wifi\"").unwrap_err().to_string();
-        assert!(e.contains("wifi"), "{e}");
-    }
-
-    #[test]
-    fn unassigned_domain_refused() {
-        let e = resolve(parse("domain_id = 7").unwrap(), &Overrides::default(), None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("domain_id"), "{e}");
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let f = parse(
-            "tunnel_url = \"wss://a.example\"\nradio = \"stdout\"\napproval_timeout_secs = 5\n",
-        )
-        .unwrap();
-        let o = Overrides {
-            tunnel_url: Some("ws://127.0.0.1:9".into()),
-            advert_file: Some("/tmp/adv".into()),
-            ..Overrides::default()
-        };
-        let c = resolve(f, &o, None).unwrap();
-        assert_eq!(c.tunnel, TunnelBase::url("ws://127.0.0.1:9", 0).unwrap());
-        assert_eq!(c.radio, RadioBackend::File);
-        assert_eq!(c.approval_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn auto_needs_pin_file_and_file_needs_path() {
-        assert!(resolve(
-            parse("approval = \"auto\"").unwrap(),
-            &Overrides::default(),
-            None
-        )
-        .is_err());
-        assert!(resolve(
-            parse("radio = \"file\"").unwrap(),
-            &Overrides::default(),
-            None
-        )
-        .is_err());
-        let c = resolve(
-            parse("approval = \"auto\"\npin_file = \"/p\"").unwrap(),
-            &Overrides::default(),
-            None,
-        )
-        .unwrap();
-        assert_eq!(c.approval, ApprovalMode::Auto);
-    }
-
-    #[test]
-    fn aaguid_parsed() {
-        let c = resolve(
-            parse("aaguid = \"00112233-4455-6677-8899-aabbccddeeff\"").unwrap(),
-            &Overrides::default(),
-            None,
-        )
-        .unwrap();
-        assert_eq!(c.aaguid[0], 0x00);
-        assert_eq!(c.aaguid[15], 0xff);
-        assert!(resolve(
-            parse("aaguid = \"0011\"").unwrap(),
-            &Overrides::default(),
-            None
-        )
-        .is_err());
-    }
-}
+mod tests;

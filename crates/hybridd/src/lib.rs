@@ -16,7 +16,8 @@
 //!   socket, automatic);
 //! * [`prompt`]: what the person is shown, rendered once;
 //! * [`vault`]: the vault adapter — the daemon's CTAP environment on a
-//!   dedicated vault worker thread;
+//!   dedicated vault worker thread; [`vault_session`]: what opens and ends
+//!   the vault session of fingerprint verification;
 //! * [`control`]: the control protocol (typed messages), its server and its
 //!   client;
 //! * [`config`], [`replay`], [`error`] and the subcommands in [`cmd`].
@@ -36,6 +37,7 @@ pub mod private_file;
 pub mod prompt;
 pub mod replay;
 pub mod vault;
+pub mod vault_session;
 
 pub use error::Error;
 

@@ -34,6 +34,10 @@ enum Command {
     TunnelServer(cmd::tunnel_server::Args),
     /// Check Bluetooth, the tunnel server, the vault and the daemon.
     Doctor(cmd::doctor::Args),
+    /// Open the daemon's vault session, for fingerprint verification.
+    Unlock(cmd::unlock::UnlockArgs),
+    /// End the daemon's vault session.
+    Lock(cmd::unlock::LockArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +51,7 @@ fn main() -> ExitCode {
         Command::Credentials(args) => cmd::credentials::run(args),
         Command::TunnelServer(args) => cmd::tunnel_server::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Unlock(args) => cmd::unlock::run_unlock(args),
+        Command::Lock(args) => cmd::unlock::run_lock(args),
     }
 }

@@ -12,8 +12,17 @@
 //! lock the vault). No mutex, no blocking call on the async runtime, and
 //! the CTAP core's step API means the worker never waits for the user.
 //! The daemon and `hybridd demo` run the same worker.
+//!
+//! **Vault session** (`verify = "fingerprint"`, `docs/threat-model.md`):
+//! a worker started with [`VaultWorker::spawn_with_sessions`] keeps the
+//! vault unlocked after a correct PIN — across ceremonies — so that a
+//! fingerprint can stand for the PIN. The key stays inside the worker's
+//! [`Vault`] (zeroized on lock, never copied out); the session ends on
+//! [`VaultWorker::close_session`] (`hybridd lock`, logind's lock and
+//! suspend signals) and after `idle` without a request, checked on every
+//! job and by [`VaultWorker::session_open`].
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hybrid_ctap::{Approval, Authenticator, Clock, EnvParts, RequestContext, Step, UserError};
 use hybrid_vault::{Vault, VaultError};
@@ -75,6 +84,35 @@ enum Job {
     Unlock(Zeroizing<String>, oneshot::Sender<Result<(), VaultError>>),
     EndSession(oneshot::Sender<()>),
     Count(oneshot::Sender<Result<u64, VaultError>>),
+    /// Is the vault session open at this time? (Expires it when idle.)
+    SessionOpen(Instant, oneshot::Sender<bool>),
+    /// Ends the vault session; answers whether one was open.
+    CloseSession(oneshot::Sender<bool>),
+}
+
+/// The vault session's state in the worker.
+#[derive(Debug, Clone, Copy)]
+struct Sessions {
+    /// How long an unused session lives.
+    idle: Duration,
+    /// When the open session expires; `None`: no session.
+    until: Option<Instant>,
+}
+
+impl Sessions {
+    /// Whether a session is open at `now`; an expired one is ended (the
+    /// caller locks the vault).
+    fn open_at(&mut self, now: Instant) -> bool {
+        match self.until {
+            Some(t) if now < t => true,
+            Some(_) => {
+                self.until = None;
+                tracing::info!("vault session ended: idle timeout");
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 /// The handle to the vault worker thread. The thread ends when the last
@@ -89,6 +127,26 @@ impl VaultWorker {
     /// Starts the worker thread owning `vault` and an authenticator with
     /// `aaguid` over it.
     pub fn spawn(vault: Vault, aaguid: [u8; 16]) -> Result<VaultWorker, Error> {
+        Self::spawn_inner(vault, aaguid, None)
+    }
+
+    /// [`VaultWorker::spawn`] with vault sessions: a correct PIN keeps the
+    /// vault unlocked until [`VaultWorker::close_session`] or `idle`
+    /// without a request.
+    pub fn spawn_with_sessions(
+        vault: Vault,
+        aaguid: [u8; 16],
+        idle: Duration,
+    ) -> Result<VaultWorker, Error> {
+        Self::spawn_inner(vault, aaguid, Some(idle))
+    }
+
+    fn spawn_inner(
+        vault: Vault,
+        aaguid: [u8; 16],
+        idle: Option<Duration>,
+    ) -> Result<VaultWorker, Error> {
+        let sessions = idle.map(|idle| Sessions { idle, until: None });
         let config = hybrid_ctap::Config {
             aaguid,
             ..hybrid_ctap::Config::default()
@@ -98,7 +156,7 @@ impl VaultWorker {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("hybridd-vault".into())
-            .spawn(move || work(auth, rx))
+            .spawn(move || work(auth, sessions, rx))
             .map_err(Error::Runtime)?;
         Ok(VaultWorker { jobs, get_info })
     }
@@ -123,13 +181,49 @@ impl VaultWorker {
     pub async fn count(&self) -> Result<u64, Error> {
         Ok(self.call(Job::Count).await??)
     }
+
+    /// Whether a vault session is open now (ending it if it sat idle too long).
+    pub async fn session_open(&self) -> bool {
+        self.session_open_at(Instant::now()).await
+    }
+
+    /// Whether a vault session is open at `now` (tests pass a later time).
+    pub async fn session_open_at(&self, now: Instant) -> bool {
+        self.call(|tx| Job::SessionOpen(now, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Ends the vault session and locks the vault; `true` if one was open.
+    pub async fn close_session(&self) -> bool {
+        self.call(Job::CloseSession).await.unwrap_or(false)
+    }
 }
 
 /// The worker thread: one job at a time, until every handle is gone.
-fn work(mut auth: Authenticator<DaemonEnv>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+fn work(
+    mut auth: Authenticator<DaemonEnv>,
+    mut sessions: Option<Sessions>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
     while let Some(job) = jobs.blocking_recv() {
+        // An idle session ends before anything can use it.
+        let now = Instant::now();
+        let open = match &mut sessions {
+            Some(s) if s.until.is_some() => {
+                let open = s.open_at(now);
+                if !open {
+                    auth.env_mut().store.lock();
+                }
+                open
+            }
+            _ => false,
+        };
         match job {
             Job::Process(request, ctx, tx) => {
+                if let (true, Some(s)) = (open, &mut sessions) {
+                    s.until = Some(now + s.idle);
+                }
                 let _ = tx.send(auth.process(&request, &ctx));
             }
             Job::Resume(answer, tx) => {
@@ -137,15 +231,39 @@ fn work(mut auth: Authenticator<DaemonEnv>, mut jobs: mpsc::UnboundedReceiver<Jo
             }
             Job::Unlock(pin, tx) => {
                 let r = auth.env_mut().store.unlock(&pin, SystemTime::now());
+                if let (Ok(()), Some(s)) = (&r, &mut sessions) {
+                    if s.until.is_none() {
+                        tracing::info!(idle_secs = s.idle.as_secs(), "vault session opened");
+                    }
+                    s.until = Some(now + s.idle);
+                }
                 let _ = tx.send(r);
             }
             Job::EndSession(tx) => {
                 auth.end_session();
-                auth.env_mut().store.lock();
+                if !open {
+                    auth.env_mut().store.lock();
+                }
                 let _ = tx.send(());
             }
             Job::Count(tx) => {
                 let _ = tx.send(auth.env_mut().store.count());
+            }
+            Job::SessionOpen(at, tx) => {
+                let open = match &mut sessions {
+                    Some(s) => s.open_at(at),
+                    None => false,
+                };
+                if !open {
+                    auth.env_mut().store.lock();
+                }
+                let _ = tx.send(open);
+            }
+            Job::CloseSession(tx) => {
+                let was = sessions.as_mut().and_then(|s| s.until.take()).is_some();
+                auth.end_session();
+                auth.env_mut().store.lock();
+                let _ = tx.send(was);
             }
         }
     }
@@ -237,6 +355,46 @@ mod tests {
             w.verify_pin(Zeroizing::new("9999".into())).await,
             Err(Error::Vault(VaultError::WrongPin { .. }))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_vault_session_outlives_the_ceremony_until_closed_or_idle() {
+        let rp = RelyingParty::new("example.com", "Example");
+        let user = hybrid_ctap::types::UserEntity {
+            id: vec![1],
+            name: Some("alice".into()),
+            display_name: None,
+        };
+        let (_d, v) = vault();
+        let idle = Duration::from_secs(60);
+        let mut w = VaultWorker::spawn_with_sessions(v, hybrid_ctap::DEFAULT_AAGUID, idle).unwrap();
+        assert!(!w.session_open().await);
+        w.verify_pin(Zeroizing::new("1234".into())).await.unwrap();
+        assert!(w.session_open().await);
+        // A ceremony ends: the vault stays unlocked, a verified approval signs.
+        w.end_session().await;
+        let mc = rp.make_credential_request([7; 32], user, true).to_frame();
+        let _ = w.process(mc, RequestContext::default()).await.unwrap();
+        assert!(w.resume(VERIFIED).await.unwrap().reply().unwrap().is_ok());
+        w.end_session().await;
+        // Past the idle time the session is gone and the vault locked.
+        assert!(!w.session_open_at(Instant::now() + idle * 2).await);
+        let ga = rp.get_assertion_request([8; 32], &[]).to_frame();
+        let _ = w
+            .process(ga.clone(), RequestContext::default())
+            .await
+            .unwrap();
+        let r = w.resume(VERIFIED).await.unwrap().reply().unwrap();
+        assert_eq!(r.status, hybrid_ctap::Ctap2Status::OperationDenied);
+        w.end_session().await;
+        // Opened again, then closed (`hybridd lock`, logind).
+        w.verify_pin(Zeroizing::new("1234".into())).await.unwrap();
+        assert!(w.close_session().await);
+        assert!(!w.close_session().await);
+        assert!(!w.session_open().await);
+        let _ = w.process(ga, RequestContext::default()).await.unwrap();
+        let r = w.resume(VERIFIED).await.unwrap().reply().unwrap();
+        assert_eq!(r.status, hybrid_ctap::Ctap2Status::OperationDenied);
     }
 
     #[tokio::test]

@@ -235,6 +235,7 @@ async fn run_as(
         replay: &mut ReplaySet::default(),
         progress: &tx,
         cancel,
+        l2cap: None,
     }
     .run(uri, opts)
     .await;

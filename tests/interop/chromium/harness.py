@@ -19,7 +19,10 @@ Pieces, all on loopback, no Bluetooth and no internet:
   * `hybridd run --approval auto --pin-file` (the PIN check sets UV), fed by
     `hybridd scan <FIDO:/ URL>` for each QR code read with zbarimg from a
     screenshot of Chromium's window under Xvfb;
-  * rp.py (py_webauthn) behind page.html at http://localhost:PORT.
+  * rp.py (py_webauthn) behind page.html at http://localhost:PORT;
+  * for `notify-fingerprint` only (desktop.py): a second `hybridd run`
+    configured as on a desktop, asking through dunst and verifying with
+    fprintd's virtual reader.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from desktop import NotifyPhone
 from rp import RelyingParty, Step
 
 T0 = time.time()
@@ -203,6 +207,8 @@ class World:
         self.daemon: Optional[subprocess.Popen] = None
         self.scenario_no = 0
         self.chromium_version = ""
+        # For desktop.py (this file runs as __main__, so it cannot import them).
+        self.SetupError, self.log, self.wait_for = SetupError, log, wait_for
 
     def path(self, *p: str) -> str:
         return os.path.join(self.run, *p)
@@ -355,7 +361,9 @@ class World:
 
     # -------------------------------------------------------- one scenario
     def scenario(self, mode: str, name: str, steps: list[Step], *, trusted: bool = True,
-                 expect: str = "pass", timeout: float = 120, chromium_logs: tuple[str, ...] = ()) -> Result:
+                 expect: str = "pass", timeout: float = 120, chromium_logs: tuple[str, ...] = (),
+                 scanner: Optional[Callable[[Scan], None]] = None,
+                 check: Optional[Callable[[], list[str]]] = None) -> Result:
         """Runs one Chromium session over `steps`.
 
         expect = "pass": every step verified by the RP and every scan exit 0.
@@ -364,7 +372,10 @@ class World:
         expect = "no-adapter": Chromium offers no hybrid (no QR) and a scan of a
         QR from a desktop that never connects fails cleanly.
         chromium_logs: strings Chromium's log must contain for a pass.
+        scanner: hands one QR code to a phone (default `scan`, the auto daemon).
+        check: more problems to find after the ceremonies (for a pass).
         """
+        scanner = scanner or self.scan
         self.scenario_no += 1
         tag = f"{self.scenario_no:02d}-{mode}-{name}"
         log(f"scenario {tag}: {len(steps)} step(s), expect {expect}")
@@ -434,7 +445,7 @@ class World:
                     last_url = u
                     s = Scan(url=u, t_qr=time.time())
                     scans.append(s)
-                    th = threading.Thread(target=self.scan, args=(s,), daemon=True)
+                    th = threading.Thread(target=scanner, args=(s,), daemon=True)
                     th.start()
                     threads.append(th)
                     shutil.copy(shot, self.path("shots", f"{tag}-qr{len(scans)}.png"))
@@ -446,6 +457,8 @@ class World:
         text = read(clog)
         for note in notes:
             print(f"  (note: {note})", flush=True)
+        if check is not None and expect == "pass":
+            reason = "; ".join(filter(None, [reason, *check()]))
         return self.judge(mode, name, expect, reason, steps, scans, minted, text, t_start, chromium_logs)
 
     def launch_chromium(self, tag: str, home: str) -> tuple[subprocess.Popen, str]:
@@ -716,6 +729,18 @@ def main() -> int:
                         chromium_logs=("kAuthenticatorGetNextAssertion", "UI step: kSelectAccount")))
                 if want("prf"):
                     results.append(w.scenario(mode, "prf", plan_prf()))
+                if want("notify-fingerprint"):
+                    phone = NotifyPhone(w)
+                    try:
+                        phone.start(w.plain_url)
+                        results.append(w.scenario(mode, "notify-fingerprint", plan_uv("nf"),
+                                                  scanner=phone.scanner(), check=phone.check(2)))
+                        print(f"  (notify-fingerprint: {phone.versions})", flush=True)
+                    finally:
+                        rc = phone.stop()
+                    if rc != 0:
+                        results.append(Result(mode, "notify-daemon-shutdown", False,
+                                              f"hybridd run (notify) exited {rc} on SIGTERM"))
                 if want("rounds"):
                     results.append(w.scenario(mode, f"rounds{args.rounds}", plan_rounds(args.rounds),
                                               timeout=60 + 15 * args.rounds))

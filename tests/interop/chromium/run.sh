@@ -6,7 +6,7 @@
 #   --modes bluez,file   radio modes to run (default both)
 #   --rounds N           ceremonies of the rounds scenario (default 10)
 #   --only a,b           only these scenarios (uv, discoverable,
-#                        discoverable-pick, prf, rounds,
+#                        discoverable-pick, prf, notify-fingerprint, rounds,
 #                        untrusted, no-adapter)
 #   --wait-for-desktop S hybridd's wait for the desktop (default 10 s)
 # Environment: INTEROP_RUN_DIR (default target/interop-chromium/<stamp>),
@@ -36,6 +36,9 @@ if [ -z "${INTEROP_SKIP_SETUP:-}" ]; then
   command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
   command -v openssl >/dev/null || missing+=(openssl)
   [ -x /usr/bin/import ] || missing+=(imagemagick)
+  command -v dunst >/dev/null || missing+=(dunst)
+  command -v dbus-send >/dev/null || missing+=(dbus-bin)
+  [ -x /usr/libexec/fprintd ] || missing+=(fprintd)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"

@@ -163,6 +163,7 @@ impl World {
                 replay: &mut ReplaySet::default(),
                 progress: &tx,
                 cancel: Some(cancel_rx),
+                l2cap: None,
             }
             .run(&uri, &opts)
             .await;

@@ -13,6 +13,7 @@ use hybrid_ctap::{Approval, ApprovalRequest, UserError};
 use hybrid_vault::VaultError;
 use zeroize::Zeroizing;
 
+use crate::approval::desktop::{Verification, Verified};
 use crate::approval::{needs_verification, Answer, Approver, User};
 use crate::error::Error;
 use crate::prompt::{Action, Notice, Prompt};
@@ -83,6 +84,8 @@ pub struct Approvals<V> {
     front_end: Box<dyn Approver>,
     verifier: V,
     pin_attempts: u32,
+    /// Verification after a consent without a PIN (pinentry, fingerprint).
+    verification: Option<Box<dyn Verification>>,
 }
 
 impl<V> std::fmt::Debug for Approvals<V> {
@@ -101,7 +104,16 @@ impl<V: Verifier> Approvals<V> {
             front_end,
             verifier,
             pin_attempts: pin_attempts.max(1),
+            verification: None,
         }
+    }
+
+    /// Verifies through `verification` once the front-end consented (the
+    /// front-end is then not asked for the PIN, and a wrong PIN asks
+    /// `verification` again, not the front-end).
+    pub fn with_verification(mut self, verification: Option<Box<dyn Verification>>) -> Self {
+        self.verification = verification;
+        self
     }
 
     async fn flow(&mut self, request: &ApprovalRequest) -> Result<Approval, UserError> {
@@ -109,23 +121,42 @@ impl<V: Verifier> Approvals<V> {
         // verification too (`uv_required`): without it the hit does not
         // count (CTAP 2.1 §6.1.2 step 12.1.1).
         let needs_pin = needs_verification(request.command) || request.uv_required;
-        let mut prompt = Prompt::new(request, needs_pin);
+        let mut prompt = Prompt::new(request, needs_pin && self.verification.is_none());
         let mut wrong = 0u32;
+        let mut consented = false;
         loop {
-            // Consent (and, from front-ends that ask both at once, the PIN).
-            let pin = match self.front_end.ask(&prompt).await? {
-                Answer::Decline => return Err(UserError::Declined),
-                Answer::Approve(pin) => pin,
+            // Consent (and, from front-ends that ask both at once, the PIN);
+            // asked once when a verification follows.
+            let pin = if consented && self.verification.is_some() {
+                None
+            } else {
+                match self.front_end.ask(&prompt).await? {
+                    Answer::Decline => return Err(UserError::Declined),
+                    Answer::Approve(pin) => pin,
+                }
             };
+            consented = true;
             if !needs_pin {
                 return Ok(Approval {
                     user_present: true,
                     user_verified: false,
                 });
             }
-            let Some(pin) = pin else {
-                prompt.notice = Some(Notice::PinRequired.to_string());
-                continue;
+            let pin = match (pin, &mut self.verification) {
+                (Some(pin), _) => pin,
+                (None, Some(v)) => match v.verify(&prompt).await? {
+                    Verified::Pin(pin) => pin,
+                    Verified::Fingerprint => {
+                        return Ok(Approval {
+                            user_present: true,
+                            user_verified: true,
+                        })
+                    }
+                },
+                (None, None) => {
+                    prompt.notice = Some(Notice::PinRequired.to_string());
+                    continue;
+                }
             };
             // Verification.
             let refusal = match self.verifier.verify_pin(pin).await {
@@ -413,6 +444,75 @@ mod tests {
             fe.notices.lock().unwrap()[0],
             Notice::CannotUnlock(_)
         ));
+    }
+
+    /// A verification answering from a script, counting its calls.
+    struct ScriptedVerification {
+        answers: VecDeque<Result<Verified, UserError>>,
+        asked: Arc<Mutex<Vec<Option<String>>>>,
+    }
+
+    impl Verification for ScriptedVerification {
+        fn verify<'a>(
+            &'a mut self,
+            prompt: &'a Prompt,
+        ) -> BoxFuture<'a, Result<Verified, UserError>> {
+            self.asked.lock().unwrap().push(prompt.notice.clone());
+            let next = self.answers.pop_front().unwrap_or(Err(UserError::Declined));
+            Box::pin(std::future::ready(next))
+        }
+    }
+
+    type Asked = Arc<Mutex<Vec<Option<String>>>>;
+
+    fn with_verification(
+        answers: Vec<Result<Verified, UserError>>,
+    ) -> (
+        Approvals<FakeVault>,
+        Scripted,
+        Asked,
+        Arc<Mutex<Vec<Instant>>>,
+    ) {
+        let (a, fe, tried) = setup(vec![Ok(Answer::Approve(None))], 3);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let v = ScriptedVerification {
+            answers: answers.into(),
+            asked: asked.clone(),
+        };
+        (a.with_verification(Some(Box::new(v))), fe, asked, tried)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consent_once_then_the_verification_retries_a_wrong_pin() {
+        let p = |s: &str| Ok(Verified::Pin(Zeroizing::new(s.to_owned())));
+        let (mut a, fe, asked, tried) = with_verification(vec![p("9999"), p("1234")]);
+        let r = a.approve(&req(Command::MakeCredential)).await.unwrap();
+        assert!(r.user_verified);
+        // The notification (front-end) asked once, without a PIN field.
+        let prompts = fe.prompts.lock().unwrap();
+        assert_eq!(prompts.len(), 1);
+        assert!(!prompts[0].needs_pin);
+        let asked = asked.lock().unwrap();
+        assert_eq!(asked.len(), 2);
+        assert!(asked[1].as_deref().unwrap().contains("wrong PIN"));
+        assert_eq!(tried.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fingerprint_verifies_without_a_pin_and_a_refusal_declines() {
+        let (mut a, _, _, tried) = with_verification(vec![Ok(Verified::Fingerprint)]);
+        let r = a.approve(&req(Command::GetAssertion)).await.unwrap();
+        assert!(r.user_present && r.user_verified);
+        assert!(tried.lock().unwrap().is_empty(), "no PIN was checked");
+        let (mut a, _, _, _) = with_verification(vec![Err(UserError::Declined)]);
+        assert_eq!(
+            a.approve(&req(Command::GetAssertion)).await,
+            Err(UserError::Declined)
+        );
+        // A presence-only touch needs no verification.
+        let (mut a, _, asked, _) = with_verification(vec![]);
+        let r = a.approve(&req(Command::ExcludedCredential)).await.unwrap();
+        assert!(!r.user_verified && asked.lock().unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

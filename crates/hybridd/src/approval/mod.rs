@@ -16,11 +16,13 @@
 //! socket's client ([`socket`]), and automatic approval for tests
 //! ([`auto`]). A front-end that collects consent and the PIN in one
 //! exchange (all three today) answers both in its [`Answer`]; one that
-//! only gives consent (a desktop notification) can answer
-//! `Answer::Approve(None)` to a prompt without `needs_pin` and leave the PIN
-//! to another front-end.
+//! only gives consent (a desktop notification, [`desktop`]) answers
+//! `Answer::Approve(None)` and leaves verification to a
+//! [`desktop::Verification`]: the PIN through pinentry, or a fingerprint
+//! through fprintd against the vault session.
 
 pub mod auto;
+pub mod desktop;
 pub mod flow;
 pub mod socket;
 pub mod terminal;
@@ -33,6 +35,9 @@ use crate::prompt::{Notice, Prompt};
 use crate::BoxFuture;
 
 pub use auto::{read_pin_file, AutoApprover};
+pub use desktop::{
+    FingerprintVerification, NotificationApprover, PinentryVerification, Verification, Verified,
+};
 pub use flow::{Approvals, Verifier};
 pub use socket::SocketApprover;
 pub use terminal::TerminalApprover;

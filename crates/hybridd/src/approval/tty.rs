@@ -70,8 +70,10 @@ impl Tty {
 
     /// Reads one line (without its line ending). End of input is an error.
     pub async fn read_line(&self) -> std::io::Result<Zeroizing<String>> {
-        let mut line = Zeroizing::new(Vec::new());
         let mut buf = Zeroizing::new([0u8; 256]);
+        // Reserved up front: `line` never reallocates, so no unwiped copy
+        // of a PIN is left behind in freed memory.
+        let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE + buf.len()));
         loop {
             let mut guard = self.fd.readable().await?;
             let n = match guard.try_io(|f| f.get_ref().read(buf.as_mut())) {

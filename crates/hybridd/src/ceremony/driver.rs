@@ -5,24 +5,25 @@
 //! cancellation. On every exit path the advert is stopped, the channel
 //! closed and the authenticator's session ended.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use hybrid_ble::Advertiser;
+use hybrid_ble::{Advertiser, L2capFraming};
 use hybrid_ctap::{Approval, ApprovalRequest, Ctap2Status, RequestContext, Step, UserError};
 use hybrid_qr::QrCode;
-use hybrid_session::{Action, Outcome, PhoneSession};
+use hybrid_session::{Action, DataPath, Outcome, PhoneSession};
 use hybrid_tunnel::client::{self, ClientOptions};
 use rand_core::OsRng;
 
 use crate::approval::User;
+use crate::ceremony::l2cap::{self, Channels, L2capRadio};
 use crate::ceremony::report::{ReplySummary, Report, RequestTimes, SessionEvent};
 use crate::ceremony::{now, Authenticate, CancelSignal, CeremonyOptions, Progress};
 use crate::error::Error;
 use crate::BoxFuture;
 
-/// The channel the session's messages travel on once the tunnel server
-/// paired phone and desktop: one protocol message per call. The tunnel
-/// today; a BLE L2CAP channel can implement the same three calls.
+/// A channel the session's messages travel on: one protocol message per
+/// call. The tunnel, or CTAP 2.3's BLE L2CAP channel (framed by
+/// `hybrid_ble::L2capDecoder`).
 pub trait DataChannel: Send {
     /// Sends one message.
     fn send(&mut self, message: Vec<u8>) -> BoxFuture<'_, Result<(), Error>>;
@@ -31,6 +32,15 @@ pub trait DataChannel: Send {
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>, Error>>;
     /// Closes the channel (bounded).
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+    /// The L2CAP framing the desktop uses, once known; `None` for the tunnel.
+    fn framing(&self) -> Option<L2capFraming> {
+        None
+    }
+    /// CRLF framing: the last message did not decrypt; deliver it again
+    /// extended to the next `0D 0A` (`hybrid_ble::L2capDecoder::extend_candidate`).
+    fn extend_candidate(&mut self) -> Result<(), Error> {
+        Err(Error::Tunnel(client::ClientError::ClosedEarly))
+    }
 }
 
 /// The phone's tunnel (`/cable/new/`, hybrid-protocol.md §4.2).
@@ -52,6 +62,10 @@ impl DataChannel for Tunnel {
     }
 }
 
+/// The longest the L2CAP listener or one L2CAP read or write may wait: a
+/// day (the session's own deadlines end it sooner).
+const MAX_L2CAP_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// What the driver talks to.
 pub(super) struct Peers<'a> {
     pub radio: &'a mut dyn Advertiser,
@@ -59,6 +73,7 @@ pub(super) struct Peers<'a> {
     pub user: &'a mut dyn User,
     pub progress: &'a dyn Progress,
     pub cancel: Option<CancelSignal>,
+    pub l2cap: Option<&'a dyn L2capRadio>,
 }
 
 /// Runs the session for an accepted `qr` and reports.
@@ -88,9 +103,22 @@ pub(super) async fn drive(
     let mut report = Report::refused(hybrid_session::FailReason::Cancelled, received);
     report.qr_age_secs = qr_age_secs;
     report.hint = hint.clone();
+    // Capped: configured durations may be "no practical limit" (issue 16),
+    // and the L2CAP channel adds them to `Instant`s.
+    let io_timeout = config
+        .wait_for_desktop
+        .max(config.command_timeout)
+        .max(config.approval_timeout)
+        .saturating_add(Duration::from_secs(30))
+        .min(MAX_L2CAP_WAIT);
+    let accept_wait = config.wait_for_desktop.min(MAX_L2CAP_WAIT);
+    let mut session = PhoneSession::new(qr, config, accepted, OsRng);
+    session.set_l2cap_capable(peers.l2cap.is_some());
     let mut driver = Driver {
-        session: PhoneSession::new(qr, config, accepted, OsRng),
-        channel: None,
+        session,
+        channels: Channels::default(),
+        accept_wait,
+        io_timeout,
         advertising: false,
         handshake_reported: false,
         pending_status: None,
@@ -106,7 +134,12 @@ pub(super) async fn drive(
 
 struct Driver<'a, 'o> {
     session: PhoneSession<OsRng>,
-    channel: Option<Box<dyn DataChannel>>,
+    channels: Channels,
+    /// How long the L2CAP listener waits for a desktop.
+    accept_wait: Duration,
+    /// The bound of each L2CAP read and write (longer than any session wait:
+    /// the session's own deadlines end it first).
+    io_timeout: Duration,
     advertising: bool,
     handshake_reported: bool,
     /// The status of the reply handed to the session, until it is sent.
@@ -141,7 +174,7 @@ impl Driver<'_, '_> {
                     r = connect => match r {
                         Ok((tunnel, routing_id)) => {
                             let at = now();
-                            self.channel = Some(Box::new(tunnel));
+                            self.channels.tunnel = Some(Box::new(tunnel));
                             self.report.routing_id = Some(routing_id);
                             tracing::info!(routing_id = %routing_id.to_hex(), "tunnel open");
                             self.peers.progress.event(&SessionEvent::TunnelOpen { routing_id, at });
@@ -165,6 +198,63 @@ impl Driver<'_, '_> {
                             .event(&SessionEvent::AdvertStarted { advert, at });
                     }
                     Err(e) => self.session.on_advert_error(e.to_string(), now()),
+                }
+            }
+            Action::ListenL2cap => {
+                let listening = match self.peers.l2cap {
+                    Some(radio) => l2cap::listen(radio, self.accept_wait, self.io_timeout).await,
+                    // The session only asks when told the radio can.
+                    None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
+                };
+                match listening {
+                    Ok((psm, accepting)) => {
+                        self.channels.accepting = Some(accepting);
+                        self.session.on_l2cap_listening(psm, now());
+                    }
+                    Err(e) => {
+                        tracing::warn!("no L2CAP channel, the tunnel only: {e}");
+                        self.session.on_l2cap_unavailable(&e.to_string(), now());
+                    }
+                }
+            }
+            Action::StartAdvertWithPsm { advert, psm } => {
+                self.report.advert = Some(advert);
+                match self.peers.radio.start_with_psm(&advert, psm).await {
+                    Ok(()) => {
+                        self.advertising = true;
+                        let at = now();
+                        self.session.on_advert_started(at);
+                        tracing::info!(psm, "advertising with the L2CAP PSM");
+                        self.peers
+                            .progress
+                            .event(&SessionEvent::AdvertStarted { advert, at });
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot advertise the L2CAP PSM, the tunnel only: {e}");
+                        self.session.on_l2cap_unavailable(&e.to_string(), now());
+                    }
+                }
+            }
+            Action::UsePath(path) => {
+                let framing = self.channels.l2cap.as_ref().and_then(|c| c.framing());
+                tracing::info!(
+                    path = path.name(),
+                    framing = framing.map(L2capFraming::name),
+                    "data path chosen"
+                );
+                match path {
+                    DataPath::L2cap => self.channels.close_tunnel().await,
+                    DataPath::Tunnel => self.channels.close_l2cap().await,
+                }
+            }
+            Action::CloseL2cap => self.channels.close_l2cap().await,
+            Action::ExtendCandidate => {
+                let extended = match self.channels.l2cap.as_mut() {
+                    Some(c) => c.extend_candidate(),
+                    None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
+                };
+                if let Err(e) = extended {
+                    self.session.on_l2cap_closed(Some(e.to_string()), now());
                 }
             }
             Action::StopAdvert => self.stop_advert().await,
@@ -205,13 +295,23 @@ impl Driver<'_, '_> {
     }
 
     async fn send(&mut self, bytes: Vec<u8>) {
-        let sent = match self.channel.as_mut() {
+        let on_l2cap = self.session.path() == Some(DataPath::L2cap);
+        let channel = if on_l2cap {
+            self.channels.l2cap.as_mut()
+        } else {
+            self.channels.tunnel.as_mut()
+        };
+        let sent = match channel {
             Some(c) => c.send(bytes).await,
             None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
         };
         let at = now();
         if let Err(e) = sent {
-            self.session.on_tunnel_error(e.to_string(), at);
+            if on_l2cap {
+                self.session.on_l2cap_closed(Some(e.to_string()), at);
+            } else {
+                self.session.on_tunnel_error(e.to_string(), at);
+            }
             return;
         }
         let sent = &mut self.report.sent;
@@ -288,7 +388,7 @@ impl Driver<'_, '_> {
     async fn ask(&mut self, question: &ApprovalRequest) -> Option<Result<Approval, UserError>> {
         let Driver {
             session,
-            channel,
+            channels,
             peers,
             ..
         } = self;
@@ -297,7 +397,7 @@ impl Driver<'_, '_> {
             let deadline = session.poll_timeout();
             tokio::select! {
                 a = &mut answer => return Some(a),
-                r = recv(channel) => received(session, r),
+                i = channels.next() => channels.feed(session, i).await,
                 () = sleep_until(deadline) => session.handle_timeout(now()),
                 () = cancelled(&mut peers.cancel) => session.cancel(now()),
             }
@@ -312,7 +412,7 @@ impl Driver<'_, '_> {
     async fn wait(&mut self) {
         let deadline = self.session.poll_timeout();
         tokio::select! {
-            r = recv(&mut self.channel) => received(&mut self.session, r),
+            i = self.channels.next() => self.channels.feed(&mut self.session, i).await,
             () = sleep_until(deadline) => self.session.handle_timeout(now()),
             () = cancelled(&mut self.peers.cancel) => self.session.cancel(now()),
         }
@@ -329,10 +429,8 @@ impl Driver<'_, '_> {
     }
 
     async fn close_channel(&mut self) {
-        if let Some(c) = self.channel.take() {
-            c.close().await;
-            tracing::info!("tunnel closed");
-        }
+        self.channels.close_l2cap().await;
+        self.channels.close_tunnel().await;
     }
 
     /// Cleans up whatever is left (advert, channel, CTAP state) and builds
@@ -345,8 +443,10 @@ impl Driver<'_, '_> {
         let mut report = self.report;
         report.outcome = outcome.clone();
         report.phases = Some(*self.session.phases());
+        report.path = self.session.path();
         tracing::info!(
             outcome = outcome.code(),
+            path = report.path.map_or("none", DataPath::name),
             commands = report.commands.len(),
             last_status = ?report.last_reply.map(|r| r.status.byte()),
             elapsed_ms = at.saturating_duration_since(report.received).as_millis() as u64,
@@ -357,23 +457,6 @@ impl Driver<'_, '_> {
             .progress
             .event(&SessionEvent::Finished { outcome, at });
         report
-    }
-}
-
-/// Feeds what the data channel delivered to the session.
-fn received(session: &mut PhoneSession<OsRng>, r: Result<Option<Vec<u8>>, Error>) {
-    let at = now();
-    match r {
-        Ok(Some(msg)) => session.on_message(&msg, at),
-        Ok(None) => session.on_tunnel_closed(at),
-        Err(e) => session.on_tunnel_error(e.to_string(), at),
-    }
-}
-
-async fn recv(channel: &mut Option<Box<dyn DataChannel>>) -> Result<Option<Vec<u8>>, Error> {
-    match channel.as_mut() {
-        Some(c) => c.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -21,6 +21,7 @@
 //! keys, PINs, QR secrets or the QR URI.
 
 mod driver;
+mod l2cap;
 mod report;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +38,7 @@ use crate::replay::{QrDigest, ReplaySet};
 use crate::BoxFuture;
 
 pub use driver::{DataChannel, Tunnel};
+pub use l2cap::{Accepting, BluezL2cap, L2capRadio};
 pub use report::{ReplySummary, Report, RequestTimes, SentTimes, SessionEvent};
 
 /// The CTAP authenticator as the ceremony sees it: the step API of
@@ -144,6 +146,9 @@ pub struct Ceremony<'a> {
     pub progress: &'a dyn Progress,
     /// Cancellation (client gone, shutdown, Ctrl-C).
     pub cancel: Option<CancelSignal>,
+    /// CTAP 2.3's BLE L2CAP listener, when the radio has one: offered to
+    /// desktops whose QR asks for it (`hybrid-ble-l2cap.md`).
+    pub l2cap: Option<&'a dyn L2capRadio>,
 }
 
 impl std::fmt::Debug for Ceremony<'_> {
@@ -209,6 +214,7 @@ impl Ceremony<'_> {
                                     user: self.user,
                                     progress: self.progress,
                                     cancel: self.cancel,
+                                    l2cap: self.l2cap,
                                 },
                             )
                             .await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hybrid_ble::ADVERT_LEN;
 use hybrid_ctap::command::{CMD_GET_ASSERTION, CMD_GET_NEXT_ASSERTION, CMD_MAKE_CREDENTIAL};
 use hybrid_ctap::{Approval, Ctap2Status, UserError};
-use hybrid_session::{FailReason, Outcome, Phases};
+use hybrid_session::{DataPath, FailReason, Outcome, Phases};
 use hybrid_tunnel::RoutingId;
 
 use crate::control::Done;
@@ -99,6 +99,9 @@ pub struct Report {
     pub commands: Vec<u8>,
     /// The last CTAP reply sent, if any.
     pub last_reply: Option<ReplySummary>,
+    /// The data path the desktop's handshake came over (tunnel or CTAP
+    /// 2.3's BLE L2CAP channel), once it did.
+    pub path: Option<DataPath>,
     /// When messages actually left (after the send completed), for the
     /// timing record ([`Report::log_timings`]).
     pub sent: SentTimes,
@@ -144,6 +147,7 @@ impl Report {
             advert: None,
             commands: Vec::new(),
             last_reply: None,
+            path: None,
             sent: SentTimes::default(),
         }
     }

@@ -217,6 +217,7 @@ where
             replay: &mut phone.replay,
             progress: &(),
             cancel: Some(cancel_rx),
+            l2cap: None,
         }
         .run(&uri, &world.phone)
         .await

@@ -268,7 +268,7 @@ async fn daemon(cfg: &Config) -> Check {
     })
     .await;
     match r {
-        Ok(Ok(Some(DaemonMsg::Pong(Pong { version, busy })))) => Check::pass(
+        Ok(Ok(Some(DaemonMsg::Pong(Pong { version, busy, .. })))) => Check::pass(
             "daemon",
             format!(
                 "hybridd {version} answers on {}{}",

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod run;
 pub mod scan;
 pub mod tunnel_server;
+pub mod unlock;
 pub mod vault;
 
 use std::process::ExitCode;

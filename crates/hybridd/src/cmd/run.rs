@@ -9,7 +9,10 @@
 //! [`Daemon::ceremony`] is the one session, shared with `hybridd scan
 //! --standalone`: the ceremony core ([`crate::ceremony`]) with the vault
 //! worker as authenticator and PIN verifier, and the session's front-end
-//! (or automatic approval).
+//! (or automatic approval): the `hybridd scan` client's terminal, or the
+//! desktop ([`FrontEnd::Desktop`]: a notification, then pinentry or a
+//! fingerprint per `verify`). With `verify = "fingerprint"` the daemon
+//! keeps a vault session ([`crate::vault_session`]).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,10 +22,15 @@ use hybrid_tunnel::client::ClientOptions;
 use hybrid_vault::{Vault, VaultError};
 use tokio::sync::{watch, Mutex};
 
-use crate::approval::{Approvals, Approver, AutoApprover};
-use crate::ceremony::{CancelSignal, Ceremony, CeremonyOptions, Progress, Report};
-use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend};
-use crate::control::{self, Runner, SessionRequest};
+use crate::approval::{
+    Approvals, Approver, AutoApprover, FingerprintVerification, NotificationApprover,
+    PinentryVerification, Verification,
+};
+use crate::ceremony::{
+    BluezL2cap, CancelSignal, Ceremony, CeremonyOptions, L2capRadio, Progress, Report,
+};
+use crate::config::{self, ApprovalMode, Config, Overrides, RadioBackend, VerifyMode};
+use crate::control::{self, DaemonMsg, Runner, SessionRequest};
 use crate::error::Error;
 use crate::replay::ReplaySet;
 use crate::vault::VaultWorker;
@@ -41,12 +49,33 @@ struct Shared {
     replay: ReplaySet,
 }
 
+/// Who asks the person for one ceremony.
+pub enum FrontEnd {
+    /// A terminal: the `hybridd scan` client's, or this process's
+    /// (`--standalone`). Under `approval = "notification"` the desktop asks
+    /// instead.
+    Terminal(Box<dyn Approver>),
+    /// The desktop (the request came without a terminal): a notification,
+    /// its failures also sent to a waiting client on `events`.
+    Desktop(Option<tokio::sync::mpsc::UnboundedSender<DaemonMsg>>),
+}
+
+impl std::fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrontEnd::Terminal(_) => "Terminal",
+            FrontEnd::Desktop(_) => "Desktop",
+        })
+    }
+}
+
 /// The daemon: configuration, the vault worker, automatic approval if
 /// configured, and the radio and replay set its sessions take turns with.
 pub struct Daemon {
     config: Config,
     vault: VaultWorker,
     auto: Option<AutoApprover>,
+    l2cap: Option<Box<dyn L2capRadio>>,
     shared: Mutex<Shared>,
 }
 
@@ -85,6 +114,29 @@ pub async fn make_radio(cfg: &Config) -> Result<Box<dyn Advertiser>, Error> {
     }
 }
 
+/// CTAP 2.3's BLE L2CAP listener for the BlueZ radio (on the same adapter);
+/// none for the file and stdout radios. `HYBRIDD_TEST_L2CAP_REFUSE=1`
+/// (tests only) advertises the PSM with the listener closed, so desktops'
+/// connects fail and they fall back to the tunnel.
+pub async fn make_l2cap(cfg: &Config) -> Option<Box<dyn L2capRadio>> {
+    if cfg.radio != RadioBackend::Bluez {
+        return None;
+    }
+    match BluezL2cap::system(cfg.adapter.clone()).await {
+        Ok(l) if std::env::var("HYBRIDD_TEST_L2CAP_REFUSE").is_ok_and(|v| v == "1") => {
+            tracing::warn!(
+                "HYBRIDD_TEST_L2CAP_REFUSE=1: L2CAP connects will be refused (tests only)"
+            );
+            Some(Box::new(l.refusing_connections()))
+        }
+        Ok(l) => Some(Box::new(l)),
+        Err(e) => {
+            tracing::warn!("no BLE L2CAP channel, the tunnel only: {e}");
+            None
+        }
+    }
+}
+
 /// The approver for `approval = "auto"`, with the start-up warning.
 pub fn auto_approver(cfg: &Config) -> Result<Option<AutoApprover>, Error> {
     if cfg.approval != ApprovalMode::Auto {
@@ -109,8 +161,14 @@ impl Daemon {
     pub async fn open(config: Config) -> Result<Daemon, Error> {
         let vault = open_vault(&config.vault)?;
         let auto = auto_approver(&config)?;
-        let vault = VaultWorker::spawn(vault, config.aaguid)?;
+        let vault = if config.verify == VerifyMode::Fingerprint {
+            crate::vault_session::harden_process();
+            VaultWorker::spawn_with_sessions(vault, config.aaguid, config.vault_session_idle)?
+        } else {
+            VaultWorker::spawn(vault, config.aaguid)?
+        };
         let radio = make_radio(&config).await?;
+        let l2cap = make_l2cap(&config).await;
         // The replay memory lives beside the vault (the daemon's state
         // directory, 0700, writable under the systemd unit).
         let replay_file = config
@@ -122,6 +180,7 @@ impl Daemon {
         Ok(Daemon {
             vault,
             auto,
+            l2cap,
             shared: Mutex::new(Shared { radio, replay }),
             config,
         })
@@ -147,21 +206,67 @@ impl Daemon {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The vault worker.
+    pub fn vault(&self) -> &VaultWorker {
+        &self.vault
+    }
+
+    /// The configured pinentry, with the approval timeout per request.
+    pub fn pinentry(&self) -> PinentryVerification {
+        PinentryVerification::new(&self.config.pinentry, self.config.approval_timeout)
+    }
+
+    /// The approvals of one ceremony: who gives consent (automatic
+    /// approval, the terminal, or the desktop's notification) and, when
+    /// consent comes without a PIN, who verifies (`verify`).
+    pub fn approvals(&self, front_end: FrontEnd) -> Approvals<VaultWorker> {
+        let cfg = &self.config;
+        let (consent, desktop): (Box<dyn Approver>, bool) = match (&self.auto, front_end) {
+            (Some(a), _) => (Box::new(a.clone()), false),
+            (None, FrontEnd::Desktop(events)) => (
+                Box::new(NotificationApprover::new(cfg.approval_timeout, events)),
+                true,
+            ),
+            (None, FrontEnd::Terminal(_)) if cfg.approval == ApprovalMode::Notification => (
+                Box::new(NotificationApprover::new(cfg.approval_timeout, None)),
+                true,
+            ),
+            (None, FrontEnd::Terminal(t)) => (t, false),
+        };
+        let verification: Option<Box<dyn Verification>> = match cfg.verify {
+            // Automatic approval brings its PIN file's PIN.
+            _ if self.auto.is_some() => None,
+            // The terminal asks for the PIN with the consent.
+            VerifyMode::Pin if !desktop => None,
+            VerifyMode::Pin | VerifyMode::Pinentry => Some(Box::new(self.pinentry())),
+            VerifyMode::Fingerprint => Some(Box::new(FingerprintVerification::new(
+                self.vault.clone(),
+                self.pinentry(),
+                cfg.fingerprint_fallback,
+                cfg.fingerprint_attempts,
+                cfg.approval_timeout,
+            ))),
+        };
+        Approvals::new(consent, self.vault.clone(), cfg.pin_attempts)
+            .with_verification(verification)
+    }
+
     /// One ceremony for `uri`, asking through `front_end` (unless approval
     /// is automatic); waits for a running one to end first. The vault is
-    /// locked afterwards.
+    /// locked afterwards (unless a vault session keeps it open).
     pub async fn ceremony(
         &self,
         uri: &str,
-        front_end: Box<dyn Approver>,
+        front_end: FrontEnd,
         progress: &dyn Progress,
         cancel: CancelSignal,
     ) -> Report {
-        let front_end: Box<dyn Approver> = match &self.auto {
-            Some(a) => Box::new(a.clone()),
-            None => front_end,
-        };
-        let mut user = Approvals::new(front_end, self.vault.clone(), self.config.pin_attempts);
+        let mut user = self.approvals(front_end);
         let mut authenticator = self.vault.clone();
         let mut shared = self.shared.lock().await;
         let Shared { radio, replay } = &mut *shared;
@@ -172,6 +277,7 @@ impl Daemon {
             replay,
             progress,
             cancel: Some(cancel),
+            l2cap: self.l2cap.as_deref(),
         }
         .run(uri, &self.options())
         .await
@@ -200,22 +306,45 @@ fn daemon(args: &Args) -> Result<ExitCode, Error> {
             tunnel = %daemon.config.tunnel.base_url().unwrap_or_default(),
             "hybridd ready"
         );
+        let (sd_tx, sd_rx) = watch::channel(false);
+        let guard = match daemon.config.verify {
+            VerifyMode::Fingerprint => Some(
+                crate::vault_session::start_guard(
+                    daemon.vault.clone(),
+                    daemon.config.vault_session_idle,
+                    sd_rx.clone(),
+                )
+                .await,
+            ),
+            _ => None,
+        };
         let daemon = Arc::new(daemon);
+        let for_sessions = daemon.clone();
         let runner: Runner = Arc::new(move |req: SessionRequest| {
             let daemon = daemon.clone();
             Box::pin(async move {
+                let front_end = if req.terminal {
+                    FrontEnd::Terminal(Box::new(req.approver))
+                } else {
+                    FrontEnd::Desktop(Some(req.events.clone()))
+                };
                 let report = daemon
-                    .ceremony(&req.uri, Box::new(req.approver), &req.events, req.cancel)
+                    .ceremony(&req.uri, front_end, &req.events, req.cancel)
                     .await;
                 report.done()
             })
         });
-        let server = control::Server::new(listener, socket, runner);
-        let (sd_tx, sd_rx) = watch::channel(false);
+        let mut server = control::Server::new(listener, socket, runner);
+        if guard.is_some() {
+            server = server.with_vault_sessions(for_sessions);
+        }
         let serving = tokio::spawn(server.run(sd_rx));
         crate::cmd::terminate_signal().await;
         let _ = sd_tx.send(true);
         let _ = serving.await;
+        if let Some(guard) = guard {
+            let _ = guard.await;
+        }
         tracing::info!("hybridd stopped");
         Ok(ExitCode::SUCCESS)
     })

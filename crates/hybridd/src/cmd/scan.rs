@@ -8,6 +8,13 @@
 //! named reason. `--standalone` runs the same ceremony in this process with
 //! the terminal approver and the same config and flags as `hybridd run`.
 //!
+//! A client that cannot answer — no controlling terminal, and standard
+//! input either held the QR (`hybridd scan -` in a pipe) or is `/dev/null`
+//! (a `FIDO:/` link handed over by `xdg-open` through
+//! `dist/hybridd.desktop`) — says so (`"terminal": false`) and the daemon
+//! asks through a desktop notification instead. Without a terminal but
+//! with a readable standard input, the y/N answer is read there, as before.
+//!
 //! Exit status: 0 success; 1 the session failed (reason printed) — this
 //! includes a QR refused before any network use (`qr_invalid`, `qr_stale`,
 //! `qr_replayed`: ask the desktop for a new QR); 2 bad input or
@@ -29,7 +36,7 @@ use zeroize::Zeroizing;
 
 use crate::approval::{Answer, Approver, TerminalApprover};
 use crate::ceremony::{Progress, SessionEvent};
-use crate::cmd::run::Daemon;
+use crate::cmd::run::{Daemon, FrontEnd};
 use crate::config::{self, Overrides};
 use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event};
 use crate::error::{Error, QrImageError};
@@ -158,10 +165,33 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
         Some(s) => s.clone(),
         None => config::load(&args.overrides)?.socket_path()?.to_owned(),
     };
-    Ok(rt.block_on(client(&socket, uri)))
+    let uri_from_stdin = args.qr_image.is_none() && args.uri.as_deref() == Some("-");
+    Ok(rt.block_on(client(&socket, uri, uri_from_stdin)))
 }
 
-async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
+/// Whether this client can answer the daemon's prompt itself: on its
+/// controlling terminal or, as before, with a y/N line on standard input.
+/// Not when standard input held the QR code (`hybridd scan -` in a pipe)
+/// or is `/dev/null` — what a desktop launcher gives the handler of a
+/// `FIDO:/` link opened by `xdg-open`. Then the daemon asks through the
+/// desktop (a notification).
+fn can_answer(uri_from_stdin: bool) -> bool {
+    if crate::approval::Tty::open().is_ok() {
+        return true;
+    }
+    if uri_from_stdin {
+        return false;
+    }
+    match rustix::fs::fstat(std::io::stdin()) {
+        // A character device that is not our terminal: /dev/null.
+        Ok(st) => {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::CharacterDevice
+        }
+        Err(_) => false,
+    }
+}
+
+async fn client(socket: &Path, uri: Zeroizing<String>, uri_from_stdin: bool) -> ExitCode {
     let mut c = match Client::connect(socket).await {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -178,7 +208,12 @@ async fn client(socket: &Path, uri: Zeroizing<String>) -> ExitCode {
             return ExitCode::from(EXIT_NO_DAEMON);
         }
     };
-    if let Err(e) = c.send(&ClientMsg::Scan(uri)).await {
+    let scan = if can_answer(uri_from_stdin) {
+        ClientMsg::Scan(uri)
+    } else {
+        ClientMsg::DesktopScan(uri)
+    };
+    if let Err(e) = c.send(&scan).await {
         eprintln!("hybridd scan: lost the daemon: {e}");
         return ExitCode::FAILURE;
     }
@@ -239,7 +274,8 @@ async fn standalone(o: &Overrides, uri: Zeroizing<String>) -> Result<ExitCode, E
     let cfg = config::load(o)?;
     let daemon = Daemon::open(cfg).await?;
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let ceremony = daemon.ceremony(&uri, Box::new(TerminalApprover), &Stderr, cancel_rx);
+    let front_end = FrontEnd::Terminal(Box::new(TerminalApprover));
+    let ceremony = daemon.ceremony(&uri, front_end, &Stderr, cancel_rx);
     tokio::pin!(ceremony);
     let done = tokio::select! {
         report = &mut ceremony => report.done(),

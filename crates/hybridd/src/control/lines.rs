@@ -1,9 +1,15 @@
 //! JSON lines on the control socket, bounded: a line longer than the limit
 //! is refused as soon as its length is known, without being buffered
 //! (at most `max` + the reader's buffer are ever held).
+//!
+//! Both the line and the read buffer are wiped: a line may hold the PIN,
+//! so the reader keeps its own zeroized chunk buffer instead of tokio's
+//! `BufReader` (whose buffer would keep the bytes until reused), and the
+//! line's capacity is reserved up front so it never reallocates (a
+//! reallocation would leave an unwiped copy behind).
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use zeroize::Zeroizing;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::control::ProtocolError;
 
@@ -13,19 +19,50 @@ use crate::control::ProtocolError;
 /// are zeroized.
 #[derive(Debug)]
 pub struct LineReader<R> {
-    inner: BufReader<R>,
+    inner: R,
+    /// Bytes read but not yet consumed are `buf[pos..filled]`; consumed
+    /// bytes are wiped at once.
+    buf: Zeroizing<Vec<u8>>,
+    pos: usize,
+    filled: usize,
     line: Zeroizing<Vec<u8>>,
     max: usize,
 }
+
+/// The reader's chunk size.
+const CHUNK: usize = 1024;
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// A reader of lines up to `max` bytes (without the `\n`).
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
-            inner: BufReader::new(inner),
-            line: Zeroizing::new(Vec::new()),
+            inner,
+            buf: Zeroizing::new(vec![0; CHUNK]),
+            pos: 0,
+            filled: 0,
+            line: Zeroizing::new(Vec::with_capacity(max)),
             max,
         }
+    }
+
+    /// The unconsumed bytes, reading a new chunk when there are none
+    /// (empty at the end of the stream). Cancel-safe: `read` is.
+    async fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos >= self.filled {
+            let n = self.inner.read(&mut self.buf[..]).await?;
+            self.pos = 0;
+            self.filled = n.min(self.buf.len());
+        }
+        Ok(self.buf.get(self.pos..self.filled).unwrap_or_default())
+    }
+
+    /// Marks `n` bytes as used and wipes them.
+    fn consume(&mut self, n: usize) {
+        let end = self.pos.saturating_add(n).min(self.filled);
+        if let Some(used) = self.buf.get_mut(self.pos..end) {
+            used.zeroize();
+        }
+        self.pos = end;
     }
 
     /// The next line, without its `\n` (or `\r\n`); `Ok(None)` at the end
@@ -34,7 +71,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// left mid-line (close it).
     pub async fn next_line(&mut self) -> Result<Option<Zeroizing<String>>, ProtocolError> {
         loop {
-            let buf = self.inner.fill_buf().await?;
+            let buf = self.fill_buf().await?;
             if buf.is_empty() {
                 if self.line.is_empty() {
                     return Ok(None);
@@ -46,12 +83,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 None => (buf.len(), false),
             };
             if self.line.len().saturating_add(len) > self.max {
-                self.line.clear();
+                self.line.zeroize();
                 return Err(ProtocolError::LineTooLong);
             }
-            self.line
-                .extend_from_slice(buf.get(..len).unwrap_or_default());
-            self.inner.consume(len + usize::from(end));
+            let Self { line, buf, pos, .. } = self;
+            line.extend_from_slice(buf.get(*pos..*pos + len).unwrap_or_default());
+            self.consume(len + usize::from(end));
             if end {
                 return self.take().map(Some);
             }
@@ -62,10 +99,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// `Ok(true)` once its `\n` is consumed, `Ok(false)` at the end of the
     /// stream, [`ProtocolError::LineTooLong`] past the limit. Keeps nothing.
     pub async fn skip_line(&mut self, limit: usize) -> Result<bool, ProtocolError> {
-        self.line.clear();
+        self.line.zeroize();
         let mut skipped = 0usize;
         loop {
-            let buf = self.inner.fill_buf().await?;
+            let buf = self.fill_buf().await?;
             if buf.is_empty() {
                 return Ok(false);
             }
@@ -73,7 +110,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 Some(i) => (i + 1, true),
                 None => (buf.len(), false),
             };
-            self.inner.consume(len);
+            self.consume(len);
             if end {
                 return Ok(true);
             }
@@ -88,7 +125,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        let bytes = std::mem::take(&mut *self.line);
+        let bytes = std::mem::replace(&mut *self.line, Vec::with_capacity(self.max));
         String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
             drop(Zeroizing::new(e.into_bytes()));
             ProtocolError::NotUtf8
@@ -164,5 +201,32 @@ mod tests {
         drop(r);
         let sent = writer.await.unwrap();
         assert!(sent < 64 * 1024, "the reader stopped early ({sent} bytes)");
+    }
+
+    /// Nothing of a read line stays in the reader's buffers: the consumed
+    /// bytes of the chunk buffer are wiped at once, and the line buffer
+    /// never reallocates (so no unwiped copy is left behind).
+    #[tokio::test]
+    async fn zeroize_consumed_bytes_and_no_reallocation() {
+        let data: &[u8] = b"{\"pin\":\"424242\"}\nnext";
+        let mut r = LineReader::new(data, 64);
+        let cap = r.line.capacity();
+        let line = r.next_line().await.unwrap().unwrap();
+        assert_eq!(line.as_str(), "{\"pin\":\"424242\"}");
+        let consumed = r.pos;
+        assert!(
+            r.buf[..consumed].iter().all(|&b| b == 0),
+            "consumed bytes wiped"
+        );
+        assert_eq!(&r.buf[consumed..r.filled], b"next");
+        assert_eq!(
+            r.line.capacity(),
+            cap,
+            "the line buffer kept its reservation"
+        );
+        // An overlong line is wiped, not just cleared.
+        let mut r = LineReader::new(&b"secretsecret\n"[..], 4);
+        assert!(r.next_line().await.is_err());
+        assert!(r.line.is_empty());
     }
 }

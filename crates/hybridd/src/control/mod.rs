@@ -11,7 +11,12 @@
 //!
 //! ```text
 //! client → {"scan": "FIDO:/…"}                 start a session
-//! client → {"ping": true}                      daemon → {"pong": {"version": …, "busy": bool}}
+//! client → {"scan": "FIDO:/…", "terminal": false}  the same, from a client without a
+//!                                              terminal: the daemon asks through the desktop
+//! client → {"ping": true}                      daemon → {"pong": {"version": …, "busy": bool,
+//!                                              "vault_session"?: true}}
+//! client → {"unlock": true, "pin"?: "…"}        open the vault session (no PIN: pinentry)
+//! client → {"lock": true}                      end it; both answered {"done": …}
 //! daemon → {"event": "tunnel_open"}            progress events (also "advertising",
 //!                                              "desktop_connected", "request",
 //!                                              "next_account": a getNextAssertion)
@@ -36,7 +41,7 @@ pub mod server;
 pub use client::Client;
 pub use lines::{write_line, LineReader};
 pub use protocol::{ClientMsg, DaemonMsg, Done, Event, Pong, ProtocolError};
-pub use server::{bind, peer_allowed, Runner, Server, SessionRequest};
+pub use server::{bind, peer_allowed, Runner, Server, SessionRequest, VaultSessions};
 
 /// The answer to a scan made while a session runs.
 pub const BUSY_MESSAGE: &str = "a session is already running";

@@ -27,6 +27,15 @@ pub enum ClientMsg {
     },
     /// `{"ping": true}`: liveness check (`hybridd doctor`).
     Ping,
+    /// `{"scan": "FIDO:/…", "terminal": false}`: a QR from a client without
+    /// a terminal to ask on (a `FIDO:/` link opened by `xdg-open`, a pipe):
+    /// the daemon asks through the desktop.
+    DesktopScan(Zeroizing<String>),
+    /// `{"unlock": true, "pin"?: "…"}`: open the vault session (`hybridd
+    /// unlock`); without a PIN the daemon asks through pinentry.
+    Unlock(Option<Zeroizing<String>>),
+    /// `{"lock": true}`: end the vault session (`hybridd lock`).
+    Lock,
 }
 
 impl std::fmt::Debug for ClientMsg {
@@ -39,6 +48,13 @@ impl std::fmt::Debug for ClientMsg {
                 if pin.is_some() { "<set>" } else { "none" }
             ),
             ClientMsg::Ping => f.write_str("Ping"),
+            ClientMsg::DesktopScan(_) => f.write_str("DesktopScan(..)"),
+            ClientMsg::Unlock(pin) => write!(
+                f,
+                "Unlock {{ pin: {} }}",
+                if pin.is_some() { "<set>" } else { "none" }
+            ),
+            ClientMsg::Lock => f.write_str("Lock"),
         }
     }
 }
@@ -70,11 +86,17 @@ struct ClientWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     approve: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    lock: Option<Flag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pin: Option<Zeroizing<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ping: Option<Flag>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scan: Option<Zeroizing<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    terminal: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unlock: Option<Flag>,
 }
 
 impl TryFrom<ClientWire> for ClientMsg {
@@ -83,15 +105,30 @@ impl TryFrom<ClientWire> for ClientMsg {
     fn try_from(w: ClientWire) -> Result<ClientMsg, ProtocolError> {
         let kinds = usize::from(w.scan.is_some())
             + usize::from(w.approve.is_some())
-            + usize::from(w.ping.is_some());
+            + usize::from(w.ping.is_some())
+            + usize::from(w.unlock.is_some())
+            + usize::from(w.lock.is_some());
         if kinds > 1 {
             return Err(ProtocolError::SeveralKinds);
         }
-        if w.pin.is_some() && w.approve.is_none() {
+        if w.pin.is_some() && w.approve.is_none() && w.unlock.is_none() {
             return Err(ProtocolError::PinWithoutApprove);
         }
+        if w.terminal.is_some() && w.scan.is_none() {
+            return Err(ProtocolError::TerminalWithoutScan);
+        }
         if let Some(uri) = w.scan {
-            return Ok(ClientMsg::Scan(uri));
+            return Ok(if w.terminal == Some(false) {
+                ClientMsg::DesktopScan(uri)
+            } else {
+                ClientMsg::Scan(uri)
+            });
+        }
+        if w.unlock.is_some() {
+            return Ok(ClientMsg::Unlock(w.pin));
+        }
+        if w.lock.is_some() {
+            return Ok(ClientMsg::Lock);
         }
         if let Some(approve) = w.approve {
             return Ok(ClientMsg::Approve {
@@ -129,6 +166,20 @@ impl ClientMsg {
             },
             ClientMsg::Ping => ClientWire {
                 ping: Some(Flag),
+                ..ClientWire::default()
+            },
+            ClientMsg::DesktopScan(uri) => ClientWire {
+                scan: Some(uri.clone()),
+                terminal: Some(false),
+                ..ClientWire::default()
+            },
+            ClientMsg::Unlock(pin) => ClientWire {
+                unlock: Some(Flag),
+                pin: pin.clone(),
+                ..ClientWire::default()
+            },
+            ClientMsg::Lock => ClientWire {
+                lock: Some(Flag),
                 ..ClientWire::default()
             },
         };
@@ -204,6 +255,10 @@ pub struct Pong {
     pub busy: bool,
     /// Daemon version.
     pub version: String,
+    /// Whether a vault session is open (`verify = "fingerprint"`; absent
+    /// from older daemons: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vault_session: bool,
 }
 
 /// A message from the daemon.
@@ -301,14 +356,19 @@ pub enum ProtocolError {
     #[error("invalid message: {0}")]
     Invalid(serde_json::Error),
     /// None of the known kinds.
-    #[error("unknown message: expected \"scan\", \"approve\" or \"ping\"")]
+    #[error("unknown message: expected \"scan\", \"approve\", \"ping\", \"unlock\" or \"lock\"")]
     UnknownMessage,
     /// More than one kind in one object.
-    #[error("a message carries exactly one of \"scan\", \"approve\" or \"ping\"")]
+    #[error(
+        "a message carries exactly one of \"scan\", \"approve\", \"ping\", \"unlock\" or \"lock\""
+    )]
     SeveralKinds,
-    /// `"pin"` outside an approval.
-    #[error("\"pin\" only goes with \"approve\"")]
+    /// `"pin"` outside an approval or an unlock.
+    #[error("\"pin\" only goes with \"approve\" or \"unlock\"")]
     PinWithoutApprove,
+    /// `"terminal"` outside a scan.
+    #[error("\"terminal\" only goes with \"scan\"")]
+    TerminalWithoutScan,
     /// A line longer than [`crate::control::MAX_LINE`] bytes.
     #[error("line too long")]
     LineTooLong,
@@ -331,197 +391,4 @@ impl ProtocolError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::prompt::Action;
-
-    #[test]
-    fn client_messages_round_trip() {
-        let m = ClientMsg::parse(&ClientMsg::Scan(Zeroizing::new("FIDO:/123".into())).to_line())
-            .unwrap();
-        assert!(matches!(m, ClientMsg::Scan(ref u) if u.as_str() == "FIDO:/123"));
-        let m = ClientMsg::parse(r#"{"approve": true, "pin": "1234"}"#).unwrap();
-        assert!(
-            matches!(m, ClientMsg::Approve { approve: true, pin: Some(ref p) } if p.as_str() == "1234")
-        );
-        let m = ClientMsg::parse(r#"{"approve": false}"#).unwrap();
-        assert!(matches!(
-            m,
-            ClientMsg::Approve {
-                approve: false,
-                pin: None
-            }
-        ));
-        assert!(matches!(
-            ClientMsg::parse(r#"{"approve": true, "pin": null}"#).unwrap(),
-            ClientMsg::Approve { pin: None, .. }
-        ));
-        assert!(matches!(
-            ClientMsg::parse(r#"{"ping": true}"#).unwrap(),
-            ClientMsg::Ping
-        ));
-        assert!(ClientMsg::parse(r#"{"scan": 5}"#).is_err());
-        assert!(ClientMsg::parse(r#"{"scan": "x", "extra": 1}"#).is_err());
-        assert!(ClientMsg::parse(r#"{"scan": "x", "ping": true}"#).is_err());
-        assert!(ClientMsg::parse(r#"{"pin": "1"}"#).is_err());
-        assert!(ClientMsg::parse(r#"{"hello": 1}"#).is_err());
-        assert!(matches!(
-            ClientMsg::parse("{}"),
-            Err(ProtocolError::UnknownMessage)
-        ));
-        assert!(matches!(
-            ClientMsg::parse("not json"),
-            Err(ProtocolError::NotJson(_))
-        ));
-        // The PIN never shows in Debug.
-        let dbg = format!(
-            "{:?}",
-            ClientMsg::parse(r#"{"approve": true, "pin": "8521"}"#).unwrap()
-        );
-        assert!(!dbg.contains("8521"));
-    }
-
-    #[test]
-    fn client_lines_are_the_documented_ones() {
-        let l = |m: ClientMsg| m.to_line().to_string();
-        assert_eq!(
-            l(ClientMsg::Scan(Zeroizing::new("FIDO:/1".into()))),
-            r#"{"scan":"FIDO:/1"}"#
-        );
-        assert_eq!(
-            l(ClientMsg::Approve {
-                approve: true,
-                pin: Some(Zeroizing::new("12".into()))
-            }),
-            r#"{"approve":true,"pin":"12"}"#
-        );
-        assert_eq!(
-            l(ClientMsg::Approve {
-                approve: false,
-                pin: None
-            }),
-            r#"{"approve":false}"#
-        );
-        assert_eq!(l(ClientMsg::Ping), r#"{"ping":true}"#);
-    }
-
-    fn prompt() -> Prompt {
-        Prompt {
-            action: Action::SignIn,
-            needs_pin: true,
-            notice: None,
-            qr_age_secs: Some(4),
-            rp_id: "example.com".into(),
-            rp_name: None,
-            user_display_name: Some("Alice".into()),
-            user_name: Some("alice".into()),
-            uv_required: false,
-        }
-    }
-
-    #[test]
-    fn daemon_messages_round_trip() {
-        let msgs = [
-            DaemonMsg::Event(Event::TunnelOpen),
-            DaemonMsg::Event(Event::NextAccount),
-            DaemonMsg::Notice("wrong PIN".into()),
-            DaemonMsg::Done(Done {
-                ok: false,
-                outcome: "declined".into(),
-                message: "you declined".into(),
-            }),
-            DaemonMsg::Busy("a session is already running".into()),
-            DaemonMsg::Error("x".into()),
-            DaemonMsg::Pong(Pong {
-                version: "1".into(),
-                busy: true,
-            }),
-            DaemonMsg::Prompt(prompt()),
-        ];
-        for m in msgs {
-            let line = m.to_line();
-            assert_eq!(DaemonMsg::parse(&line).unwrap(), m, "{line}");
-        }
-        assert_eq!(
-            DaemonMsg::Event(Event::TunnelOpen).to_line(),
-            r#"{"event":"tunnel_open"}"#
-        );
-        assert_eq!(
-            DaemonMsg::Event(Event::DesktopConnected).to_line(),
-            r#"{"event":"desktop_connected"}"#
-        );
-        assert_eq!(
-            DaemonMsg::Busy("a session is already running".into()).to_line(),
-            r#"{"busy":"a session is already running"}"#
-        );
-        assert_eq!(
-            DaemonMsg::Done(Done {
-                ok: true,
-                outcome: "completed".into(),
-                message: "signed in".into()
-            })
-            .to_line(),
-            r#"{"done":{"message":"signed in","ok":true,"outcome":"completed"}}"#
-        );
-        assert_eq!(
-            DaemonMsg::Notice("no answer in time".into()).to_line(),
-            r#"{"event":"notice","message":"no answer in time"}"#
-        );
-        assert_eq!(
-            DaemonMsg::Pong(Pong {
-                version: "0.1.0".into(),
-                busy: false
-            })
-            .to_line(),
-            r#"{"pong":{"busy":false,"version":"0.1.0"}}"#
-        );
-    }
-
-    #[test]
-    fn prompt_line_has_every_documented_field() {
-        let v: serde_json::Value =
-            serde_json::from_str(&DaemonMsg::Prompt(prompt()).to_line()).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "action",
-                "event",
-                "needs_pin",
-                "notice",
-                "qr_age_secs",
-                "rp_id",
-                "rp_name",
-                "user_display_name",
-                "user_name",
-                "uv_required"
-            ]
-        );
-        assert_eq!(v["event"], "prompt");
-        assert_eq!(v["action"], "sign in");
-        assert!(v["rp_name"].is_null() && v["notice"].is_null());
-        assert_eq!(v["qr_age_secs"], 4);
-    }
-
-    #[test]
-    fn get_next_assertion_has_its_own_event_name() {
-        let at = std::time::Instant::now();
-        let name = |command| Event::of(&SessionEvent::CommandReceived { command, at });
-        assert_eq!(name(0x02), Some(Event::Request));
-        assert_eq!(name(0x01), Some(Event::Request));
-        assert_eq!(name(0x08), Some(Event::NextAccount));
-        assert_eq!(
-            Event::of(&SessionEvent::HandshakeDone { at }),
-            Some(Event::DesktopConnected)
-        );
-    }
-
-    #[test]
-    fn unknown_events_are_tolerated() {
-        assert_eq!(
-            DaemonMsg::parse(r#"{"event":"something_new"}"#).unwrap(),
-            DaemonMsg::Event(Event::Unknown)
-        );
-        assert!(DaemonMsg::parse(r#"{"hello":1}"#).is_err());
-    }
-}
+mod tests;

@@ -37,6 +37,9 @@ pub struct SessionRequest {
     pub approver: SocketApprover,
     /// Becomes `true` when the session must stop (client gone, shutdown).
     pub cancel: watch::Receiver<bool>,
+    /// Whether the client can ask on a terminal (`false`: `{"terminal":
+    /// false}`, the daemon asks through the desktop).
+    pub terminal: bool,
 }
 
 impl std::fmt::Debug for SessionRequest {
@@ -47,6 +50,24 @@ impl std::fmt::Debug for SessionRequest {
 
 /// The session runner the daemon plugs in.
 pub type Runner = Arc<dyn Fn(SessionRequest) -> BoxFuture<'static, Done> + Send + Sync>;
+
+/// The vault session's controls the daemon plugs in (`hybridd unlock`,
+/// `hybridd lock`, and its state in `pong`).
+pub trait VaultSessions: Send + Sync {
+    /// Opens the vault session with `pin` (or one asked through pinentry).
+    fn unlock(&self, pin: Option<Zeroizing<String>>) -> BoxFuture<'_, Done>;
+    /// Ends the vault session.
+    fn lock(&self) -> BoxFuture<'_, Done>;
+    /// Whether a vault session is open.
+    fn is_open(&self) -> BoxFuture<'_, bool>;
+}
+
+/// The answer to `unlock`/`lock` from a daemon without vault sessions.
+fn no_sessions() -> DaemonMsg {
+    DaemonMsg::Error(
+        "this daemon keeps no vault session: set verify = \"fingerprint\" in config.toml".into(),
+    )
+}
 
 /// Whether a peer with `peer_uid` may use the daemon of `our_uid`: only the same user.
 pub fn peer_allowed(peer_uid: u32, our_uid: u32) -> bool {
@@ -95,6 +116,7 @@ pub struct Server {
     listener: UnixListener,
     path: PathBuf,
     runner: Runner,
+    sessions: Option<Arc<dyn VaultSessions>>,
     slot: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -113,8 +135,15 @@ impl Server {
             listener,
             path,
             runner,
+            sessions: None,
             slot: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Serves `unlock` and `lock` with `sessions`.
+    pub fn with_vault_sessions(mut self, sessions: Arc<dyn VaultSessions>) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// Serves until `shutdown` becomes true; cancels a running session,
@@ -135,6 +164,7 @@ impl Server {
                         }
                         let conn = Connection {
                             runner: self.runner.clone(),
+                            sessions: self.sessions.clone(),
                             slot: self.slot.clone(),
                             shutdown: shutdown.clone(),
                         };
@@ -160,16 +190,18 @@ impl Server {
 /// One client connection.
 struct Connection {
     runner: Runner,
+    sessions: Option<Arc<dyn VaultSessions>>,
     slot: Arc<tokio::sync::Mutex<()>>,
     shutdown: watch::Receiver<bool>,
 }
 
 type Lines = LineReader<tokio::net::unix::OwnedReadHalf>;
 
-fn pong(busy: bool) -> DaemonMsg {
+fn pong(busy: bool, vault_session: bool) -> DaemonMsg {
     DaemonMsg::Pong(Pong {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         busy,
+        vault_session,
     })
 }
 
@@ -215,14 +247,36 @@ impl Connection {
             };
             let (reply, last) = match msg {
                 Err(e) => (DaemonMsg::Error(e.to_string()), false),
-                Ok(ClientMsg::Ping) => (pong(self.slot.try_lock().is_err()), false),
+                Ok(ClientMsg::Ping) => {
+                    let open = match &self.sessions {
+                        Some(s) => s.is_open().await,
+                        None => false,
+                    };
+                    (pong(self.slot.try_lock().is_err(), open), false)
+                }
+                Ok(ClientMsg::Unlock(pin)) => match &self.sessions {
+                    Some(s) => (DaemonMsg::Done(s.unlock(pin).await), false),
+                    None => (no_sessions(), false),
+                },
+                Ok(ClientMsg::Lock) => match &self.sessions {
+                    Some(s) => (DaemonMsg::Done(s.lock().await), false),
+                    None => (no_sessions(), false),
+                },
                 Ok(ClientMsg::Approve { .. }) => {
                     (DaemonMsg::Error("no prompt is pending".into()), false)
                 }
-                Ok(ClientMsg::Scan(uri)) => match self.session(uri, &mut lines, &mut wr).await {
-                    Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
-                    None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
-                },
+                Ok(ClientMsg::Scan(uri)) => {
+                    match self.session(uri, true, &mut lines, &mut wr).await {
+                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
+                    }
+                }
+                Ok(ClientMsg::DesktopScan(uri)) => {
+                    match self.session(uri, false, &mut lines, &mut wr).await {
+                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
+                    }
+                }
             };
             if send(&mut wr, &reply).await.is_err() || last {
                 return;
@@ -238,6 +292,7 @@ impl Connection {
     async fn session(
         &mut self,
         uri: Zeroizing<String>,
+        terminal: bool,
         lines: &mut Lines,
         wr: &mut OwnedWriteHalf,
     ) -> Option<(Done, bool)> {
@@ -252,8 +307,9 @@ impl Connection {
             events: ev_tx.clone(),
             approver: SocketApprover::new(ev_tx, ans_rx),
             cancel: cancel_rx,
+            terminal,
         };
-        tracing::info!("session requested over the control socket");
+        tracing::info!(terminal, "session requested over the control socket");
         let mut session = tokio::spawn((self.runner)(req));
         let mut gone = false;
         let cancel = |ans_tx: &mut Option<mpsc::UnboundedSender<Answer>>| {
@@ -282,8 +338,13 @@ impl Connection {
                             }
                             None
                         }
-                        Ok(Some(Ok(ClientMsg::Scan(_)))) => Some(DaemonMsg::Busy(BUSY_MESSAGE.into())),
-                        Ok(Some(Ok(ClientMsg::Ping))) => Some(pong(true)),
+                        Ok(Some(Ok(ClientMsg::Scan(_) | ClientMsg::DesktopScan(_)))) => {
+                            Some(DaemonMsg::Busy(BUSY_MESSAGE.into()))
+                        }
+                        Ok(Some(Ok(ClientMsg::Ping))) => Some(pong(true, false)),
+                        Ok(Some(Ok(ClientMsg::Unlock(_) | ClientMsg::Lock))) => Some(DaemonMsg::Error(
+                            "unlock and lock go on a connection of their own".into(),
+                        )),
                         Ok(Some(Err(e))) => Some(DaemonMsg::Error(e.to_string())),
                         Ok(None) | Err(_) => {
                             tracing::info!("control client went away; cancelling the session");

@@ -16,6 +16,10 @@
 //! * `interop-mint-qr` — prints a fresh `FIDO:/` URI from
 //!   `hybrid_initiator::Desktop` (a desktop that never connects: the
 //!   negative paths use it).
+//! * `interop-desktop` — the `notify-fingerprint` scenario's desktop: dunst
+//!   on a private session bus, fprintd with libfprint's virtual device (a
+//!   finger enrolled) and a polkit stand-in on the suite's system bus,
+//!   through `hybrid_desktop::testing`.
 //!
 //! The tunnel server and the phone are the product's own binary
 //! (`hybridd tunnel-server`, `hybridd run`, `hybridd scan`).
