@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hybrid_bench::ceremony::{self, CeremonyOptions};
+use hybrid_bench::ceremony::{self, CeremonyOptions, PhoneChecks};
 use hybrid_bench::report::{machine, table, Column, Metric as _};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, Target, TunnelOptions};
 use hybrid_bench::BenchError;
+use hybrid_initiator::{AttestationPolicy, UserVerification};
 use hybrid_tunnel::server::raise_descriptor_limit;
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,17 @@ struct CeremonyArgs {
     /// binary.
     #[arg(long = "phone", value_name = "NAME=COMMAND")]
     phones: Vec<ServerSpec>,
+    /// A phone (by NAME) that does no user verification: our desktop sends
+    /// its requests without `uv` and accepts answers without the UV flag
+    /// (rpIdHash, UP, attestation, signature and counter are still
+    /// checked). Default for every phone: UV asked for and required.
+    #[arg(long = "uv-discouraged", value_name = "NAME")]
+    uv_discouraged: Vec<String>,
+    /// A phone (by NAME) whose `packed` attestation may carry a certificate
+    /// (`x5c`; signature checked with its key, chain not evaluated).
+    /// Default for every phone: self attestation or `none` only.
+    #[arg(long = "attestation-certificate", value_name = "NAME")]
+    attestation_certificate: Vec<String>,
     /// Measured ceremonies per run (makeCredential and getAssertion alternate).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     ceremonies: u64,
@@ -95,6 +107,27 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
     } else {
         args.phones
     };
+    for name in args
+        .uv_discouraged
+        .iter()
+        .chain(&args.attestation_certificate)
+    {
+        if !phones.iter().any(|p| &p.name == name) {
+            return Err(BenchError::Options(format!("no --phone named {name:?}")));
+        }
+    }
+    let checks = |name: &str| PhoneChecks {
+        user_verification: if args.uv_discouraged.iter().any(|n| n == name) {
+            UserVerification::Discouraged
+        } else {
+            UserVerification::Required
+        },
+        attestation: if args.attestation_certificate.iter().any(|n| n == name) {
+            AttestationPolicy::Certificate
+        } else {
+            AttestationPolicy::SelfOnly
+        },
+    };
     let mut columns: Vec<Column<ceremony::Metric>> = phones
         .iter()
         .map(|s| Column {
@@ -106,7 +139,7 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
     for run in 0..runs {
         for (spec, column) in phones.iter().zip(columns.iter_mut()) {
             eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
-            let result = ceremony::run(spec, &opts).await?;
+            let result = ceremony::run(spec, &opts, checks(&spec.name)).await?;
             eprintln!(
                 "[bench]   {}",
                 result
@@ -123,9 +156,20 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
     println!(
         "Load: {} ceremonies per run (makeCredential and getAssertion alternate) after {} warm-up, \
          one at a time, loopback tunnel server in the benchmark, file radio, automatic approval, \
-         throwaway vault with the cheapest KDF\n",
+         throwaway vault with the cheapest KDF",
         opts.ceremonies, opts.warmup
     );
+    for spec in &phones {
+        let c = checks(&spec.name);
+        if c != PhoneChecks::default() {
+            println!(
+                "Checks for {}: user verification {:?}, attestation {:?} (others: UV required, \
+                 self attestation)",
+                spec.name, c.user_verification, c.attestation
+            );
+        }
+    }
+    println!();
     print!("{}", table(&columns));
     if let Some(max) = args.max_failures {
         let worst = columns
