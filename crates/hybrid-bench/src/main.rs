@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hybrid_bench::ceremony::{self, CeremonyOptions, PhoneChecks};
-use hybrid_bench::report::{machine, table, Column, Metric as _};
+use hybrid_bench::report::{machine, table, Column, Metric, RunResult};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, Target, TunnelOptions};
 use hybrid_bench::BenchError;
@@ -128,28 +128,15 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
             AttestationPolicy::SelfOnly
         },
     };
-    let mut columns: Vec<Column<ceremony::Metric>> = phones
-        .iter()
-        .map(|s| Column {
-            name: s.name.clone(),
-            runs: Vec::new(),
-        })
-        .collect();
+    let mut columns = columns(&phones);
     let runs = args.runs.clamp(1, 100);
     for run in 0..runs {
         for (spec, column) in phones.iter().zip(columns.iter_mut()) {
             eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
-            let result = ceremony::run(spec, &opts, checks(&spec.name)).await?;
-            eprintln!(
-                "[bench]   {}",
-                result
-                    .metrics
-                    .iter()
-                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            record(
+                column,
+                ceremony::run(spec, &opts, checks(&spec.name)).await?,
             );
-            column.runs.push(result);
         }
     }
     println!("Machine: {}", machine());
@@ -170,8 +157,39 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
         }
     }
     println!();
-    print!("{}", table(&columns));
-    if let Some(max) = args.max_failures {
+    finish(&columns, args.max_failures)
+}
+
+/// One empty column per phone or server, in order.
+fn columns<M>(specs: &[ServerSpec]) -> Vec<Column<M>> {
+    specs
+        .iter()
+        .map(|s| Column {
+            name: s.name.clone(),
+            runs: Vec::new(),
+        })
+        .collect()
+}
+
+/// Shows one run's numbers on stderr and adds them to its column.
+fn record<M: Metric>(column: &mut Column<M>, result: RunResult<M>) {
+    eprintln!(
+        "[bench]   {}",
+        result
+            .metrics
+            .iter()
+            .map(|(m, v)| format!("{}={v:.1}", m.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    column.runs.push(result);
+}
+
+/// Prints the table; an error (after it) when a run had more failures
+/// than `max_failures`.
+fn finish<M: Metric>(columns: &[Column<M>], max_failures: Option<u64>) -> Result<(), BenchError> {
+    print!("{}", table(columns));
+    if let Some(max) = max_failures {
         let worst = columns
             .iter()
             .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
@@ -277,22 +295,11 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
             opts.tunnels.max(opts.relay_tunnels)
         )));
     }
-    let mut columns: Vec<Column<tunnel::Metric>> = args
-        .servers
-        .iter()
-        .map(|s| Column {
-            name: s.name.clone(),
-            runs: Vec::new(),
-        })
-        .collect();
-    for run in 0..args.runs.max(1) {
+    let mut columns = columns(&args.servers);
+    let runs = args.runs.max(1);
+    for run in 0..runs {
         for (spec, column) in args.servers.iter().zip(columns.iter_mut()) {
-            eprintln!(
-                "[bench] run {}/{}: {}",
-                run + 1,
-                args.runs.max(1),
-                spec.name
-            );
+            eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
             let server = Server::start(spec).await?;
             let target = Target {
                 addr: server.addr,
@@ -300,17 +307,7 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
             };
             let result = tunnel::run(target, &opts).await;
             server.stop().await;
-            let result = result?;
-            eprintln!(
-                "[bench]   {}",
-                result
-                    .metrics
-                    .iter()
-                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            column.runs.push(result);
+            record(column, result?);
         }
     }
     println!("Machine: {}", machine());
@@ -326,20 +323,7 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
         opts.pair_duration,
         opts.sources
     );
-    print!("{}", table(&columns));
-    if let Some(max) = args.max_failures {
-        let worst = columns
-            .iter()
-            .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
-            .max()
-            .unwrap_or(0);
-        if worst > max {
-            return Err(BenchError::Options(format!(
-                "{worst} failures in a run, more than --max-failures {max}"
-            )));
-        }
-    }
-    Ok(())
+    finish(&columns, args.max_failures)
 }
 
 fn main() -> ExitCode {
