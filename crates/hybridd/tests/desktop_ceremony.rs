@@ -299,6 +299,18 @@ impl Rig {
         }
     }
 
+    /// The daemon's locked memory (`VmLck`, kB): the vault key and the
+    /// metadata key each hold a locked page while the vault is unlocked.
+    fn daemon_locked_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self._daemon.0.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmLck:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmLck in the daemon's status: {status}"))
+    }
+
     /// `hybridd unlock --pin-file` with the vault PIN.
     fn unlock(&self) {
         let f = self.h.pin_file("unlock-pin", PIN);
@@ -695,11 +707,19 @@ async fn logind_lock_and_suspend_drop_the_vault_session() {
             "{}",
             rig.log_text()
         );
-        // Session.Lock.
+        // Session.Lock. While the session is open its keys sit in locked
+        // pages (two keys, a page each); none are left once it ends.
+        assert_eq!(rig.daemon_locked_kb(), 0);
         rig.unlock();
         rig.wait_vault_session(true).await;
+        assert!(
+            rig.daemon_locked_kb() >= 8,
+            "VmLck {} kB",
+            rig.daemon_locked_kb()
+        );
         logind.lock().await.unwrap();
         rig.wait_vault_session(false).await;
+        assert_eq!(rig.daemon_locked_kb(), 0);
         // PrepareForSleep(true).
         rig.unlock();
         rig.wait_vault_session(true).await;
