@@ -744,6 +744,25 @@ async fn logind_lock_and_suspend_drop_the_vault_session() {
     .await;
 }
 
+/// The processes (pid and command) whose arguments contain `needle`.
+fn processes_with_argument(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // Gone meanwhile, or not readable: not ours.
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
     let test = "xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst";
@@ -803,12 +822,35 @@ async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         Rig::buses(&mut open, rig.session.as_ref(), None);
-        let opener = Killed(open.spawn().unwrap());
-        // The scan that xdg-open started had no terminal: the daemon asks
-        // through the notification.
+        let mut opener = Killed(open.spawn().unwrap());
+        // The scan that xdg-open started (`--detach`) had no terminal: the
+        // daemon asks through the notification.
         let id = rig.notification(1).await;
         let log = rig.log_text();
-        assert!(log.contains("terminal=false"), "{log}");
+        assert!(log.contains("terminal=false detached=true"), "{log}");
+        // xdg-open and `hybridd scan --detach` have returned while the
+        // question is still open, so no process shows the QR code in its
+        // arguments any more (`/proc/PID/cmdline` is readable by every
+        // local user).
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = opener.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t0.elapsed() < WAIT,
+                "xdg-open did not return: {}",
+                rig.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "xdg-open: {status}");
+        let holders = processes_with_argument(&uri);
+        assert!(
+            holders.is_empty(),
+            "the QR code is in the arguments of {holders:?}"
+        );
+        assert!(!rig.log_text().contains("outcome="), "{}", rig.log_text());
         rig.dunst().invoke(id, ACTION_DENY).unwrap();
         assert!(reg.await.unwrap().is_err());
         rig.wait_log("outcome=declined", 1).await;
