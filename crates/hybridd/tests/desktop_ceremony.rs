@@ -779,24 +779,38 @@ async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
         // The default approval ("interactive"): a request without a
         // terminal is asked through the notification.
         let rig = Rig::start("", Some(session), None).await;
-        // The shipped desktop entry, installed for this home's user.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let apps = rig.h.path().join("data/applications");
-        std::fs::create_dir_all(&apps).unwrap();
-        std::fs::copy(
-            root.join("dist/hybridd.desktop"),
-            apps.join("hybridd.desktop"),
-        )
-        .unwrap();
-        std::fs::write(
-            rig.h.path().join("config/mimeapps.list"),
-            "[Default Applications]\nx-scheme-handler/fido=hybridd.desktop\n\
-             x-scheme-handler/FIDO=hybridd.desktop\n",
-        )
-        .unwrap();
+        // `hybridd setup desktop` installs the shipped desktop entry for
+        // this home's user and makes it the default with xdg-mime.
         let empty = rig.h.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
-        let bin = Path::new(env!("CARGO_BIN_EXE_hybridd")).parent().unwrap();
+        let generic = |c: &mut std::process::Command| {
+            c.env("XDG_DATA_DIRS", &empty)
+                .env("XDG_CONFIG_DIRS", &empty)
+                .env("XDG_CURRENT_DESKTOP", "X-Generic");
+        };
+        let mut setup = rig.h.cmd();
+        generic(&mut setup);
+        let o = setup.args(["setup", "desktop"]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "setup desktop: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let entry = std::fs::read_to_string(rig.h.path().join("data/applications/hybridd.desktop"))
+            .unwrap();
+        let exe = Path::new(env!("CARGO_BIN_EXE_hybridd"))
+            .canonicalize()
+            .unwrap();
+        assert!(
+            entry.contains(&format!("\nExec={} scan --detach %u\n", exe.display())),
+            "{entry}"
+        );
+        let mimeapps = std::fs::read_to_string(rig.h.path().join("config/mimeapps.list")).unwrap();
+        assert!(
+            mimeapps.contains("x-scheme-handler/fido=hybridd.desktop"),
+            "{mimeapps}"
+        );
         let d = new_desktop();
         let uri = d.qr_uri();
         let reg = rig.register(d, rp(), alice());
@@ -812,15 +826,14 @@ async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
                 cmd.get_envs()
                     .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
             )
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-            .env("XDG_DATA_DIRS", &empty)
-            .env("XDG_CONFIG_DIRS", &empty)
-            .env("XDG_CURRENT_DESKTOP", "X-Generic")
+            // hybridd is not on PATH: the entry names it by its full path.
+            .env("PATH", "/usr/bin:/bin")
             .env("DISPLAY", rig.session.as_ref().unwrap().x.display())
             .env("BROWSER", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        generic(&mut open);
         Rig::buses(&mut open, rig.session.as_ref(), None);
         let mut opener = Killed(open.spawn().unwrap());
         // The scan that xdg-open started (`--detach`) had no terminal: the
