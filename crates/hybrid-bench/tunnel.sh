@@ -40,6 +40,8 @@ trap 'rm -rf "$CONF_DIR"' EXIT
 cat >"$CONF_DIR/tunnel-server.toml" <<'TOML'
 ttl_secs = 600
 max_messages_per_side = 200
+max_connections_per_source = 4096
+max_waiting_per_source = 4096
 TOML
 
 servers=(--server "hybridd=RUST_LOG=warn $TARGET/release/hybridd tunnel-server --config $CONF_DIR/tunnel-server.toml --listen 127.0.0.1:{port}")

@@ -242,6 +242,10 @@ struct TunnelArgs {
     /// Seconds of the pairs phase.
     #[arg(long, default_value_t = 5.0)]
     pair_duration: f64,
+    /// Generator threads of the pairs phase (the workers spread over them;
+    /// one thread is the bottleneck, docs/performance.md).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pair_threads: u16,
     /// Source addresses 127.0.0.1 to 127.0.0.N.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
     sources: u8,
@@ -276,6 +280,7 @@ impl TunnelArgs {
             size: self.size,
             pair_workers: self.pair_workers,
             pair_duration: secs(self.pair_duration, "--pair-duration")?,
+            pair_threads: usize::from(self.pair_threads),
             sources: self.sources,
             settle: secs(self.settle, "--settle")?,
             after_close: secs(self.after_close, "--after-close")?,
@@ -313,13 +318,14 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
     println!("Machine: {}", machine());
     println!(
         "Load: {} tunnels held; relay {} B echo, {} tunnels, {} round trips/s for {:?}; \
-         pairs with {} workers for {:?}; sources 127.0.0.1-{}\n",
+         pairs with {} workers on {} threads for {:?}; sources 127.0.0.1-{}\n",
         opts.tunnels,
         opts.size,
         opts.relay_tunnels,
         opts.rate,
         opts.duration,
         opts.pair_workers,
+        opts.pair_threads,
         opts.pair_duration,
         opts.sources
     );

@@ -14,8 +14,9 @@
 //!    schedule of `rate` round trips per second for `duration`, spread
 //!    round-robin over the tunnels: the desktop sends `size` bytes, the phone
 //!    echoes them, the round trip is timed from the desktop's send;
-//! 3. **pairs**: `pair_workers` workers set up and tear down new+connect
-//!    pairs (phone sends Close, both legs read to EOF) for `pair_duration`.
+//! 3. **pairs**: `pair_workers` workers, spread over `pair_threads`
+//!    generator threads, set up and tear down new+connect pairs (phone sends
+//!    Close, both legs read to EOF) for `pair_duration`.
 //!
 //! Server CPU is `utime + stime` of the server process over each phase.
 //! Source addresses are spread over 127.0.0.1..=127.0.0.`sources` (phone and
@@ -63,6 +64,8 @@ pub struct TunnelOptions {
     pub pair_workers: usize,
     /// Length of the pairs phase.
     pub pair_duration: Duration,
+    /// Generator threads of the pairs phase, the workers spread over them.
+    pub pair_threads: usize,
     /// Source addresses 127.0.0.1..=127.0.0.`sources`.
     pub sources: u8,
     /// Pause before each memory reading.
@@ -85,6 +88,7 @@ impl Default for TunnelOptions {
             size: 1024,
             pair_workers: 32,
             pair_duration: Duration::from_secs(5),
+            pair_threads: 2,
             sources: 16,
             settle: Duration::from_secs(2),
             after_close: Duration::from_secs(5),
@@ -386,8 +390,76 @@ async fn pairs_phase(
     let before = sample(target.pid)?;
     let started = Instant::now();
     let deadline = started + opts.pair_duration;
+    // Each thread runs its share of the workers on a runtime of its own: a
+    // pair costs the generator more than the server (on loopback the
+    // connecting side's `connect` runs the whole three-way handshake, both
+    // ends, in its own system call), so one generator thread would bound
+    // the rate whatever the server (docs/performance.md).
+    let threads = opts.pair_threads.clamp(1, opts.pair_workers.max(1));
+    let mut done = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let workers: Vec<usize> = (t..opts.pair_workers).step_by(threads).collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (ids, opts) = (ids.clone(), opts.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("pairs-{t}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(pair_workers(target, &opts, &ids, workers, deadline)));
+                let _ = tx.send(result);
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => out.failures.add(format!("pairs: thread: {:?}", e.kind())),
+        }
+    }
+    let mut times = Vec::new();
+    for rx in done {
+        match rx.await {
+            Ok(Ok((t, f))) => {
+                times.extend(t);
+                out.failures.merge(&f);
+            }
+            Ok(Err(e)) => out.failures.add(format!("pairs: runtime: {:?}", e.kind())),
+            Err(_) => out.failures.add("pairs: thread failed"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = sample(target.pid)?;
+    times.sort_unstable();
+    let m = &mut out.metrics;
+    m.insert(
+        Metric::PairsPerSec,
+        times.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
+    if let Some(v) = percentile(&times, 50) {
+        m.insert(Metric::PairP50Ms, v as f64 / 1000.0);
+    }
+    if let Some(v) = percentile(&times, 100) {
+        m.insert(Metric::PairMaxMs, v as f64 / 1000.0);
+    }
+    if !times.is_empty() {
+        m.insert(
+            Metric::CpuPerPairUs,
+            cpu_us(before, after) / times.len() as f64,
+        );
+    }
+    Ok(())
+}
+
+/// The pair workers `workers` (their numbers) of one generator thread,
+/// until `deadline`: pair times in µs and failures.
+async fn pair_workers(
+    target: Target,
+    opts: &TunnelOptions,
+    ids: &IdGen,
+    workers: Vec<usize>,
+    deadline: Instant,
+) -> (Vec<u64>, Failures) {
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..opts.pair_workers {
+    for w in workers {
         let ids = ids.clone();
         let opts = opts.clone();
         tasks.spawn(async move {
@@ -413,33 +485,17 @@ async fn pairs_phase(
         });
     }
     let mut times = Vec::new();
+    let mut failures = Failures::default();
     while let Some(joined) = tasks.join_next().await {
-        if let Ok((t, f)) = joined {
-            times.extend(t);
-            out.failures.merge(&f);
+        match joined {
+            Ok((t, f)) => {
+                times.extend(t);
+                failures.merge(&f);
+            }
+            Err(_) => failures.add("pairs: task failed"),
         }
     }
-    let elapsed = started.elapsed();
-    let after = sample(target.pid)?;
-    times.sort_unstable();
-    let m = &mut out.metrics;
-    m.insert(
-        Metric::PairsPerSec,
-        times.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-    );
-    if let Some(v) = percentile(&times, 50) {
-        m.insert(Metric::PairP50Ms, v as f64 / 1000.0);
-    }
-    if let Some(v) = percentile(&times, 100) {
-        m.insert(Metric::PairMaxMs, v as f64 / 1000.0);
-    }
-    if !times.is_empty() {
-        m.insert(
-            Metric::CpuPerPairUs,
-            cpu_us(before, after) / times.len() as f64,
-        );
-    }
-    Ok(())
+    (times, failures)
 }
 
 fn micros(d: Duration) -> u64 {

@@ -76,11 +76,20 @@ pub(super) async fn handle_connection(
         next,
         source,
     } = routed;
+    // Boxed too: a tunnel's state (two WebSockets, their timers and the
+    // select! state) is several KiB, and a future held inline is copied
+    // whole when the task is spawned and again when it ends (perf, pairs
+    // phase: 5.5 % of the server's CPU in memmove, docs/performance.md).
     match next {
         Next::Phone(id, accept) => {
-            phone(inner, stream, rest, id, accept, admission, source, stop).await;
+            Box::pin(phone(
+                inner, stream, rest, id, accept, admission, source, stop,
+            ))
+            .await;
         }
-        Next::Desktop(id, accept) => desktop(inner, stream, rest, id, accept, admission).await,
+        Next::Desktop(id, accept) => {
+            Box::pin(desktop(inner, stream, rest, id, accept, admission)).await;
+        }
     }
 }
 
