@@ -30,5 +30,9 @@ CARGO_TARGET_DIR=$TARGET/bench-peers/phone-webauthn-rs \
 # hybridd at its default log level (info), plus its own phase-time lines.
 phones=(--phone "hybridd=RUST_LOG=info,hybridd::timing=debug NO_COLOR=1 $TARGET/release/hybridd run --vault {vault} --socket {socket} --tunnel-url {tunnel} --advert-file {advert} --approval auto --pin-file {pin}")
 if [ -n "${BENCH_EXTRA_PHONE:-}" ]; then phones+=(--phone "$BENCH_EXTRA_PHONE"); fi
-phones+=(--phone "webauthn-rs=$PEER --tunnel {tunnel} --advert {advert}")
+# SoftToken does no user verification and attests with a certificate (x5c):
+# the desktop asks it for no UV and accepts both (rpIdHash, UP, signatures and
+# counters are checked as for hybridd).
+phones+=(--phone "webauthn-rs=$PEER --tunnel {tunnel} --advert {advert}"
+  --uv-discouraged webauthn-rs --attestation-certificate webauthn-rs)
 "$TARGET/release/hybrid-bench" ceremony "${phones[@]}" "$@"

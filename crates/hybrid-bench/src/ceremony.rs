@@ -18,7 +18,10 @@
 use std::time::Duration;
 
 use hybrid_ctap::types::UserEntity;
-use hybrid_initiator::{AdvertSource, Desktop, RegisteredCredential, RelyingParty, Resolver};
+use hybrid_initiator::{
+    AdvertSource, AttestationPolicy, Desktop, RegisteredCredential, RelyingParty, Resolver,
+    UserVerification,
+};
 use hybrid_qr::RequestType;
 use hybrid_tunnel::client::ClientOptions;
 use hybrid_tunnel::server::{ServerConfig, TunnelServer};
@@ -64,6 +67,18 @@ impl Default for CeremonyOptions {
             settle: Duration::from_secs(1),
         }
     }
+}
+
+/// What our desktop asks of one phone and accepts from it, beyond what it
+/// always checks (rpIdHash, UP, the attestation signature, the assertion
+/// signature and the counter). The default is what Chrome asks of a phone
+/// and what hybridd answers: UV required, self attestation only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhoneChecks {
+    /// `uv` in the requests and the UV flag in the answers.
+    pub user_verification: UserVerification,
+    /// `packed` attestation statements accepted.
+    pub attestation: AttestationPolicy,
 }
 
 /// One row of the ceremony table.
@@ -186,12 +201,18 @@ struct World {
     client: ClientOptions,
     rp: RelyingParty,
     timeout: Duration,
+    user_verification: UserVerification,
     /// Passkeys registered so far (the sign-ins use the last).
     registered: Vec<RegisteredCredential>,
 }
 
-/// Runs the ceremonies against the phone `spec`.
-pub async fn run(spec: &ServerSpec, opts: &CeremonyOptions) -> Result<RunResult, BenchError> {
+/// Runs the ceremonies against the phone `spec`, checking its answers as
+/// `checks` says.
+pub async fn run(
+    spec: &ServerSpec,
+    opts: &CeremonyOptions,
+    checks: PhoneChecks,
+) -> Result<RunResult, BenchError> {
     let io = |what| move |source| BenchError::Io { what, source };
     let dir = tempfile::Builder::new()
         .prefix("hybrid-bench-")
@@ -230,8 +251,9 @@ pub async fn run(spec: &ServerSpec, opts: &CeremonyOptions) -> Result<RunResult,
             connect_timeout: Duration::from_secs(5),
             ..ClientOptions::default()
         },
-        rp: RelyingParty::new(RP_ID, "hybrid-bench"),
+        rp: RelyingParty::new(RP_ID, "hybrid-bench").with_attestation(checks.attestation),
         timeout: opts.timeout,
+        user_verification: checks.user_verification,
         registered: Vec::new(),
     };
     let mut phone = Phone::start(spec, &world.places).await?;
@@ -415,6 +437,7 @@ async fn one(phone: &mut Phone, world: &mut World, i: usize) -> Result<Duration,
         client,
         rp,
         timeout,
+        user_verification,
         registered,
     } = world;
     let desktop_side = async {
@@ -423,6 +446,7 @@ async fn one(phone: &mut Phone, world: &mut World, i: usize) -> Result<Duration,
             .establish(&mut source, *timeout, resolver, client, &mut OsRng)
             .await
             .map_err(|e| format!("desktop: {e}"))?;
+        ch.set_user_verification(*user_verification);
         if register {
             let user = UserEntity {
                 id: format!("user-{i}").into_bytes(),

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hybrid_bench::ceremony::{self, CeremonyOptions};
-use hybrid_bench::report::{machine, table, Column, Metric as _};
+use hybrid_bench::ceremony::{self, CeremonyOptions, PhoneChecks};
+use hybrid_bench::report::{machine, table, Column, Metric, RunResult};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, Target, TunnelOptions};
 use hybrid_bench::BenchError;
+use hybrid_initiator::{AttestationPolicy, UserVerification};
 use hybrid_tunnel::server::raise_descriptor_limit;
 
 #[derive(Debug, Parser)]
@@ -44,6 +45,17 @@ struct CeremonyArgs {
     /// binary.
     #[arg(long = "phone", value_name = "NAME=COMMAND")]
     phones: Vec<ServerSpec>,
+    /// A phone (by NAME) that does no user verification: our desktop sends
+    /// its requests without `uv` and accepts answers without the UV flag
+    /// (rpIdHash, UP, attestation, signature and counter are still
+    /// checked). Default for every phone: UV asked for and required.
+    #[arg(long = "uv-discouraged", value_name = "NAME")]
+    uv_discouraged: Vec<String>,
+    /// A phone (by NAME) whose `packed` attestation may carry a certificate
+    /// (`x5c`; signature checked with its key, chain not evaluated).
+    /// Default for every phone: self attestation or `none` only.
+    #[arg(long = "attestation-certificate", value_name = "NAME")]
+    attestation_certificate: Vec<String>,
     /// Measured ceremonies per run (makeCredential and getAssertion alternate).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     ceremonies: u64,
@@ -95,39 +107,89 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
     } else {
         args.phones
     };
-    let mut columns: Vec<Column<ceremony::Metric>> = phones
+    for name in args
+        .uv_discouraged
         .iter()
-        .map(|s| Column {
-            name: s.name.clone(),
-            runs: Vec::new(),
-        })
-        .collect();
+        .chain(&args.attestation_certificate)
+    {
+        if !phones.iter().any(|p| &p.name == name) {
+            return Err(BenchError::Options(format!("no --phone named {name:?}")));
+        }
+    }
+    let checks = |name: &str| PhoneChecks {
+        user_verification: if args.uv_discouraged.iter().any(|n| n == name) {
+            UserVerification::Discouraged
+        } else {
+            UserVerification::Required
+        },
+        attestation: if args.attestation_certificate.iter().any(|n| n == name) {
+            AttestationPolicy::Certificate
+        } else {
+            AttestationPolicy::SelfOnly
+        },
+    };
+    let mut columns = columns(&phones);
     let runs = args.runs.clamp(1, 100);
     for run in 0..runs {
         for (spec, column) in phones.iter().zip(columns.iter_mut()) {
             eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
-            let result = ceremony::run(spec, &opts).await?;
-            eprintln!(
-                "[bench]   {}",
-                result
-                    .metrics
-                    .iter()
-                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            record(
+                column,
+                ceremony::run(spec, &opts, checks(&spec.name)).await?,
             );
-            column.runs.push(result);
         }
     }
     println!("Machine: {}", machine());
     println!(
         "Load: {} ceremonies per run (makeCredential and getAssertion alternate) after {} warm-up, \
          one at a time, loopback tunnel server in the benchmark, file radio, automatic approval, \
-         throwaway vault with the cheapest KDF\n",
+         throwaway vault with the cheapest KDF",
         opts.ceremonies, opts.warmup
     );
-    print!("{}", table(&columns));
-    if let Some(max) = args.max_failures {
+    for spec in &phones {
+        let c = checks(&spec.name);
+        if c != PhoneChecks::default() {
+            println!(
+                "Checks for {}: user verification {:?}, attestation {:?} (others: UV required, \
+                 self attestation)",
+                spec.name, c.user_verification, c.attestation
+            );
+        }
+    }
+    println!();
+    finish(&columns, args.max_failures)
+}
+
+/// One empty column per phone or server, in order.
+fn columns<M>(specs: &[ServerSpec]) -> Vec<Column<M>> {
+    specs
+        .iter()
+        .map(|s| Column {
+            name: s.name.clone(),
+            runs: Vec::new(),
+        })
+        .collect()
+}
+
+/// Shows one run's numbers on stderr and adds them to its column.
+fn record<M: Metric>(column: &mut Column<M>, result: RunResult<M>) {
+    eprintln!(
+        "[bench]   {}",
+        result
+            .metrics
+            .iter()
+            .map(|(m, v)| format!("{}={v:.1}", m.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    column.runs.push(result);
+}
+
+/// Prints the table; an error (after it) when a run had more failures
+/// than `max_failures`.
+fn finish<M: Metric>(columns: &[Column<M>], max_failures: Option<u64>) -> Result<(), BenchError> {
+    print!("{}", table(columns));
+    if let Some(max) = max_failures {
         let worst = columns
             .iter()
             .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
@@ -233,22 +295,11 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
             opts.tunnels.max(opts.relay_tunnels)
         )));
     }
-    let mut columns: Vec<Column<tunnel::Metric>> = args
-        .servers
-        .iter()
-        .map(|s| Column {
-            name: s.name.clone(),
-            runs: Vec::new(),
-        })
-        .collect();
-    for run in 0..args.runs.max(1) {
+    let mut columns = columns(&args.servers);
+    let runs = args.runs.max(1);
+    for run in 0..runs {
         for (spec, column) in args.servers.iter().zip(columns.iter_mut()) {
-            eprintln!(
-                "[bench] run {}/{}: {}",
-                run + 1,
-                args.runs.max(1),
-                spec.name
-            );
+            eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
             let server = Server::start(spec).await?;
             let target = Target {
                 addr: server.addr,
@@ -256,17 +307,7 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
             };
             let result = tunnel::run(target, &opts).await;
             server.stop().await;
-            let result = result?;
-            eprintln!(
-                "[bench]   {}",
-                result
-                    .metrics
-                    .iter()
-                    .map(|(m, v)| format!("{}={v:.1}", m.label()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            column.runs.push(result);
+            record(column, result?);
         }
     }
     println!("Machine: {}", machine());
@@ -282,20 +323,7 @@ async fn run_tunnel(args: TunnelArgs) -> Result<(), BenchError> {
         opts.pair_duration,
         opts.sources
     );
-    print!("{}", table(&columns));
-    if let Some(max) = args.max_failures {
-        let worst = columns
-            .iter()
-            .flat_map(|c| c.runs.iter().map(|r| r.failures.total()))
-            .max()
-            .unwrap_or(0);
-        if worst > max {
-            return Err(BenchError::Options(format!(
-                "{worst} failures in a run, more than --max-failures {max}"
-            )));
-        }
-    }
-    Ok(())
+    finish(&columns, args.max_failures)
 }
 
 fn main() -> ExitCode {

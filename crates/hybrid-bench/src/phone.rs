@@ -33,13 +33,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::server::ServerSpec;
+use crate::server::{terminate, ServerSpec, STOP_TIMEOUT};
 use crate::BenchError;
 
 /// Bound on a phone coming up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on a phone going away after its input ended or SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Other stderr lines kept for error messages.
 const KEPT_LINES: usize = 8;
 
@@ -347,18 +345,7 @@ impl Phone {
                 return;
             }
         }
-        if let Some(pid) = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        terminate(&mut self.child, self.pid).await;
     }
 }
 

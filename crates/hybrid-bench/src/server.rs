@@ -19,8 +19,9 @@ use crate::BenchError;
 
 /// Bound on a server coming up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on a server going away after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a server or phone going away (after SIGTERM, or a phone after
+/// its input ended) before it is killed.
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server under test: a name for the table and a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,18 +140,24 @@ impl Server {
 
     /// SIGTERM, then SIGKILL if it has not exited within a bound.
     pub async fn stop(mut self) {
-        if let Some(pid) = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        terminate(&mut self.child, self.pid).await;
+    }
+}
+
+/// Ends `child` (whose pid is `pid`): SIGTERM, then SIGKILL if it has not
+/// exited within [`STOP_TIMEOUT`].
+pub(crate) async fn terminate(child: &mut Child, pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }
 

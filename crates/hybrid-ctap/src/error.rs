@@ -67,7 +67,8 @@ pub enum VerifyError {
     /// The attestation or assertion signature does not verify.
     #[error("bad signature")]
     Signature,
-    /// The attestation format is neither `packed` (self) nor `none`.
+    /// The attestation format is neither `packed` (self, or with a
+    /// certificate when the RP accepts one) nor `none`.
     #[error("unsupported attestation format")]
     AttestationFormat,
     /// The credential's algorithm or COSE key is not ES256/Ed25519.

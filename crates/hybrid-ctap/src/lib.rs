@@ -54,7 +54,7 @@ pub use error::{Error, VerifyError};
 pub use get_info::GetInfoResponse;
 pub use response::{AuthenticatorData, GetAssertionResponse, MakeCredentialResponse};
 #[cfg(any(test, feature = "rp"))]
-pub use rp::{RegisteredCredential, RelyingParty};
+pub use rp::{AttestationPolicy, RegisteredCredential, RelyingParty};
 pub use status::Ctap2Status;
 pub use step::{Reply, Step};
 

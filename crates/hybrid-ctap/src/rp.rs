@@ -35,6 +35,24 @@ pub struct RegisteredCredential {
     pub aaguid: [u8; 16],
 }
 
+/// Which `packed` attestation statements a [`RelyingParty`] accepts
+/// (WebAuthn §8.2 "Packed Attestation Statement Format"; `none`, §8.7, is
+/// always accepted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttestationPolicy {
+    /// Self attestation only (no `x5c`: signed by the new credential's own
+    /// key) — what hybridd's phone sends; a certificate is refused.
+    #[default]
+    SelfOnly,
+    /// Also basic / AttCA attestation with an `x5c` chain (§8.2 verification
+    /// procedure, `x5c` present): `alg` must be ES256 and the signature over
+    /// `authData || clientDataHash` must verify with the P-256 key of the
+    /// first certificate. The chain is not evaluated against trust anchors
+    /// (an RP's attestation policy supplies those; a test RP has none). For
+    /// driving other authenticators, e.g. webauthn-rs's `SoftToken`.
+    Certificate,
+}
+
 /// A relying party for one RP ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelyingParty {
@@ -42,6 +60,9 @@ pub struct RelyingParty {
     pub rp_id: String,
     /// The RP's display name.
     pub rp_name: String,
+    /// Which attestation statements [`RelyingParty::verify_registration`]
+    /// accepts.
+    pub attestation: AttestationPolicy,
 }
 
 fn bad(what: &'static str) -> Error {
@@ -54,7 +75,14 @@ impl RelyingParty {
         RelyingParty {
             rp_id: rp_id.to_owned(),
             rp_name: rp_name.to_owned(),
+            attestation: AttestationPolicy::SelfOnly,
         }
+    }
+
+    /// The same RP accepting the attestation statements of `policy`.
+    pub fn with_attestation(mut self, policy: AttestationPolicy) -> Self {
+        self.attestation = policy;
+        self
     }
 
     /// A makeCredential request as Chrome sends it over hybrid
@@ -130,7 +158,9 @@ impl RelyingParty {
     /// Verifies a makeCredential response frame (`status || CBOR`): rpIdHash,
     /// UP (and UV if required), attested credential data, and the
     /// attestation — `packed` self-attestation (signature by the new
-    /// credential key, `alg` matching, no `x5c`) or `none` (`{}`).
+    /// credential key, `alg` matching, no `x5c`), `packed` with a
+    /// certificate if [`RelyingParty::attestation`] allows it
+    /// ([`AttestationPolicy::Certificate`]), or `none` (`{}`).
     pub fn verify_registration(
         &self,
         client_data_hash: &[u8],
@@ -153,17 +183,32 @@ impl RelyingParty {
             }
             "packed" => {
                 let get = |k: &str| hybrid_cbor::access::get_text_key(stmt, k);
-                if get("x5c").is_some() {
-                    return Err(VerifyError::AttestationFormat.into());
-                }
                 let alg = cbor::int(get("alg").cloned().ok_or(bad("attStmt.alg"))?, "alg")?;
-                if alg != key.alg {
-                    return Err(VerifyError::UnsupportedKey.into());
-                }
                 let sig = cbor::bytes(get("sig").cloned().ok_or(bad("attStmt.sig"))?, "sig")?;
                 let mut msg = resp.auth_data.clone();
                 msg.extend_from_slice(client_data_hash);
-                key.verify(&msg, &sig)?;
+                match (get("x5c"), self.attestation) {
+                    (None, _) => {
+                        if alg != key.alg {
+                            return Err(VerifyError::UnsupportedKey.into());
+                        }
+                        key.verify(&msg, &sig)?;
+                    }
+                    (Some(x5c), AttestationPolicy::Certificate) => {
+                        let Value::Array(chain) = x5c else {
+                            return Err(bad("attStmt.x5c"));
+                        };
+                        let first = chain.first().cloned().ok_or(bad("attStmt.x5c"))?;
+                        let cert = CoseKey::from_certificate(&cbor::bytes(first, "x5c")?)?;
+                        if alg != cert.alg {
+                            return Err(VerifyError::UnsupportedKey.into());
+                        }
+                        cert.verify(&msg, &sig)?;
+                    }
+                    (Some(_), AttestationPolicy::SelfOnly) => {
+                        return Err(VerifyError::AttestationFormat.into());
+                    }
+                }
             }
             _ => return Err(VerifyError::AttestationFormat.into()),
         }
@@ -266,6 +311,26 @@ impl CoseKey {
             }
             _ => Err(VerifyError::UnsupportedKey.into()),
         }
+    }
+
+    /// The P-256 key of a DER X.509 certificate (an `x5c` attestation
+    /// certificate; ES256 is the only attestation algorithm accepted).
+    fn from_certificate(der: &[u8]) -> Result<Self, Error> {
+        use p256::pkcs8::DecodePublicKey;
+        use x509_cert::der::{Decode, Encode};
+        let cert =
+            x509_cert::Certificate::from_der(der).map_err(|_| bad("attestation certificate"))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|_| bad("attestation certificate key"))?;
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki)
+            .map_err(|_| VerifyError::UnsupportedKey)?;
+        Ok(CoseKey {
+            alg: COSE_ES256,
+            key: VerifyKey::P256(vk),
+        })
     }
 
     fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), Error> {

@@ -24,6 +24,35 @@ use crate::timeline::Timeline;
 /// a CTAP reply). The phone's approval happens inside that wait.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether the desktop asks for user verification and requires it in the
+/// answer (WebAuthn `userVerification`; the CTAP `uv` option, CTAP 2.2
+/// §6.1.2 / §6.2.2). Set per [`Channel`] with
+/// [`Channel::set_user_verification`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserVerification {
+    /// `uv: true` in every request, and an answer without the UV flag is
+    /// refused. The default: what Chrome asks of a phone over hybrid.
+    #[default]
+    Required,
+    /// No `uv` option in the request, and an answer without the UV flag is
+    /// accepted; rpIdHash, UP, the attestation, the signature and the
+    /// counter are checked as always. Only for authenticators that do no
+    /// user verification (e.g. webauthn-rs's `SoftToken`, the benchmark's
+    /// comparison phone) — never the default.
+    Discouraged,
+}
+
+impl UserVerification {
+    fn required(self) -> bool {
+        self == UserVerification::Required
+    }
+
+    /// The request's `uv` option.
+    fn option(self) -> Option<bool> {
+        self.required().then_some(true)
+    }
+}
+
 /// An open `/cable/connect/` tunnel, before the handshake.
 pub struct Connection {
     tunnel: DesktopTunnel,
@@ -150,6 +179,7 @@ impl Connection {
             timeline: self.timeline,
             io_timeout: self.io_timeout,
             updates: 0,
+            user_verification: UserVerification::Required,
         };
         let ct = recv_within(
             &mut channel.tunnel,
@@ -184,6 +214,7 @@ pub struct Channel {
     timeline: Timeline,
     io_timeout: Duration,
     updates: usize,
+    user_verification: UserVerification,
 }
 
 impl std::fmt::Debug for Channel {
@@ -191,6 +222,7 @@ impl std::fmt::Debug for Channel {
         f.debug_struct("Channel")
             .field("revision", &self.revision)
             .field("updates", &self.updates)
+            .field("user_verification", &self.user_verification)
             .finish_non_exhaustive()
     }
 }
@@ -230,6 +262,12 @@ impl Channel {
     /// Sets the bound on each wait for the phone.
     pub fn set_io_timeout(&mut self, timeout: Duration) {
         self.io_timeout = timeout;
+    }
+
+    /// Whether the requests ask for user verification and the answers must
+    /// carry it ([`UserVerification::Required`] unless set otherwise).
+    pub fn set_user_verification(&mut self, uv: UserVerification) {
+        self.user_verification = uv;
     }
 
     /// Encrypts `plaintext` as-is (a whole frame including its type byte,
@@ -295,9 +333,10 @@ impl Channel {
         }
     }
 
-    /// makeCredential as `rp` would send it (ES256/EdDSA, UV, `rk` if
-    /// `discoverable`), verified as the RP: rpIdHash, UP, UV, attestation
-    /// (phase `"makeCredential"`).
+    /// makeCredential as `rp` would send it (ES256/EdDSA, `uv` as set by
+    /// [`Channel::set_user_verification`], `rk` if `discoverable`), verified
+    /// as the RP: rpIdHash, UP, UV (when required), attestation (phase
+    /// `"makeCredential"`).
     pub async fn register(
         &mut self,
         rp: &RelyingParty,
@@ -305,13 +344,15 @@ impl Channel {
         user: UserEntity,
         discoverable: bool,
     ) -> Result<(RegisteredCredential, MakeCredentialResponse), Error> {
-        let req = rp.make_credential_request(client_data_hash, user, discoverable);
+        let mut req = rp.make_credential_request(client_data_hash, user, discoverable);
+        req.options.uv = self.user_verification.option();
         let reply = self.ctap(&req.to_frame(), "makeCredential").await?;
-        Ok(rp.verify_registration(&client_data_hash, &reply, true)?)
+        let required = self.user_verification.required();
+        Ok(rp.verify_registration(&client_data_hash, &reply, required)?)
     }
 
     /// getAssertion (empty `allow` = discoverable), verified as the RP:
-    /// known credential, rpIdHash, UP, UV, signature over
+    /// known credential, rpIdHash, UP, UV (when required), signature over
     /// `authData || clientDataHash`, counter increase (phase `"getAssertion"`).
     /// Returns the index of the credential used.
     pub async fn authenticate(
@@ -321,9 +362,11 @@ impl Channel {
         client_data_hash: [u8; 32],
         allow: &[Vec<u8>],
     ) -> Result<(usize, GetAssertionResponse), Error> {
-        let req = rp.get_assertion_request(client_data_hash, allow);
+        let mut req = rp.get_assertion_request(client_data_hash, allow);
+        req.options.uv = self.user_verification.option();
         let reply = self.ctap(&req.to_frame(), "getAssertion").await?;
-        Ok(rp.verify_assertion(credentials, &client_data_hash, &reply, true)?)
+        let required = self.user_verification.required();
+        Ok(rp.verify_assertion(credentials, &client_data_hash, &reply, required)?)
     }
 
     /// getNextAssertion (0x08) after a discoverable getAssertion with
@@ -338,7 +381,8 @@ impl Channel {
         let reply = self
             .ctap(&[CMD_GET_NEXT_ASSERTION], "getNextAssertion")
             .await?;
-        Ok(rp.verify_assertion(credentials, &client_data_hash, &reply, true)?)
+        let required = self.user_verification.required();
+        Ok(rp.verify_assertion(credentials, &client_data_hash, &reply, required)?)
     }
 
     /// Sends the shutdown frame `00` (§6.3), then waits (bounded by the I/O

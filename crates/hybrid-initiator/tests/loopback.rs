@@ -10,8 +10,11 @@ use std::time::Duration;
 use hybrid_ble::{EidKey, EidPlaintext};
 use hybrid_ctap::testing::{test_authenticator, SeededRng, TestEnv};
 use hybrid_ctap::types::UserEntity;
-use hybrid_ctap::{Authenticator, RelyingParty, RequestContext};
-use hybrid_initiator::{AdvertSource, Desktop, Error, Resolver, Stage};
+use hybrid_ctap::{
+    Approval, Authenticator, GetAssertionRequest, MakeCredentialRequest, RelyingParty,
+    RequestContext, VerifyError,
+};
+use hybrid_initiator::{AdvertSource, Channel, Desktop, Error, Resolver, Stage, UserVerification};
 use hybrid_noise::{Ephemeral, Frame, PostHandshakeMessage, Responder};
 use hybrid_tunnel::client::{connect_new, ClientOptions};
 use hybrid_tunnel::server::{ServerConfig, ServerHandle, TunnelServer};
@@ -32,9 +35,32 @@ async fn mini_phone(
     uri: String,
     base: String,
     adverts: UnboundedSender<Vec<u8>>,
-    mut auth: Authenticator<TestEnv>,
+    auth: Authenticator<TestEnv>,
     decoy: bool,
 ) -> Authenticator<TestEnv> {
+    mini_phone_with(uri, base, adverts, auth, decoy, false)
+        .await
+        .0
+}
+
+/// [`mini_phone`]; with `no_uv`, a phone that does no user verification and
+/// ignores the `uv` option (as webauthn-rs's `SoftToken` does): the person
+/// only confirms presence. Also returns the `uv` option of each request.
+async fn mini_phone_with(
+    uri: String,
+    base: String,
+    adverts: UnboundedSender<Vec<u8>>,
+    mut auth: Authenticator<TestEnv>,
+    decoy: bool,
+    no_uv: bool,
+) -> (Authenticator<TestEnv>, Vec<Option<bool>>) {
+    if no_uv {
+        auth.env_mut().user.default_answer = Ok(Approval {
+            user_present: true,
+            user_verified: false,
+        });
+    }
+    let mut asked_uv = Vec::new();
     let qr = hybrid_qr::parse(&uri).unwrap();
     let mut rng = SeededRng::new(99);
     let base = TunnelBase::url(&base, 0).unwrap();
@@ -67,7 +93,26 @@ async fn mini_phone(
     while let Ok(Some(ct)) = tunnel.recv().await {
         let plain = crypter.decrypt(&ct).unwrap();
         match Frame::parse(&plain).unwrap() {
-            Frame::Ctap(req) => {
+            Frame::Ctap(mut req) => {
+                match req.split_first() {
+                    Some((&0x01, body)) => {
+                        let mut r = MakeCredentialRequest::from_cbor(body).unwrap();
+                        asked_uv.push(r.options.uv);
+                        if no_uv {
+                            r.options.uv = None;
+                            req = r.to_frame();
+                        }
+                    }
+                    Some((&0x02, body)) => {
+                        let mut r = GetAssertionRequest::from_cbor(body).unwrap();
+                        asked_uv.push(r.options.uv);
+                        if no_uv {
+                            r.options.uv = None;
+                            req = r.to_frame();
+                        }
+                    }
+                    _ => {}
+                }
                 let resp = auth.process_scripted(&req, &RequestContext::default());
                 let frame = Frame::Ctap(resp).encode();
                 tunnel.send(crypter.encrypt(&frame).unwrap()).await.unwrap();
@@ -78,7 +123,7 @@ async fn mini_phone(
     }
     let _ = tunnel.close().await;
     auth.end_session();
-    auth
+    (auth, asked_uv)
 }
 
 #[tokio::test]
@@ -132,26 +177,7 @@ async fn register_then_sign_in_over_loopback() {
     auth = phone.await.unwrap();
 
     // Session 2: a new QR, discoverable sign-in.
-    let desktop = Desktop::new(&mut rng).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let phone = tokio::spawn(mini_phone(
-        desktop.qr_uri(),
-        server.base_url(),
-        tx,
-        auth,
-        false,
-    ));
-    let mut source = AdvertSource::channel(rx);
-    let mut ch = desktop
-        .establish(
-            &mut source,
-            Duration::from_secs(5),
-            &resolver,
-            &ClientOptions::default(),
-            &mut rng,
-        )
-        .await
-        .unwrap();
+    let (mut ch, phone) = establish(&server, auth, false, &mut rng).await;
     let mut creds = vec![cred];
     let (i, resp) = ch
         .authenticate(&rp, &mut creds, [4; 32], &[])
@@ -162,6 +188,113 @@ async fn register_then_sign_in_over_loopback() {
     ch.shutdown().await.unwrap();
     phone.await.unwrap();
     server.shutdown().await;
+}
+
+/// A new QR, a [`mini_phone_with`] (no decoys) answering it, and the
+/// desktop's channel to it.
+async fn establish(
+    server: &ServerHandle,
+    auth: Authenticator<TestEnv>,
+    no_uv: bool,
+    rng: &mut SeededRng,
+) -> (
+    Channel,
+    tokio::task::JoinHandle<(Authenticator<TestEnv>, Vec<Option<bool>>)>,
+) {
+    let resolver = Resolver::fixed(&server.base_url());
+    let desktop = Desktop::new(rng).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let phone = tokio::spawn(mini_phone_with(
+        desktop.qr_uri(),
+        server.base_url(),
+        tx,
+        auth,
+        false,
+        no_uv,
+    ));
+    let mut source = AdvertSource::channel(rx);
+    let ch = desktop
+        .establish(
+            &mut source,
+            Duration::from_secs(5),
+            &resolver,
+            &ClientOptions::default(),
+            rng,
+        )
+        .await
+        .unwrap();
+    (ch, phone)
+}
+
+/// One session with a phone that does no user verification: the desktop
+/// connects, `uv` is set as given, then `act` runs on the channel.
+async fn no_uv_session<T>(
+    auth: Authenticator<TestEnv>,
+    uv: UserVerification,
+    act: impl AsyncFnOnce(&mut Channel) -> T,
+) -> (T, Authenticator<TestEnv>, Vec<Option<bool>>) {
+    let server = server().await;
+    let (mut ch, phone) = establish(&server, auth, true, &mut SeededRng::new(5)).await;
+    ch.set_user_verification(uv);
+    let out = act(&mut ch).await;
+    ch.shutdown().await.unwrap();
+    let (auth, asked) = phone.await.unwrap();
+    server.shutdown().await;
+    (out, auth, asked)
+}
+
+#[tokio::test]
+async fn answers_without_uv_are_accepted_only_when_uv_is_discouraged() {
+    let rp = RelyingParty::new("example.com", "Example");
+    let user = || UserEntity {
+        id: vec![9],
+        name: Some("bob".into()),
+        display_name: None,
+    };
+
+    // Default (UV required): the request asks for UV, and the answer
+    // without the UV flag is refused.
+    let (r, auth, asked) = no_uv_session(test_authenticator(8), UserVerification::Required, {
+        let rp = rp.clone();
+        async move |ch: &mut Channel| ch.register(&rp, [1; 32], user(), false).await
+    })
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Ctap(hybrid_ctap::Error::Verify(
+                VerifyError::UserVerification
+            )))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(asked, [Some(true)]);
+
+    // Explicitly discouraged: no `uv` in the request; registration and a
+    // sign-in (allow list) are accepted and still verified.
+    let (r, auth, asked) = no_uv_session(auth, UserVerification::Discouraged, {
+        let rp = rp.clone();
+        async move |ch: &mut Channel| ch.register(&rp, [2; 32], user(), false).await
+    })
+    .await;
+    let (cred, resp) = r.unwrap();
+    let ad = hybrid_ctap::AuthenticatorData::parse(&resp.auth_data).unwrap();
+    assert_eq!(ad.flags & hybrid_ctap::response::FLAG_UV, 0, "no UV flag");
+    assert_eq!(asked, [None]);
+    let mut creds = vec![cred];
+    let allow = vec![creds[0].id.clone()];
+    let (r, _, asked) = no_uv_session(auth, UserVerification::Discouraged, {
+        let rp = rp.clone();
+        async move |ch: &mut Channel| {
+            let r = ch.authenticate(&rp, &mut creds, [3; 32], &allow).await;
+            (r.map(|(i, _)| i), creds)
+        }
+    })
+    .await;
+    let (index, creds) = r;
+    assert_eq!(index.unwrap(), 0);
+    assert_eq!(creds[0].sign_count, 1, "the counter was checked and kept");
+    assert_eq!(asked, [None]);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use hybrid_ctap::store::{CredentialMeta, CredentialSecrets};
+use hybrid_secmem::LockedBytes;
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -46,33 +47,51 @@ const SECRETS_V1: u8 = 1;
 const FLAG_CRED_BLOB: u8 = 1;
 const FLAG_LARGE_BLOB_KEY: u8 = 2;
 
-/// A 256-bit symmetric key, wiped on drop, never printed.
+/// A 256-bit symmetric key in a locked page of its own
+/// ([`hybrid_secmem::LockedBytes`]: not swapped, not in core dumps), wiped
+/// on drop, never printed.
 #[derive(Clone)]
-pub(crate) struct SecretKey(Zeroizing<[u8; KEY_LEN]>);
+pub(crate) struct SecretKey(LockedBytes<KEY_LEN>);
 
 impl SecretKey {
     pub(crate) fn random() -> Result<Self, VaultError> {
-        let mut k = Zeroizing::new([0u8; KEY_LEN]);
-        fill_random(k.as_mut())?;
+        let mut k = LockedBytes::zeroed();
+        fill_random(k.bytes_mut())?;
         Ok(Self(k))
     }
 
     pub(crate) fn from_bytes(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        Self(bytes)
+        Self(LockedBytes::from_slice(&bytes))
+    }
+
+    /// A key copied from `bytes` (which the caller wipes), if they are
+    /// exactly [`KEY_LEN`] long.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut k = LockedBytes::<KEY_LEN>::zeroed();
+        if bytes.len() != KEY_LEN {
+            return None;
+        }
+        k.bytes_mut().copy_from_slice(bytes);
+        Some(Self(k))
     }
 
     /// Lends the raw key bytes to `f` (for sealing the key itself).
     pub(crate) fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(self.0.as_ref())
+        f(self.0.bytes())
+    }
+
+    /// Whether the key sits in locked memory (see [`LockedBytes::is_locked`]).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.0.is_locked()
     }
 
     #[cfg(test)]
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        self.0.bytes()
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.0.as_ref().into())
+        Aes256Gcm::new(self.0.bytes().into())
     }
 }
 
@@ -169,7 +188,8 @@ fn put_opt_text(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// The key that tags credential metadata: HKDF-SHA256 (RFC 5869) of the
 /// vault key, salted with the vault's identity.
-pub(crate) struct MetaKey(Zeroizing<[u8; KEY_LEN]>);
+/// Held like [`SecretKey`], in a locked page of its own.
+pub(crate) struct MetaKey(LockedBytes<KEY_LEN>);
 
 impl core::fmt::Debug for MetaKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -179,10 +199,10 @@ impl core::fmt::Debug for MetaKey {
 
 impl MetaKey {
     pub(crate) fn derive(vault_key: &SecretKey, vault_id: &[u8]) -> Result<Self, VaultError> {
-        let mut out = Zeroizing::new([0u8; KEY_LEN]);
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id), vault_key.0.as_ref());
+        let mut out = LockedBytes::zeroed();
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id), vault_key.0.bytes());
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
-        hk.expand(META_KEY_INFO, out.as_mut())
+        hk.expand(META_KEY_INFO, out.bytes_mut())
             .map_err(|_| VaultError::Kdf("HKDF refused a 32-byte output".into()))?;
         Ok(MetaKey(out))
     }
@@ -191,7 +211,7 @@ impl MetaKey {
         // HMAC zero-pads keys shorter than SHA-256's 64-byte block
         // (RFC 2104), so the padded block is the same key, and infallible.
         let mut block = Zeroizing::new([0u8; 64]);
-        for (d, s) in block.iter_mut().zip(self.0.iter()) {
+        for (d, s) in block.iter_mut().zip(self.0.bytes().iter()) {
             *d = *s;
         }
         let block: &[u8; 64] = &block;
@@ -214,7 +234,12 @@ impl MetaKey {
 
     #[cfg(test)]
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        self.0.bytes()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_locked(&self) -> bool {
+        self.0.is_locked()
     }
 }
 

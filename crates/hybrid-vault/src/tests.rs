@@ -53,14 +53,20 @@ fn assert_absent(files: &[(String, Vec<u8>)], needles: &[(&str, Vec<u8>)]) {
     }
 }
 
-#[test]
-fn no_secret_appears_in_the_files() {
+/// A temporary directory only its owner may enter (as a vault's must be).
+fn private_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
+    dir
+}
+
+#[test]
+fn no_secret_appears_in_the_files() {
+    let dir = private_dir();
     let path = dir.path().join("vault.db");
     let params = KdfParams::INSECURE_FOR_TESTS;
     let mut v = Vault::create(&path, PIN, params).unwrap();
@@ -121,6 +127,24 @@ fn no_secret_appears_in_the_files() {
     // …and after closing.
     drop(v);
     assert_absent(&read_all(&path), &needles);
+}
+
+#[test]
+fn the_unlocked_keys_sit_in_locked_memory() {
+    let dir = private_dir();
+    let path = dir.path().join("vault.db");
+    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
+    v.lock();
+    assert_eq!(v.key_in_locked_memory(), None);
+    v.unlock(PIN, std::time::SystemTime::now()).unwrap();
+    // Locking needs RLIMIT_MEMLOCK ≥ a few pages (8 MiB by default) or
+    // CAP_IPC_LOCK; hybrid-secmem's own test counts the pages.
+    if cfg!(target_os = "linux") {
+        assert_eq!(v.key_in_locked_memory(), Some(true));
+        assert!(v.meta_key.as_ref().unwrap().is_locked());
+    }
+    v.lock();
+    assert_eq!(v.key_in_locked_memory(), None);
 }
 
 /// The reset after a correct PIN is committed without its own fsync

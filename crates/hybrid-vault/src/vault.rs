@@ -2,16 +2,16 @@
 //! credential management (list, delete, count, capacity).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use zeroize::Zeroizing;
 
 use crate::error::VaultError;
 use crate::fsperm;
 use crate::pin::{self, KdfParams, MAX_PIN_FAILURES, SALT_LEN};
 use crate::schema;
-use crate::seal::{self, MetaKey, SecretKey, AAD_VAULT_KEY_V1, KEY_LEN, VAULT_ID_LEN};
+use crate::seal::{self, MetaKey, SecretKey, AAD_VAULT_KEY_V1, VAULT_ID_LEN};
 use crate::store;
 
 /// `vault_meta.key_format` of a version-1 vault not yet migrated: the vault
@@ -513,11 +513,8 @@ impl Vault {
         let kek = SecretKey::from_bytes(pin::derive_kek(pin, &rec.salt, rec.params)?);
         match seal::open(&kek, &rec.aad(), &rec.sealed_key) {
             Ok(bytes) => {
-                let bytes: [u8; KEY_LEN] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| VaultError::Corrupt("vault key has the wrong length".into()))?;
-                let key = SecretKey::from_bytes(Zeroizing::new(bytes));
+                let key = SecretKey::from_slice(&bytes)
+                    .ok_or_else(|| VaultError::Corrupt("vault key has the wrong length".into()))?;
                 reset_pin_failures(&self.conn)?;
                 Ok((key, rec))
             }
@@ -537,6 +534,9 @@ impl Vault {
     }
 }
 
+/// Whether the "key not in locked memory" warning was given (once per process).
+static NOT_LOCKED_WARNED: AtomicBool = AtomicBool::new(false);
+
 impl Vault {
     /// Keeps `key` (and the metadata key derived from it and the vault's
     /// identity) in memory.
@@ -547,8 +547,22 @@ impl Vault {
             _ => return Err(VaultError::Corrupt("the vault has no identity".into())),
         };
         self.meta_key = Some(MetaKey::derive(&key, id)?);
+        if !key.is_locked() && !NOT_LOCKED_WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the vault key could not be locked in memory (mlock refused: raise the \
+                 locked-memory limit, e.g. LimitMEMLOCK= in the systemd unit or `ulimit -l`); \
+                 it is still wiped on lock, but the kernel may write it to swap — use \
+                 encrypted swap (docs/threat-model.md)"
+            );
+        }
         self.key = Some(key);
         Ok(())
+    }
+
+    /// Whether the unlocked vault's key sits in locked memory (not
+    /// swapped, not in core dumps; `hybrid_secmem`); `None` while locked.
+    pub fn key_in_locked_memory(&self) -> Option<bool> {
+        self.key.as_ref().map(SecretKey::is_locked)
     }
 
     /// Re-seals the vault key under `pin` with a fresh salt and `params`,

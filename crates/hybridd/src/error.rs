@@ -93,6 +93,9 @@ pub enum Error {
     /// No QR code was given.
     #[error("no QR code given")]
     NoQr,
+    /// `hybridd setup` could not finish (the message names what and the fix).
+    #[error("{0}")]
+    Setup(String),
     /// The screenshot holds no readable QR code.
     #[error(transparent)]
     QrImage(#[from] QrImageError),

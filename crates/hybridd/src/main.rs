@@ -38,6 +38,8 @@ enum Command {
     Unlock(cmd::unlock::UnlockArgs),
     /// End the daemon's vault session.
     Lock(cmd::unlock::LockArgs),
+    /// Set hybridd up for this user's desktop (FIDO:/ links).
+    Setup(cmd::setup::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +55,6 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Unlock(args) => cmd::unlock::run_unlock(args),
         Command::Lock(args) => cmd::unlock::run_lock(args),
+        Command::Setup(args) => cmd::setup::run(args),
     }
 }

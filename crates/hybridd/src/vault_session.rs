@@ -13,11 +13,12 @@
 //!   or the machine is about to suspend (`PrepareForSleep(true)`)
 //!   ([`hybrid_desktop::LogindWatcher`]).
 //!
-//! The key is zeroized on lock (hybrid-vault's key type). It is not in
-//! locked (`mlock`ed) pages: it lives by value inside hybrid-vault's
-//! `Vault`, which the worker moves, and pinning it would need `unsafe` or
-//! a change of that crate's key storage; instead the daemon makes itself
-//! non-dumpable ([`harden_process`]: no core dump, no `ptrace` by other
+//! The vault key and the metadata key derived from it sit in locked pages
+//! of their own (hybrid-vault's key types over `hybrid_secmem`: `mlock`,
+//! `MADV_DONTDUMP`, wiped and unmapped on lock); if the locked-memory limit
+//! refuses the lock, hybrid-vault warns once and the key is still wiped.
+//! The daemon also makes itself non-dumpable ([`harden_process`]: no core
+//! dump, no `ptrace` by other
 //! processes of the user), and the threat model asks for encrypted swap.
 
 use std::time::Duration;

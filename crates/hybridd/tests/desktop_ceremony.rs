@@ -299,6 +299,18 @@ impl Rig {
         }
     }
 
+    /// The daemon's locked memory (`VmLck`, kB): the vault key and the
+    /// metadata key each hold a locked page while the vault is unlocked.
+    fn daemon_locked_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self._daemon.0.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmLck:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmLck in the daemon's status: {status}"))
+    }
+
     /// `hybridd unlock --pin-file` with the vault PIN.
     fn unlock(&self) {
         let f = self.h.pin_file("unlock-pin", PIN);
@@ -695,11 +707,19 @@ async fn logind_lock_and_suspend_drop_the_vault_session() {
             "{}",
             rig.log_text()
         );
-        // Session.Lock.
+        // Session.Lock. While the session is open its keys sit in locked
+        // pages (two keys, a page each); none are left once it ends.
+        assert_eq!(rig.daemon_locked_kb(), 0);
         rig.unlock();
         rig.wait_vault_session(true).await;
+        assert!(
+            rig.daemon_locked_kb() >= 8,
+            "VmLck {} kB",
+            rig.daemon_locked_kb()
+        );
         logind.lock().await.unwrap();
         rig.wait_vault_session(false).await;
+        assert_eq!(rig.daemon_locked_kb(), 0);
         // PrepareForSleep(true).
         rig.unlock();
         rig.wait_vault_session(true).await;
@@ -724,6 +744,25 @@ async fn logind_lock_and_suspend_drop_the_vault_session() {
     .await;
 }
 
+/// The processes (pid and command) whose arguments contain `needle`.
+fn processes_with_argument(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // Gone meanwhile, or not readable: not ours.
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
     let test = "xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst";
@@ -740,24 +779,38 @@ async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
         // The default approval ("interactive"): a request without a
         // terminal is asked through the notification.
         let rig = Rig::start("", Some(session), None).await;
-        // The shipped desktop entry, installed for this home's user.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let apps = rig.h.path().join("data/applications");
-        std::fs::create_dir_all(&apps).unwrap();
-        std::fs::copy(
-            root.join("dist/hybridd.desktop"),
-            apps.join("hybridd.desktop"),
-        )
-        .unwrap();
-        std::fs::write(
-            rig.h.path().join("config/mimeapps.list"),
-            "[Default Applications]\nx-scheme-handler/fido=hybridd.desktop\n\
-             x-scheme-handler/FIDO=hybridd.desktop\n",
-        )
-        .unwrap();
+        // `hybridd setup desktop` installs the shipped desktop entry for
+        // this home's user and makes it the default with xdg-mime.
         let empty = rig.h.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
-        let bin = Path::new(env!("CARGO_BIN_EXE_hybridd")).parent().unwrap();
+        let generic = |c: &mut std::process::Command| {
+            c.env("XDG_DATA_DIRS", &empty)
+                .env("XDG_CONFIG_DIRS", &empty)
+                .env("XDG_CURRENT_DESKTOP", "X-Generic");
+        };
+        let mut setup = rig.h.cmd();
+        generic(&mut setup);
+        let o = setup.args(["setup", "desktop"]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "setup desktop: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let entry = std::fs::read_to_string(rig.h.path().join("data/applications/hybridd.desktop"))
+            .unwrap();
+        let exe = Path::new(env!("CARGO_BIN_EXE_hybridd"))
+            .canonicalize()
+            .unwrap();
+        assert!(
+            entry.contains(&format!("\nExec={} scan --detach %u\n", exe.display())),
+            "{entry}"
+        );
+        let mimeapps = std::fs::read_to_string(rig.h.path().join("config/mimeapps.list")).unwrap();
+        assert!(
+            mimeapps.contains("x-scheme-handler/fido=hybridd.desktop"),
+            "{mimeapps}"
+        );
         let d = new_desktop();
         let uri = d.qr_uri();
         let reg = rig.register(d, rp(), alice());
@@ -773,22 +826,44 @@ async fn xdg_open_hands_the_qr_to_the_daemon_which_asks_through_dunst() {
                 cmd.get_envs()
                     .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
             )
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-            .env("XDG_DATA_DIRS", &empty)
-            .env("XDG_CONFIG_DIRS", &empty)
-            .env("XDG_CURRENT_DESKTOP", "X-Generic")
+            // hybridd is not on PATH: the entry names it by its full path.
+            .env("PATH", "/usr/bin:/bin")
             .env("DISPLAY", rig.session.as_ref().unwrap().x.display())
             .env("BROWSER", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        generic(&mut open);
         Rig::buses(&mut open, rig.session.as_ref(), None);
-        let opener = Killed(open.spawn().unwrap());
-        // The scan that xdg-open started had no terminal: the daemon asks
-        // through the notification.
+        let mut opener = Killed(open.spawn().unwrap());
+        // The scan that xdg-open started (`--detach`) had no terminal: the
+        // daemon asks through the notification.
         let id = rig.notification(1).await;
         let log = rig.log_text();
-        assert!(log.contains("terminal=false"), "{log}");
+        assert!(log.contains("terminal=false detached=true"), "{log}");
+        // xdg-open and `hybridd scan --detach` have returned while the
+        // question is still open, so no process shows the QR code in its
+        // arguments any more (`/proc/PID/cmdline` is readable by every
+        // local user).
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = opener.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t0.elapsed() < WAIT,
+                "xdg-open did not return: {}",
+                rig.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "xdg-open: {status}");
+        let holders = processes_with_argument(&uri);
+        assert!(
+            holders.is_empty(),
+            "the QR code is in the arguments of {holders:?}"
+        );
+        assert!(!rig.log_text().contains("outcome="), "{}", rig.log_text());
         rig.dunst().invoke(id, ACTION_DENY).unwrap();
         assert!(reg.await.unwrap().is_err());
         rig.wait_log("outcome=declined", 1).await;

@@ -7,6 +7,7 @@
     clippy::cloned_ref_to_slice_refs
 )]
 
+mod attestation;
 mod checklist;
 mod flows;
 mod lengths;

@@ -134,7 +134,7 @@ fn xdg_open_desktop_entry_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(desktop_file()).unwrap();
-    assert!(text.contains("\nExec=hybridd scan %u\n"), "{text}");
+    assert!(text.contains("\nExec=hybridd scan --detach %u\n"), "{text}");
     assert!(
         text.contains("\nMimeType=x-scheme-handler/fido;x-scheme-handler/FIDO;\n"),
         "{text}"
@@ -154,7 +154,7 @@ async fn xdg_open_generic_hands_the_qr_uri_to_the_exec_line() {
         // xdg-utils' generic mode (sway, Phosh, any desktop it does not
         // know) looks the handler up by the scheme exactly as written.
         let argv = home.open("X-Generic", &uri).await.unwrap();
-        assert_eq!(argv, vec!["scan".to_owned(), uri]);
+        assert_eq!(argv, vec!["scan".to_owned(), "--detach".to_owned(), uri]);
     })
     .await;
 }
@@ -171,7 +171,7 @@ async fn xdg_open_generic_finds_the_entry_by_mime_type_alone() {
         // MimeType lists, which must name the uppercase scheme too.
         let home = Home::new(false);
         let argv = home.open("X-Generic", &uri).await.unwrap();
-        assert_eq!(argv, vec!["scan".to_owned(), uri]);
+        assert_eq!(argv, vec!["scan".to_owned(), "--detach".to_owned(), uri]);
     })
     .await;
 }
@@ -188,7 +188,7 @@ async fn xdg_open_gnome_hands_the_qr_uri_to_the_exec_line_through_gio() {
         // As GNOME and Phosh (XDG_CURRENT_DESKTOP=GNOME…): xdg-open runs
         // `gio open`, which looks the handler up by the lowercase scheme.
         let argv = home.open("GNOME", &uri).await.unwrap();
-        assert_eq!(argv, vec!["scan".to_owned(), uri]);
+        assert_eq!(argv, vec!["scan".to_owned(), "--detach".to_owned(), uri]);
     })
     .await;
 }
@@ -210,7 +210,11 @@ async fn xdg_open_hostile_link_arrives_as_one_argument() {
         );
         for desktop in ["X-Generic", "GNOME"] {
             let argv = home.open(desktop, &uri).await.unwrap();
-            assert_eq!(argv, vec!["scan".to_owned(), uri.clone()], "{desktop}");
+            assert_eq!(
+                argv,
+                vec!["scan".to_owned(), "--detach".to_owned(), uri.clone()],
+                "{desktop}"
+            );
             assert!(!marker.exists(), "{desktop}: a shell ran part of the link");
         }
     })

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod doctor;
 pub mod run;
 pub mod scan;
+pub mod setup;
 pub mod tunnel_server;
 pub mod unlock;
 pub mod vault;

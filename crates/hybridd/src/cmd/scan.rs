@@ -14,6 +14,10 @@
 //! `dist/hybridd.desktop`) — says so (`"terminal": false`) and the daemon
 //! asks through a desktop notification instead. Without a terminal but
 //! with a readable standard input, the y/N answer is read there, as before.
+//! `--detach` (what `dist/hybridd.desktop` runs for a link) hands the QR
+//! code over and returns as soon as the session is under way, so the link
+//! is readable in this process's `/proc/PID/cmdline` only until then; the
+//! daemon asks through the desktop and carries on without the client.
 //!
 //! Exit status: 0 success; 1 the session failed (reason printed) — this
 //! includes a QR refused before any network use (`qr_invalid`, `qr_stale`,
@@ -57,8 +61,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "uri")]
     pub qr_image: Option<PathBuf>,
     /// Run the ceremony in this process (no daemon), asking on this terminal.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     pub standalone: bool,
+    /// Hand the QR code to the daemon and return as soon as the session is
+    /// under way; the daemon asks through the desktop (a notification).
+    /// For `FIDO:/` links (`dist/hybridd.desktop`): the link is readable in
+    /// this process's arguments only until then.
+    #[arg(long)]
+    pub detach: bool,
     /// Settings (the socket for the client; everything for --standalone).
     #[command(flatten)]
     pub overrides: Overrides,
@@ -166,7 +176,14 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
         None => config::load(&args.overrides)?.socket_path()?.to_owned(),
     };
     let uri_from_stdin = args.qr_image.is_none() && args.uri.as_deref() == Some("-");
-    Ok(rt.block_on(client(&socket, uri, uri_from_stdin)))
+    let how = if args.detach {
+        How::HandOff
+    } else if can_answer(uri_from_stdin) {
+        How::Terminal
+    } else {
+        How::Desktop
+    };
+    Ok(rt.block_on(client(&socket, uri, how)))
 }
 
 /// Whether this client can answer the daemon's prompt itself: on its
@@ -191,7 +208,19 @@ fn can_answer(uri_from_stdin: bool) -> bool {
     }
 }
 
-async fn client(socket: &Path, uri: Zeroizing<String>, uri_from_stdin: bool) -> ExitCode {
+/// How this client takes part in the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// It asks on its terminal and waits for the outcome.
+    Terminal,
+    /// The daemon asks through the desktop; it waits for the outcome.
+    Desktop,
+    /// The daemon asks through the desktop; it leaves once the session is
+    /// under way (`--detach`).
+    HandOff,
+}
+
+async fn client(socket: &Path, uri: Zeroizing<String>, how: How) -> ExitCode {
     let mut c = match Client::connect(socket).await {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -208,10 +237,10 @@ async fn client(socket: &Path, uri: Zeroizing<String>, uri_from_stdin: bool) -> 
             return ExitCode::from(EXIT_NO_DAEMON);
         }
     };
-    let scan = if can_answer(uri_from_stdin) {
-        ClientMsg::Scan(uri)
-    } else {
-        ClientMsg::DesktopScan(uri)
+    let scan = match how {
+        How::Terminal => ClientMsg::Scan(uri),
+        How::Desktop => ClientMsg::DesktopScan(uri),
+        How::HandOff => ClientMsg::HandOff(uri),
     };
     if let Err(e) = c.send(&scan).await {
         eprintln!("hybridd scan: lost the daemon: {e}");
@@ -236,6 +265,15 @@ async fn client(socket: &Path, uri: Zeroizing<String>, uri_from_stdin: bool) -> 
             DaemonMsg::Event(e) => {
                 if let Some(text) = event_text(e) {
                     eprintln!("{text}");
+                }
+                if how == How::HandOff {
+                    // The QR code passed the daemon's checks and the
+                    // session is under way: the desktop asks from here.
+                    println!(
+                        "handed to the daemon: it asks through a desktop notification \
+                         (the outcome is in its log)"
+                    );
+                    return ExitCode::SUCCESS;
                 }
             }
             DaemonMsg::Notice(n) => eprintln!("{}", shown(&n)),

@@ -31,6 +31,12 @@ pub enum ClientMsg {
     /// a terminal to ask on (a `FIDO:/` link opened by `xdg-open`, a pipe):
     /// the daemon asks through the desktop.
     DesktopScan(Zeroizing<String>),
+    /// `{"scan": "FIDO:/…", "terminal": false, "detach": true}`: like
+    /// [`ClientMsg::DesktopScan`], but the client leaves once the session
+    /// is under way (a `FIDO:/` link: `hybridd scan --detach`, so the QR
+    /// code stops being readable in the client's `/proc/PID/cmdline`); its
+    /// leaving does not cancel the session.
+    HandOff(Zeroizing<String>),
     /// `{"unlock": true, "pin"?: "…"}`: open the vault session (`hybridd
     /// unlock`); without a PIN the daemon asks through pinentry.
     Unlock(Option<Zeroizing<String>>),
@@ -49,6 +55,7 @@ impl std::fmt::Debug for ClientMsg {
             ),
             ClientMsg::Ping => f.write_str("Ping"),
             ClientMsg::DesktopScan(_) => f.write_str("DesktopScan(..)"),
+            ClientMsg::HandOff(_) => f.write_str("HandOff(..)"),
             ClientMsg::Unlock(pin) => write!(
                 f,
                 "Unlock {{ pin: {} }}",
@@ -86,6 +93,8 @@ struct ClientWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     approve: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    detach: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     lock: Option<Flag>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pin: Option<Zeroizing<String>>,
@@ -117,11 +126,15 @@ impl TryFrom<ClientWire> for ClientMsg {
         if w.terminal.is_some() && w.scan.is_none() {
             return Err(ProtocolError::TerminalWithoutScan);
         }
+        let detach = w.detach == Some(true);
+        if detach && w.terminal != Some(false) {
+            return Err(ProtocolError::DetachWithTerminal);
+        }
         if let Some(uri) = w.scan {
-            return Ok(if w.terminal == Some(false) {
-                ClientMsg::DesktopScan(uri)
-            } else {
-                ClientMsg::Scan(uri)
+            return Ok(match (w.terminal, detach) {
+                (Some(false), true) => ClientMsg::HandOff(uri),
+                (Some(false), false) => ClientMsg::DesktopScan(uri),
+                _ => ClientMsg::Scan(uri),
             });
         }
         if w.unlock.is_some() {
@@ -171,6 +184,12 @@ impl ClientMsg {
             ClientMsg::DesktopScan(uri) => ClientWire {
                 scan: Some(uri.clone()),
                 terminal: Some(false),
+                ..ClientWire::default()
+            },
+            ClientMsg::HandOff(uri) => ClientWire {
+                scan: Some(uri.clone()),
+                terminal: Some(false),
+                detach: Some(true),
                 ..ClientWire::default()
             },
             ClientMsg::Unlock(pin) => ClientWire {
@@ -369,6 +388,11 @@ pub enum ProtocolError {
     /// `"terminal"` outside a scan.
     #[error("\"terminal\" only goes with \"scan\"")]
     TerminalWithoutScan,
+    /// `"detach"` without a scan whose `"terminal"` is false: only a
+    /// session the daemon asks through the desktop can go on without its
+    /// client.
+    #[error("\"detach\" only goes with a \"scan\" whose \"terminal\" is false")]
+    DetachWithTerminal,
     /// A line longer than [`crate::control::MAX_LINE`] bytes.
     #[error("line too long")]
     LineTooLong,

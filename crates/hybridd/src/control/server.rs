@@ -266,13 +266,22 @@ impl Connection {
                     (DaemonMsg::Error("no prompt is pending".into()), false)
                 }
                 Ok(ClientMsg::Scan(uri)) => {
-                    match self.session(uri, true, &mut lines, &mut wr).await {
+                    match self.session(uri, Asker::Client, &mut lines, &mut wr).await {
                         Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
                         None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
                     }
                 }
                 Ok(ClientMsg::DesktopScan(uri)) => {
-                    match self.session(uri, false, &mut lines, &mut wr).await {
+                    match self.session(uri, Asker::Desktop, &mut lines, &mut wr).await {
+                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
+                    }
+                }
+                Ok(ClientMsg::HandOff(uri)) => {
+                    match self
+                        .session(uri, Asker::DesktopDetached, &mut lines, &mut wr)
+                        .await
+                    {
                         Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
                         None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
                     }
@@ -285,6 +294,19 @@ impl Connection {
     }
 }
 
+/// Who answers a session's prompt, and whether it needs its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    /// The client, on its terminal: the session ends if the client leaves.
+    Client,
+    /// The desktop (a notification); the client waits for the outcome, and
+    /// its leaving cancels the session.
+    Desktop,
+    /// The desktop; the client may leave once the session is under way
+    /// ([`ClientMsg::HandOff`]) without cancelling it.
+    DesktopDetached,
+}
+
 impl Connection {
     /// Runs one session for `uri`, relaying its messages and the client's
     /// answers; returns how it ended and whether the client went away, or
@@ -292,10 +314,12 @@ impl Connection {
     async fn session(
         &mut self,
         uri: Zeroizing<String>,
-        terminal: bool,
+        asker: Asker,
         lines: &mut Lines,
         wr: &mut OwnedWriteHalf,
     ) -> Option<(Done, bool)> {
+        let terminal = asker == Asker::Client;
+        let detached = asker == Asker::DesktopDetached;
         let guard = self.slot.clone().try_lock_owned().ok()?;
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (ans_tx, ans_rx) = mpsc::unbounded_channel();
@@ -309,12 +333,27 @@ impl Connection {
             cancel: cancel_rx,
             terminal,
         };
-        tracing::info!(terminal, "session requested over the control socket");
+        tracing::info!(
+            terminal,
+            detached,
+            "session requested over the control socket"
+        );
         let mut session = tokio::spawn((self.runner)(req));
         let mut gone = false;
         let cancel = |ans_tx: &mut Option<mpsc::UnboundedSender<Answer>>| {
             *ans_tx = None;
             let _ = cancel_tx.send(true);
+        };
+        // A detached client's leaving ends nothing: the desktop asks.
+        let client_left = |ans_tx: &mut Option<mpsc::UnboundedSender<Answer>>| {
+            if detached {
+                // Nobody can answer over this connection any more.
+                *ans_tx = None;
+                tracing::info!("the client handed the session over and left");
+            } else {
+                tracing::info!("control client went away; cancelling the session");
+                cancel(ans_tx);
+            }
         };
         let done = loop {
             tokio::select! {
@@ -324,9 +363,9 @@ impl Connection {
                     message: "the session task failed".into(),
                 }),
                 Some(ev) = ev_rx.recv() => {
-                    if send(wr, &ev).await.is_err() {
+                    if !gone && send(wr, &ev).await.is_err() {
                         gone = true;
-                        cancel(&mut ans_tx);
+                        client_left(&mut ans_tx);
                     }
                 }
                 l = lines.next_line(), if !gone => {
@@ -338,7 +377,9 @@ impl Connection {
                             }
                             None
                         }
-                        Ok(Some(Ok(ClientMsg::Scan(_) | ClientMsg::DesktopScan(_)))) => {
+                        Ok(Some(Ok(
+                            ClientMsg::Scan(_) | ClientMsg::DesktopScan(_) | ClientMsg::HandOff(_),
+                        ))) => {
                             Some(DaemonMsg::Busy(BUSY_MESSAGE.into()))
                         }
                         Ok(Some(Ok(ClientMsg::Ping))) => Some(pong(true, false)),
@@ -347,9 +388,8 @@ impl Connection {
                         )),
                         Ok(Some(Err(e))) => Some(DaemonMsg::Error(e.to_string())),
                         Ok(None) | Err(_) => {
-                            tracing::info!("control client went away; cancelling the session");
                             gone = true;
-                            cancel(&mut ans_tx);
+                            client_left(&mut ans_tx);
                             None
                         }
                     };
@@ -385,197 +425,4 @@ async fn send(wr: &mut OwnedWriteHalf, msg: &DaemonMsg) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::approval::Approver;
-    use crate::control::{Client, Event};
-    use crate::prompt::Prompt;
-    use tokio::io::AsyncWriteExt;
-
-    #[test]
-    fn only_the_same_uid_is_served() {
-        assert!(peer_allowed(1000, 1000));
-        assert!(!peer_allowed(0, 1000));
-        assert!(!peer_allowed(1001, 1000));
-    }
-
-    fn test_runner(hold: Arc<tokio::sync::Notify>) -> Runner {
-        Arc::new(move |mut req: SessionRequest| {
-            let hold = hold.clone();
-            Box::pin(async move {
-                let _ = req.events.send(DaemonMsg::Event(Event::TunnelOpen));
-                let uri = req.uri.to_string();
-                let request = crate::prompt::sample_request(hybrid_ctap::Command::GetAssertion);
-                let answer = req.approver.ask(&Prompt::new(&request, true)).await;
-                tokio::select! {
-                    _ = hold.notified() => {}
-                    _ = req.cancel.changed() => {}
-                }
-                Done {
-                    ok: matches!(answer, Ok(Answer::Approve(Some(ref p))) if p.as_str() == "1234"),
-                    outcome: "completed".into(),
-                    message: uri,
-                }
-            })
-        })
-    }
-
-    fn serve(
-        dir: &tempfile::TempDir,
-        runner: Runner,
-    ) -> (PathBuf, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-        let path = dir.path().join("run").join("control.sock");
-        let listener = bind(&path).unwrap();
-        let server = Server::new(listener, path.clone(), runner);
-        let (sd_tx, sd_rx) = watch::channel(false);
-        let task = tokio::spawn(server.run(sd_rx));
-        (path, sd_tx, task)
-    }
-
-    #[tokio::test]
-    async fn scan_prompt_busy_done_over_a_real_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let hold = Arc::new(tokio::sync::Notify::new());
-        let (path, sd_tx, task) = serve(&dir, test_runner(hold.clone()));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
-
-        let mut a = Client::connect(&path).await.unwrap();
-        a.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/1".into())))
-            .await
-            .unwrap();
-        assert_eq!(
-            a.recv().await.unwrap(),
-            Some(DaemonMsg::Event(Event::TunnelOpen))
-        );
-        let Some(DaemonMsg::Prompt(p)) = a.recv().await.unwrap() else {
-            panic!("no prompt")
-        };
-        assert_eq!(p.action.text(), "sign in");
-
-        // A second client while the first session runs: busy at once.
-        let mut b = Client::connect(&path).await.unwrap();
-        b.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/2".into())))
-            .await
-            .unwrap();
-        assert_eq!(
-            b.recv().await.unwrap(),
-            Some(DaemonMsg::Busy(BUSY_MESSAGE.into()))
-        );
-        b.send(&ClientMsg::Ping).await.unwrap();
-        assert!(matches!(
-            b.recv().await.unwrap(),
-            Some(DaemonMsg::Pong(Pong { busy: true, .. }))
-        ));
-
-        a.send(&ClientMsg::Approve {
-            approve: true,
-            pin: Some(Zeroizing::new("1234".into())),
-        })
-        .await
-        .unwrap();
-        hold.notify_one();
-        let Some(DaemonMsg::Done(d)) = a.recv().await.unwrap() else {
-            panic!("no done")
-        };
-        assert!(d.ok);
-        assert_eq!(d.message, "FIDO:/1");
-
-        // Ready for the next one.
-        b.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/3".into())))
-            .await
-            .unwrap();
-        assert_eq!(
-            b.recv().await.unwrap(),
-            Some(DaemonMsg::Event(Event::TunnelOpen))
-        );
-        // Client b disappears mid-session: the session is cancelled, the slot freed.
-        drop(b);
-        let mut c = Client::connect(&path).await.unwrap();
-        let mut busy = true;
-        for _ in 0..100 {
-            c.send(&ClientMsg::Ping).await.unwrap();
-            if let Some(DaemonMsg::Pong(p)) = c.recv().await.unwrap() {
-                busy = p.busy;
-            }
-            if !busy {
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!busy, "slot not freed after the client left");
-
-        sd_tx.send(true).unwrap();
-        task.await.unwrap();
-        assert!(!path.exists(), "socket removed at shutdown");
-    }
-
-    /// Issue 16: at most [`MAX_CONNECTIONS`] connections are served at
-    /// once; one more is answered "too many" and closed, and a place freed
-    /// by a client leaving is usable again.
-    #[tokio::test]
-    async fn control_connections_are_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let hold = Arc::new(tokio::sync::Notify::new());
-        let (path, sd_tx, task) = serve(&dir, test_runner(hold));
-        let mut open = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
-            let mut c = Client::connect(&path).await.unwrap();
-            c.send(&ClientMsg::Ping).await.unwrap();
-            assert!(matches!(c.recv().await.unwrap(), Some(DaemonMsg::Pong(_))));
-            open.push(c);
-        }
-        let mut extra = Client::connect(&path).await.unwrap();
-        assert_eq!(
-            extra.recv().await.unwrap(),
-            Some(DaemonMsg::Error(TOO_MANY_CONNECTIONS.into()))
-        );
-        assert_eq!(extra.recv().await.unwrap(), None, "closed");
-        // One leaves: its place is free once the server has seen it go.
-        drop(open.pop());
-        let served = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let mut c = Client::connect(&path).await.unwrap();
-                let _ = c.send(&ClientMsg::Ping).await;
-                if let Ok(Some(DaemonMsg::Pong(_))) = c.recv().await {
-                    return c;
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
-        assert!(served.is_ok(), "the freed place was never served");
-        sd_tx.send(true).unwrap();
-        task.await.unwrap();
-    }
-
-    /// A line over the limit is refused without reading it to its end.
-    #[tokio::test]
-    async fn an_overlong_line_is_refused_and_the_connection_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let hold = Arc::new(tokio::sync::Notify::new());
-        let (path, sd_tx, task) = serve(&dir, test_runner(hold));
-        let stream = UnixStream::connect(&path).await.unwrap();
-        let (rd, mut wr) = stream.into_split();
-        // A line a little over the limit, then its newline.
-        let mut line = vec![b'x'; MAX_LINE + 4096];
-        line.push(b'\n');
-        let writer = tokio::spawn(async move {
-            let _ = wr.write_all(&line).await;
-            wr
-        });
-        let mut lines = LineReader::new(rd, MAX_LINE);
-        let first = lines.next_line().await.unwrap().unwrap();
-        assert_eq!(
-            DaemonMsg::parse(&first).unwrap(),
-            DaemonMsg::Error("line too long".into())
-        );
-        assert!(lines.next_line().await.unwrap().is_none(), "closed");
-        drop(writer.await.unwrap());
-        sd_tx.send(true).unwrap();
-        task.await.unwrap();
-    }
-}
+mod tests;

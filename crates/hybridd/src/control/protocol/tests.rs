@@ -83,9 +83,10 @@ fn client_lines_are_the_documented_ones() {
 }
 
 #[test]
-fn desktop_scan_unlock_and_lock_parse_and_round_trip() {
+fn desktop_scan_hand_off_unlock_and_lock_parse_and_round_trip() {
     for m in [
         ClientMsg::DesktopScan(Zeroizing::new("FIDO:/1".into())),
+        ClientMsg::HandOff(Zeroizing::new("FIDO:/1".into())),
         ClientMsg::Unlock(Some(Zeroizing::new("12".into()))),
         ClientMsg::Unlock(None),
         ClientMsg::Lock,
@@ -101,6 +102,30 @@ fn desktop_scan_unlock_and_lock_parse_and_round_trip() {
         ClientMsg::parse(r#"{"terminal": false}"#),
         Err(ProtocolError::TerminalWithoutScan)
     ));
+    // Only a desktop-asked scan may go on without its client.
+    assert_eq!(
+        ClientMsg::HandOff(Zeroizing::new("FIDO:/1".into()))
+            .to_line()
+            .as_str(),
+        r#"{"detach":true,"scan":"FIDO:/1","terminal":false}"#
+    );
+    for bad in [
+        r#"{"scan": "x", "detach": true}"#,
+        r#"{"scan": "x", "terminal": true, "detach": true}"#,
+        r#"{"ping": true, "detach": true}"#,
+    ] {
+        assert!(
+            matches!(
+                ClientMsg::parse(bad),
+                Err(ProtocolError::DetachWithTerminal)
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        ClientMsg::parse(r#"{"scan": "x", "terminal": false, "detach": false}"#).unwrap(),
+        ClientMsg::DesktopScan(Zeroizing::new("x".into()))
+    );
     assert!(matches!(
         ClientMsg::parse(r#"{"lock": true, "unlock": true}"#),
         Err(ProtocolError::SeveralKinds)
