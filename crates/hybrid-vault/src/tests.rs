@@ -146,3 +146,33 @@ fn the_unlocked_keys_sit_in_locked_memory() {
     v.lock();
     assert_eq!(v.key_in_locked_memory(), None);
 }
+
+/// The reset after a correct PIN is committed without its own fsync
+/// (`synchronous = NORMAL` for that one transaction): every other commit
+/// must still be `FULL`, and the counter is reset.
+#[test]
+fn the_pin_reset_leaves_the_connection_at_synchronous_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private").join("v.db");
+    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
+    let synchronous = |v: &Vault| -> i64 {
+        v.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    const FULL: i64 = 2;
+    assert_eq!(synchronous(&v), FULL);
+    v.lock();
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    assert!(v.unlock("0000", now).is_err());
+    assert_eq!(v.pin_status().unwrap().failures, 1);
+    v.lock();
+    v.unlock(PIN, now + Duration::from_secs(5)).unwrap();
+    assert_eq!(synchronous(&v), FULL);
+    assert_eq!(v.pin_status().unwrap().failures, 0);
+    // Reopened (the reset reached the file, not only the connection).
+    drop(v);
+    let v = Vault::open(&path).unwrap();
+    assert_eq!(v.pin_status().unwrap().failures, 0);
+    assert_eq!(synchronous(&v), FULL);
+}

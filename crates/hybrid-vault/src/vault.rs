@@ -442,11 +442,10 @@ impl Vault {
 
     /// Number of credentials stored.
     pub fn count(&self) -> Result<u64, VaultError> {
-        Ok(self.conn.query_row(
-            "SELECT credential_count FROM vault_meta WHERE singleton = 1",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT credential_count FROM vault_meta WHERE singleton = 1")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Deletes one credential; `Ok(false)` if there was none with that ID.
@@ -503,10 +502,10 @@ impl Vault {
             // Count the attempt durably before looking at the PIN.
             let failures = rec.failures.saturating_add(1);
             let next = now_ms.saturating_add(delay_ms(pin::delay_after(failures)));
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE vault_meta SET pin_failures = ?1, next_attempt_unix_ms = ?2 WHERE singleton = 1",
-                params![failures, next],
-            )?;
+            )?
+            .execute(params![failures, next])?;
             tx.commit()?;
             PinRecord { failures, ..rec }
         };
@@ -516,10 +515,7 @@ impl Vault {
             Ok(bytes) => {
                 let key = SecretKey::from_slice(&bytes)
                     .ok_or_else(|| VaultError::Corrupt("vault key has the wrong length".into()))?;
-                self.conn.execute(
-                    "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",
-                    [],
-                )?;
+                reset_pin_failures(&self.conn)?;
                 Ok((key, rec))
             }
             Err(VaultError::Decrypt) if rec.failures >= MAX_PIN_FAILURES => {
@@ -641,11 +637,44 @@ impl Vault {
     }
 }
 
+/// Resets the wrong-PIN counter after a correct PIN, committed *without*
+/// its own fsync (`synchronous = NORMAL` for this one transaction, `FULL`
+/// again right after): in WAL mode the reset's frames then become durable
+/// with the next `FULL` commit — the ceremony's credential insert or
+/// signature counter, which fsyncs the WAL before any reply leaves — or the
+/// next checkpoint.
+///
+/// Why this is as safe as a `FULL` commit: the attempt itself was counted
+/// by a `FULL` commit before the PIN was looked at ([`Vault::verify_pin`]),
+/// and that is what stops guessing. A reset still sits in the operating
+/// system's cache, so it survives `kill -9` of the process; only a power
+/// loss or kernel crash before the next fsync can drop it, and then the
+/// vault comes back with one more failure counted than there was (the
+/// safe direction — exactly what a crash during a correct unlock already
+/// cost). It saves one fsync per unlock: a third of the vault's fsyncs per
+/// ceremony (`docs/performance.md`, "Phone").
+fn reset_pin_failures(conn: &Connection) -> Result<(), VaultError> {
+    conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+        .execute([])?;
+    let reset = conn
+        .prepare_cached(
+            "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",
+        )
+        .and_then(|mut s| s.execute([]));
+    // Restored before anything else can commit, whatever the reset did.
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
+    reset?;
+    Ok(())
+}
+
 fn read_pin_record(conn: &Connection) -> Result<PinRecord, VaultError> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT kdf_salt, kdf_m_kib, kdf_t, kdf_p, sealed_vault_key, pin_failures, next_attempt_unix_ms,
                 vault_id, key_format, kdf_for_tests
          FROM vault_meta WHERE singleton = 1",
+    )?
+    .query_row(
         [],
         |r| {
             Ok(PinRecord {

@@ -34,9 +34,21 @@ pub fn problem(regular: bool, uid: u32, mode: u32, our_uid: u32) -> Option<&'sta
 /// Opens `path` for reading if it is a regular file owned by the user with
 /// no permission bits for others; a symbolic link is refused, not followed.
 pub fn open(path: &Path) -> Result<File, Refusal> {
+    open_checked(path, OFlags::RDONLY)
+}
+
+/// Opens `path` for appending, with the checks of [`open`]: for adding
+/// lines to a file [`write_atomically`] made.
+pub fn open_append(path: &Path) -> Result<File, Refusal> {
+    open_checked(path, OFlags::WRONLY | OFlags::APPEND)
+}
+
+fn open_checked(path: &Path, flags: OFlags) -> Result<File, Refusal> {
     let fd = match rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        // NONBLOCK: a FIFO planted at `path` cannot hang the open (it is
+        // then refused as not a regular file).
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     ) {
         Ok(fd) => fd,

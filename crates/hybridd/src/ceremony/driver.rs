@@ -269,7 +269,7 @@ impl Driver<'_, '_> {
                     sent: None,
                     user_wait: self.session.phases().user_wait,
                 });
-                tracing::info!(command, "CTAP request received");
+                tracing::debug!(command, "CTAP request received");
                 self.peers
                     .progress
                     .event(&SessionEvent::CommandReceived { command, at });
@@ -321,7 +321,7 @@ impl Driver<'_, '_> {
         if !self.handshake_reported && self.session.handshake_done() {
             self.handshake_reported = true;
             self.report.sent.handshake_reply = Some(at);
-            tracing::info!("handshake done");
+            tracing::debug!("handshake done");
             self.peers
                 .progress
                 .event(&SessionEvent::HandshakeDone { at });
@@ -333,7 +333,7 @@ impl Driver<'_, '_> {
                 // The wait before the request is not its own.
                 r.user_wait = user_wait.saturating_sub(r.user_wait);
             }
-            tracing::info!(status = status.byte(), "response sent");
+            tracing::debug!(status = status.byte(), "response sent");
             self.peers
                 .progress
                 .event(&SessionEvent::ResponseSent { status, at });
