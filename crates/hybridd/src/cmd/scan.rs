@@ -42,7 +42,7 @@ use crate::approval::{Answer, Approver, TerminalApprover};
 use crate::ceremony::{Progress, SessionEvent};
 use crate::cmd::run::{Daemon, FrontEnd};
 use crate::config::{self, Overrides};
-use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event};
+use crate::control::{Client, ClientMsg, DaemonMsg, Done, Event, ScanMode};
 use crate::error::{Error, QrImageError};
 use crate::peer_text;
 
@@ -176,14 +176,14 @@ fn scan(args: &Args) -> Result<ExitCode, Error> {
         None => config::load(&args.overrides)?.socket_path()?.to_owned(),
     };
     let uri_from_stdin = args.qr_image.is_none() && args.uri.as_deref() == Some("-");
-    let how = if args.detach {
-        How::HandOff
+    let mode = if args.detach {
+        ScanMode::HandOff
     } else if can_answer(uri_from_stdin) {
-        How::Terminal
+        ScanMode::Terminal
     } else {
-        How::Desktop
+        ScanMode::Desktop
     };
-    Ok(rt.block_on(client(&socket, uri, how)))
+    Ok(rt.block_on(client(&socket, uri, mode)))
 }
 
 /// Whether this client can answer the daemon's prompt itself: on its
@@ -208,19 +208,7 @@ fn can_answer(uri_from_stdin: bool) -> bool {
     }
 }
 
-/// How this client takes part in the session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
-    /// It asks on its terminal and waits for the outcome.
-    Terminal,
-    /// The daemon asks through the desktop; it waits for the outcome.
-    Desktop,
-    /// The daemon asks through the desktop; it leaves once the session is
-    /// under way (`--detach`).
-    HandOff,
-}
-
-async fn client(socket: &Path, uri: Zeroizing<String>, how: How) -> ExitCode {
+async fn client(socket: &Path, uri: Zeroizing<String>, mode: ScanMode) -> ExitCode {
     let mut c = match Client::connect(socket).await {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -237,12 +225,7 @@ async fn client(socket: &Path, uri: Zeroizing<String>, how: How) -> ExitCode {
             return ExitCode::from(EXIT_NO_DAEMON);
         }
     };
-    let scan = match how {
-        How::Terminal => ClientMsg::Scan(uri),
-        How::Desktop => ClientMsg::DesktopScan(uri),
-        How::HandOff => ClientMsg::HandOff(uri),
-    };
-    if let Err(e) = c.send(&scan).await {
+    if let Err(e) = c.send(&ClientMsg::scan(uri, mode)).await {
         eprintln!("hybridd scan: lost the daemon: {e}");
         return ExitCode::FAILURE;
     }
@@ -266,7 +249,7 @@ async fn client(socket: &Path, uri: Zeroizing<String>, how: How) -> ExitCode {
                 if let Some(text) = event_text(e) {
                     eprintln!("{text}");
                 }
-                if how == How::HandOff {
+                if mode == ScanMode::HandOff {
                     // The QR code passed the daemon's checks and the
                     // session is under way: the desktop asks from here.
                     println!(

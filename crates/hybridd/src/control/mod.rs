@@ -40,7 +40,7 @@ pub mod server;
 
 pub use client::Client;
 pub use lines::{write_line, LineReader};
-pub use protocol::{ClientMsg, DaemonMsg, Done, Event, Pong, ProtocolError};
+pub use protocol::{ClientMsg, DaemonMsg, Done, Event, Pong, ProtocolError, ScanMode};
 pub use server::{bind, peer_allowed, Runner, Server, SessionRequest, VaultSessions};
 
 /// The answer to a scan made while a session runs.

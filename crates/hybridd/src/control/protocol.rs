@@ -44,6 +44,32 @@ pub enum ClientMsg {
     Lock,
 }
 
+/// Who answers a scan's prompt, and whether the session needs its client
+/// until the end: the three scan messages of [`ClientMsg`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanMode {
+    /// The client, on its terminal ([`ClientMsg::Scan`]); the session ends
+    /// if the client leaves.
+    Terminal,
+    /// The desktop, a notification ([`ClientMsg::DesktopScan`]); the client
+    /// waits for the outcome, and its leaving cancels the session.
+    Desktop,
+    /// The desktop ([`ClientMsg::HandOff`]); the client may leave once the
+    /// session is under way without cancelling it.
+    HandOff,
+}
+
+impl ClientMsg {
+    /// The scan message for `uri` in `mode`.
+    pub fn scan(uri: Zeroizing<String>, mode: ScanMode) -> ClientMsg {
+        match mode {
+            ScanMode::Terminal => ClientMsg::Scan(uri),
+            ScanMode::Desktop => ClientMsg::DesktopScan(uri),
+            ScanMode::HandOff => ClientMsg::HandOff(uri),
+        }
+    }
+}
+
 impl std::fmt::Debug for ClientMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

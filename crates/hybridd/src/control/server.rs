@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::approval::{Answer, SocketApprover};
 use crate::control::client::private_dir_problem;
 use crate::control::lines::{write_line, LineReader};
-use crate::control::protocol::{ClientMsg, DaemonMsg, Done, Pong};
+use crate::control::protocol::{ClientMsg, DaemonMsg, Done, Pong, ScanMode};
 use crate::control::{
     ProtocolError, BUSY_MESSAGE, MAX_CONNECTIONS, MAX_LINE, TOO_MANY_CONNECTIONS,
 };
@@ -266,25 +266,14 @@ impl Connection {
                     (DaemonMsg::Error("no prompt is pending".into()), false)
                 }
                 Ok(ClientMsg::Scan(uri)) => {
-                    match self.session(uri, Asker::Client, &mut lines, &mut wr).await {
-                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
-                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
-                    }
+                    self.scan(uri, ScanMode::Terminal, &mut lines, &mut wr)
+                        .await
                 }
                 Ok(ClientMsg::DesktopScan(uri)) => {
-                    match self.session(uri, Asker::Desktop, &mut lines, &mut wr).await {
-                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
-                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
-                    }
+                    self.scan(uri, ScanMode::Desktop, &mut lines, &mut wr).await
                 }
                 Ok(ClientMsg::HandOff(uri)) => {
-                    match self
-                        .session(uri, Asker::DesktopDetached, &mut lines, &mut wr)
-                        .await
-                    {
-                        Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
-                        None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
-                    }
+                    self.scan(uri, ScanMode::HandOff, &mut lines, &mut wr).await
                 }
             };
             if send(&mut wr, &reply).await.is_err() || last {
@@ -294,32 +283,34 @@ impl Connection {
     }
 }
 
-/// Who answers a session's prompt, and whether it needs its client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Asker {
-    /// The client, on its terminal: the session ends if the client leaves.
-    Client,
-    /// The desktop (a notification); the client waits for the outcome, and
-    /// its leaving cancels the session.
-    Desktop,
-    /// The desktop; the client may leave once the session is under way
-    /// ([`ClientMsg::HandOff`]) without cancelling it.
-    DesktopDetached,
-}
-
 impl Connection {
+    /// The reply to a scan: how its session ended (and whether the client
+    /// went away), or busy when another session holds the slot.
+    async fn scan(
+        &mut self,
+        uri: Zeroizing<String>,
+        mode: ScanMode,
+        lines: &mut Lines,
+        wr: &mut OwnedWriteHalf,
+    ) -> (DaemonMsg, bool) {
+        match self.session(uri, mode, lines, wr).await {
+            Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+            None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
+        }
+    }
+
     /// Runs one session for `uri`, relaying its messages and the client's
     /// answers; returns how it ended and whether the client went away, or
     /// `None` when another session holds the slot.
     async fn session(
         &mut self,
         uri: Zeroizing<String>,
-        asker: Asker,
+        mode: ScanMode,
         lines: &mut Lines,
         wr: &mut OwnedWriteHalf,
     ) -> Option<(Done, bool)> {
-        let terminal = asker == Asker::Client;
-        let detached = asker == Asker::DesktopDetached;
+        let terminal = mode == ScanMode::Terminal;
+        let detached = mode == ScanMode::HandOff;
         let guard = self.slot.clone().try_lock_owned().ok()?;
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let (ans_tx, ans_rx) = mpsc::unbounded_channel();
