@@ -11,7 +11,7 @@
 //! are in docs/operations.md, "FIDO:/ links".
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,7 +54,9 @@ fn desktop() -> Result<ExitCode, Error> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| Error::Setup(format!("cannot tell where this hybridd is: {e}")))?;
-    let apps = applications_dir()?;
+    // The user's data directory, as for the vault (`$XDG_DATA_HOME` or
+    // `~/.local/share`).
+    let apps = crate::config::data_home().join("applications");
     let entry = entry_for(&exe)?;
     std::fs::create_dir_all(&apps)
         .map_err(|e| Error::Setup(format!("cannot create {}: {e}", apps.display())))?;
@@ -97,22 +99,6 @@ fn desktop() -> Result<ExitCode, Error> {
         exe.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `$XDG_DATA_HOME/applications`, or `~/.local/share/applications`
-/// (XDG Base Directory: a relative `XDG_DATA_HOME` is ignored).
-fn applications_dir() -> Result<PathBuf, Error> {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".local/share"))
-        })
-        .ok_or_else(|| Error::Setup("neither XDG_DATA_HOME nor HOME is an absolute path".into()))?;
-    Ok(data.join("applications"))
 }
 
 /// The shipped entry with `Exec`'s program replaced by `exe`.
