@@ -57,6 +57,7 @@ use crate::{RoutingId, TunnelId};
 
 mod frame;
 mod http;
+mod legs;
 mod limits;
 mod metrics;
 mod relay;

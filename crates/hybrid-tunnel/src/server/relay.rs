@@ -26,6 +26,7 @@ use super::http::{
     check_upgrade, forwarded_for, read_head, refuse, respond, route, switch_protocols, RequestHead,
     Route,
 };
+use super::legs::{Legs, Side};
 use super::limits::SourceKey;
 use super::metrics::{End, Reject};
 use super::{Admission, Inner, Leg, Slot, SlotGuard, CLOSE_WAIT, MAX_QUEUED_BYTES};
@@ -333,32 +334,35 @@ pub(super) async fn phone(
         }
         queued.shrink_to_fit();
         let mut desktop_count = 0u32;
+        // Polls only the leg that was woken (legs.rs).
+        let mut legs = Legs::new();
         loop {
-            tokio::select! {
-                m = phone.ws.next() => match classify(m, &limits, &mut phone_count) {
-                    Event::Message(data) => {
-                        let len = data.len();
-                        if desktop.ws.send(Message::Binary(data)).await.is_err() {
-                            return End::DesktopClosed;
-                        }
-                        inner.metrics.relayed(len);
+            let (side, m) = legs.next(&mut phone.ws, &mut desktop.ws).await;
+            let (count, to, to_closed, from_closed) = match side {
+                Side::Phone => (
+                    &mut phone_count,
+                    &mut desktop.ws,
+                    End::DesktopClosed,
+                    End::PhoneClosed,
+                ),
+                Side::Desktop => (
+                    &mut desktop_count,
+                    &mut phone.ws,
+                    End::PhoneClosed,
+                    End::DesktopClosed,
+                ),
+            };
+            match classify(m, &limits, count) {
+                Event::Message(data) => {
+                    let len = data.len();
+                    if to.send(Message::Binary(data)).await.is_err() {
+                        return to_closed;
                     }
-                    Event::Ignore => {}
-                    Event::Closed => return End::PhoneClosed,
-                    Event::Violation(end) => return end,
-                },
-                m = desktop.ws.next() => match classify(m, &limits, &mut desktop_count) {
-                    Event::Message(data) => {
-                        let len = data.len();
-                        if phone.ws.send(Message::Binary(data)).await.is_err() {
-                            return End::PhoneClosed;
-                        }
-                        inner.metrics.relayed(len);
-                    }
-                    Event::Ignore => {}
-                    Event::Closed => return End::DesktopClosed,
-                    Event::Violation(end) => return end,
-                },
+                    inner.metrics.relayed(len);
+                }
+                Event::Ignore => {}
+                Event::Closed => return from_closed,
+                Event::Violation(end) => return end,
             }
         }
     };
