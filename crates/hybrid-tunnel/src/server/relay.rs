@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -456,9 +457,20 @@ async fn close_leg(leg: Option<Leg>, frame: CloseFrame) {
     }
 }
 
-/// Sends a close frame and waits briefly for the peer's reply; bounded.
+/// Sends a close frame, ends our side of the connection, and waits briefly
+/// for the peer's reply; bounded.
+///
+/// The write side is shut down (FIN) as soon as the close frame is out: the
+/// server closes the TCP connection first (RFC 6455 §7.1.1), and a peer
+/// waiting for the end of the stream sees it with the close frame instead
+/// of one more round trip later, after the server has read its reply
+/// (strace, pairs phase: that wait was on every pair's critical path;
+/// docs/performance.md). The read side stays open for the reply, so it is
+/// still read and the connection ends without a reset.
 pub(super) async fn close_ws(ws: &mut super::Ws, frame: CloseFrame) {
-    let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await;
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await {
+        let _ = tokio::time::timeout(CLOSE_WAIT, ws.get_mut().shutdown()).await;
+    }
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         while let Some(Ok(_)) = ws.next().await {}
     })
