@@ -9,7 +9,9 @@
 //! server's CPU; docs/performance.md). Here each leg is polled with a waker
 //! of its own that marks the leg as woken before waking the task, and a leg
 //! is polled again only once it has been woken (or right after it yielded
-//! something, since more may be buffered).
+//! something, since more may be buffered). Measured: about 2 % of the
+//! server's CPU in the relay phase (`poll_next` 2.9 % → 1 %), at the edge
+//! of the benchmark's noise.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
