@@ -15,7 +15,10 @@ cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/hybridd
 OUT=$ROOT/crates/hybridd/hot-symbols.txt
-cargo build --release -q -p hybridd -p hybrid-bench
+# hybridd built on its own, as installed and as ceremony.sh builds it (built
+# with hybrid-bench, its dependencies get other features and symbol names).
+cargo build --release -q -p hybrid-bench
+cargo build --release -q -p hybridd
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # The phone under callgrind (names not demangled), its counts dumped every
