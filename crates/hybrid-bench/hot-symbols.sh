@@ -33,7 +33,7 @@ trap 'callgrind_control -d last $pid >/dev/null 2>&1; kill -TERM $pid 2>/dev/nul
 wait $pid
 WRAP
 chmod +x "$WORK/phone.sh"
-"$TARGET/release/hybrid-bench" ceremony --ceremonies 8 --warmup 1 --settle 8 --timeout 60 \
+"$TARGET/release/hybrid-bench" ceremony --ceremonies 100 --warmup 1 --settle 8 --timeout 60 \
   --max-failures 0 "$@" \
   --phone "hybridd=RUST_LOG=info,hybridd::timing=debug NO_COLOR=1 $WORK/phone.sh $WORK/cg $BIN run --vault {vault} --socket {socket} --tunnel-url {tunnel} --advert-file {advert} --approval auto --pin-file {pin}" >&2
 # Every function of the hybridd object with a cost, first dump first.
