@@ -21,8 +21,13 @@ PEER_DIR=$HERE/phones/webauthn-rs
 PEER=$TARGET/bench-peers/phone-webauthn-rs/release/hybrid-bench-phone-webauthn-rs
 say() { printf '[ceremony-bench] %s\n' "$*" >&2; }
 
-say "building hybridd and hybrid-bench (release)"
-cargo build --release -q -p hybridd -p hybrid-bench
+say "building hybrid-bench and hybridd (release)"
+# hybridd on its own, as `cargo install --path crates/hybridd` builds it: built
+# together with hybrid-bench, shared dependencies get the union of both
+# packages' features, other symbol names, and crates/hybridd/hot-symbols.txt
+# (its hot-code layout, crates/hybridd/build.rs) would not match them.
+cargo build --release -q -p hybrid-bench
+cargo build --release -q -p hybridd
 say "building the webauthn-rs phone (its Cargo.lock; needs libssl-dev, libdbus-1-dev, pkg-config)"
 CARGO_TARGET_DIR=$TARGET/bench-peers/phone-webauthn-rs \
   cargo build --release -q --locked --manifest-path "$PEER_DIR/Cargo.toml"

@@ -26,6 +26,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, crate::Error> {
         .map_err(crate::Error::Runtime)
 }
 
+/// The daemon's (`hybridd run`) runtime: one thread, the one that calls
+/// `block_on`. It serves one session at a time and nothing on it blocks
+/// (the vault has its own worker thread, `crate::vault`), so worker threads
+/// bought it nothing but memory: glibc gives every thread that allocates
+/// its own malloc arena, and the two workers' arenas held ≈ 0.5 MiB after
+/// the phone benchmark's ceremonies (`/proc/<pid>/smaps`; docs/performance.md,
+/// "Phone: what the idle resident memory is").
+pub fn daemon_runtime() -> Result<tokio::runtime::Runtime, crate::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::Error::Runtime)
+}
+
 /// The exit status of a command: its own on success; on failure the error
 /// printed as `hybridd <command>: <error>` and [`crate::Error::exit_code`].
 pub fn exit(command: &str, result: Result<ExitCode, crate::Error>) -> ExitCode {

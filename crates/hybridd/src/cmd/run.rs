@@ -292,7 +292,7 @@ pub fn run(args: Args) -> ExitCode {
 
 fn daemon(args: &Args) -> Result<ExitCode, Error> {
     let cfg = config::load(&args.overrides)?;
-    crate::cmd::runtime()?.block_on(async move {
+    crate::cmd::daemon_runtime()?.block_on(async move {
         let socket = cfg.socket_path()?.to_owned();
         let daemon = Daemon::open(cfg).await?;
         let listener = control::bind(&socket).map_err(|source| Error::ControlSocket {
