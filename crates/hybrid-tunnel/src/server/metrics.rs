@@ -2,9 +2,6 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-
 /// Why a request was refused (the `reason` label of
 /// `hybrid_tunnel_rejections_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,27 +137,21 @@ impl End {
         }
     }
 
-    /// The close frame sent to the sides when the tunnel ends this way.
-    pub(super) fn close_frame(self) -> CloseFrame {
-        let (code, reason) = match self {
-            End::PhoneClosed | End::DesktopClosed => (CloseCode::Normal, "peer closed"),
-            End::DesktopFailed => (CloseCode::Away, "peer failed to connect"),
-            End::TextFrame => (CloseCode::Unsupported, "text frames are not allowed"),
-            End::Oversize => (CloseCode::Size, "message too large"),
-            End::TooManyMessages => (CloseCode::Policy, "too many messages"),
-            End::ProtocolError => (CloseCode::Protocol, "WebSocket protocol error"),
-            End::QueueFull => (
-                CloseCode::Policy,
-                "too much data before the desktop connected",
-            ),
-            End::SlowFrame => (CloseCode::Policy, "frame not received in time"),
-            End::WaitExpired => (CloseCode::Policy, "no desktop connected in time"),
-            End::Ttl => (CloseCode::Policy, "tunnel lifetime exceeded"),
-            End::Shutdown => (CloseCode::Away, "server shutting down"),
-        };
-        CloseFrame {
-            code,
-            reason: reason.into(),
+    /// The close frame (status code, RFC 6455 §7.4.1, and reason) sent to
+    /// the sides when the tunnel ends this way.
+    pub(super) fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            End::PhoneClosed | End::DesktopClosed => (1000, "peer closed"),
+            End::DesktopFailed => (1001, "peer failed to connect"),
+            End::TextFrame => (1003, "text frames are not allowed"),
+            End::Oversize => (1009, "message too large"),
+            End::TooManyMessages => (1008, "too many messages"),
+            End::ProtocolError => (1002, "WebSocket protocol error"),
+            End::QueueFull => (1008, "too much data before the desktop connected"),
+            End::SlowFrame => (1008, "frame not received in time"),
+            End::WaitExpired => (1008, "no desktop connected in time"),
+            End::Ttl => (1008, "tunnel lifetime exceeded"),
+            End::Shutdown => (1001, "server shutting down"),
         }
     }
 }

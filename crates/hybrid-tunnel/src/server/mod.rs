@@ -21,9 +21,10 @@
 //! phone's `new`) closes both sides; so does one side closing.
 //!
 //! The HTTP request head is read and answered here (bounded size and time);
-//! the upgraded stream is handed to tokio-tungstenite with small, sized
-//! buffers ([`READ_BUFFER`]), behind a guard that bounds the time each
-//! frame may take to arrive ([`ServerConfig::frame_timeout_secs`]).
+//! the upgraded stream is served by the relay's own WebSocket code
+//! (`ws.rs`: one read and one write per message, a small read buffer,
+//! [`READ_BUFFER`]), behind a guard that bounds the time each frame may
+//! take to arrive ([`ServerConfig::frame_timeout_secs`]).
 //!
 //! Admission, for a server on a public address: a connection limit derived
 //! from the descriptor limit ([`default_max_connections`]), per-source
@@ -49,18 +50,16 @@ use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::stream::ring_provider;
 use crate::{RoutingId, TunnelId};
 
 mod frame;
 mod http;
-mod legs;
 mod limits;
 mod metrics;
 mod relay;
+mod ws;
 
 pub use frame::FrameTracker;
 pub use limits::{default_max_connections, raise_descriptor_limit, RESERVED_DESCRIPTORS};
@@ -277,8 +276,6 @@ pub enum ServerError {
     },
 }
 
-type Ws = WebSocketStream<frame::Guarded>;
-
 /// What keeps a connection counted (globally and for its source) while it
 /// is open: dropped together with the connection.
 struct Admission {
@@ -299,7 +296,7 @@ impl Drop for Admission {
 
 /// One side's WebSocket and its admission, dropped together.
 struct Leg {
-    ws: Ws,
+    ws: ws::Conn,
     _admission: Admission,
 }
 
@@ -321,19 +318,6 @@ struct Inner {
 }
 
 impl Inner {
-    fn ws_config(&self) -> WebSocketConfig {
-        let max = self.config.max_message_bytes;
-        WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            // Every send is flushed at once (one message at a time each way),
-            // so nothing needs to wait in a write buffer; its bound leaves room
-            // for one message and a close frame.
-            .write_buffer_size(0)
-            .max_write_buffer_size(max.saturating_mul(2).saturating_add(1024))
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max))
-    }
-
     fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.config.handshake_timeout_secs)
     }
@@ -746,6 +730,56 @@ pub mod fuzzing {
         }
         pieces.feed(rest);
         assert_eq!(whole, pieces);
+    }
+
+    /// Feeds `bytes` to the relay's WebSocket reader (limit `max`) whole
+    /// and cut at `cuts`: both must give the same events; every message is
+    /// within the limit and re-framed in place as exactly the server frame
+    /// of its payload; the buffer never holds more than a frame's worth.
+    pub fn websocket(bytes: &[u8], cuts: &[usize], max: usize) {
+        let whole = websocket_events(&[bytes], max);
+        let mut pieces = Vec::new();
+        let mut rest = bytes;
+        for &cut in cuts {
+            let (a, b) = rest.split_at(cut.min(rest.len()));
+            pieces.push(a);
+            rest = b;
+        }
+        pieces.push(rest);
+        assert_eq!(whole, websocket_events(&pieces, max));
+    }
+
+    fn websocket_events(pieces: &[&[u8]], max: usize) -> Vec<(super::ws::Step, Vec<u8>)> {
+        use super::ws::{frame, Reader, Step};
+        let mut r = Reader::new(Vec::new(), max);
+        let mut events = Vec::new();
+        for piece in pieces {
+            r.feed(piece);
+            loop {
+                let step = r.step();
+                match step {
+                    Step::Need(n) => {
+                        assert!(n > 0);
+                        break;
+                    }
+                    Step::Message => {
+                        let m = r.message().to_vec();
+                        assert!(m.len() <= max);
+                        assert_eq!(r.framed(), &frame(0x2, &m)[..]);
+                        events.push((step, m));
+                    }
+                    Step::Ping => events.push((step, r.pong())),
+                    Step::Fail(_) => {
+                        events.push((step, Vec::new()));
+                        return events;
+                    }
+                    s => events.push((s, Vec::new())),
+                }
+            }
+            // Unparsed: at most one frame's header and payload.
+            assert!(r.buffered().0 <= max.max(125) + 14);
+        }
+        events
     }
 }
 

@@ -9,15 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::stream::MaybeTls;
 use crate::TunnelId;
@@ -27,9 +21,9 @@ use super::http::{
     check_upgrade, forwarded_for, read_head, refuse, respond, route, switch_protocols, RequestHead,
     Route,
 };
-use super::legs::{Legs, Side};
 use super::limits::SourceKey;
 use super::metrics::{End, Reject};
+use super::ws::{self, Conn, Failure, Incoming};
 use super::{Admission, Inner, Leg, Slot, SlotGuard, CLOSE_WAIT, MAX_QUEUED_BYTES};
 
 /// What the HTTP phase of a connection decided.
@@ -201,9 +195,9 @@ pub(super) async fn answer(
 }
 
 /// The upgraded stream as a WebSocket whose frames must arrive in time.
-async fn websocket(inner: &Inner, stream: MaybeTls, rest: Vec<u8>) -> super::Ws {
+fn websocket(inner: &Inner, stream: MaybeTls, rest: Vec<u8>) -> Conn {
     let guarded = Guarded::new(stream, &rest, inner.frame_timeout());
-    WebSocketStream::from_partially_read(guarded, rest, Role::Server, Some(inner.ws_config())).await
+    Conn::new(guarded, rest, inner.config.max_message_bytes)
 }
 
 /// `/cable/new/<id>`: registers the tunnel, answers 101, then owns the tunnel.
@@ -271,7 +265,7 @@ pub(super) async fn phone(
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(tunnel = ?id, "phone connected");
     let mut phone = Leg {
-        ws: websocket(&inner, stream, rest).await,
+        ws: websocket(&inner, stream, rest),
         _admission: admission,
     };
 
@@ -280,7 +274,7 @@ pub(super) async fn phone(
         max_count: inner.config.max_messages_per_side,
     };
     let mut phone_count = 0u32;
-    let mut queued: VecDeque<Bytes> = VecDeque::new();
+    let mut queued: VecDeque<(usize, Vec<u8>)> = VecDeque::new();
 
     // Phase 1: wait for the desktop, queueing what the phone sends.
     let waiting_phase = async {
@@ -289,17 +283,21 @@ pub(super) async fn phone(
         loop {
             tokio::select! {
                 joined = &mut rx => return joined.map_err(|_| End::DesktopFailed),
-                m = phone.ws.next() => match classify(m, &limits, &mut phone_count) {
-                    Event::Message(data) => {
+                m = phone.ws.next() => match classify(m, &limits, &mut phone_count, phone.ws.message()) {
+                    Event::Message => {
+                        let data = phone.ws.message();
                         queued_bytes = queued_bytes.saturating_add(data.len());
                         if queued_bytes > MAX_QUEUED_BYTES {
                             return Err(End::QueueFull);
                         }
-                        // A copy of exactly its size: the received bytes share
-                        // the (larger) read buffer.
-                        queued.push_back(Bytes::copy_from_slice(&data));
+                        // Framed now, sent as it is once the desktop is here.
+                        queued.push_back((data.len(), ws::frame(0x2, data)));
                     }
-                    Event::Ignore => {}
+                    Event::Ping => {
+                        if phone.ws.pong().await.is_err() {
+                            return Err(End::PhoneClosed);
+                        }
+                    }
                     Event::Closed => return Err(End::PhoneClosed),
                     Event::Violation(end) => return Err(end),
                 }
@@ -326,42 +324,52 @@ pub(super) async fn phone(
 
     // Phase 2: deliver the queue, then relay both ways.
     let relaying = async {
-        while let Some(data) = queued.pop_front() {
-            let len = data.len();
-            if desktop.ws.send(Message::Binary(data)).await.is_err() {
+        while let Some((len, framed)) = queued.pop_front() {
+            if desktop.ws.send_frame(&framed).await.is_err() {
                 return End::DesktopClosed;
             }
             inner.metrics.relayed(len);
         }
-        queued.shrink_to_fit();
+        queued = VecDeque::new();
         let mut desktop_count = 0u32;
-        // Polls only the leg that was woken (legs.rs).
-        let mut legs = Legs::new();
         loop {
-            let (side, m) = legs.next(&mut phone.ws, &mut desktop.ws).await;
-            let (count, to, to_closed, from_closed) = match side {
-                Side::Phone => (
-                    &mut phone_count,
-                    &mut desktop.ws,
-                    End::DesktopClosed,
-                    End::PhoneClosed,
-                ),
-                Side::Desktop => (
-                    &mut desktop_count,
-                    &mut phone.ws,
-                    End::PhoneClosed,
-                    End::DesktopClosed,
-                ),
+            // Polling the idle leg costs a readiness check (no buffer is
+            // zero-filled, nothing is allocated), so both are polled.
+            let (from_phone, m) = tokio::select! {
+                m = phone.ws.next() => (true, m),
+                m = desktop.ws.next() => (false, m),
             };
-            match classify(m, &limits, count) {
-                Event::Message(data) => {
-                    let len = data.len();
-                    if to.send(Message::Binary(data)).await.is_err() {
+            let (from, to, count, to_closed, from_closed) = if from_phone {
+                (
+                    &mut phone.ws,
+                    &mut desktop.ws,
+                    &mut phone_count,
+                    End::DesktopClosed,
+                    End::PhoneClosed,
+                )
+            } else {
+                (
+                    &mut desktop.ws,
+                    &mut phone.ws,
+                    &mut desktop_count,
+                    End::PhoneClosed,
+                    End::DesktopClosed,
+                )
+            };
+            match classify(m, &limits, count, from.message()) {
+                Event::Message => {
+                    let len = from.message().len();
+                    // One write: the frame is re-headed in place (ws.rs).
+                    if to.relay_from(from).await.is_err() {
                         return to_closed;
                     }
                     inner.metrics.relayed(len);
                 }
-                Event::Ignore => {}
+                Event::Ping => {
+                    if from.pong().await.is_err() {
+                        return from_closed;
+                    }
+                }
                 Event::Closed => return from_closed,
                 Event::Violation(end) => return end,
             }
@@ -410,7 +418,7 @@ pub(super) async fn desktop(
         return;
     }
     let leg = Leg {
-        ws: websocket(&inner, stream, rest).await,
+        ws: websocket(&inner, stream, rest),
         _admission: admission,
     };
     if let Err(mut leg) = tx.send(leg) {
@@ -448,33 +456,19 @@ pub(super) async fn finish(
     tracing::debug!(tunnel = ?id, reason = end.label(), "tunnel ended");
     inner.metrics.ended(end);
     let frame = end.close_frame();
-    tokio::join!(close_leg(phone, frame.clone()), close_leg(desktop, frame));
+    tokio::join!(close_leg(phone, frame), close_leg(desktop, frame));
 }
 
-async fn close_leg(leg: Option<Leg>, frame: CloseFrame) {
+async fn close_leg(leg: Option<Leg>, frame: (u16, &'static str)) {
     if let Some(mut leg) = leg {
         close_ws(&mut leg.ws, frame).await;
     }
 }
 
 /// Sends a close frame, ends our side of the connection, and waits briefly
-/// for the peer's reply; bounded.
-///
-/// The write side is shut down (FIN) as soon as the close frame is out: the
-/// server closes the TCP connection first (RFC 6455 §7.1.1), and a peer
-/// waiting for the end of the stream sees it with the close frame instead
-/// of one more round trip later, after the server has read its reply
-/// (strace, pairs phase: that wait was on every pair's critical path;
-/// docs/performance.md). The read side stays open for the reply, so it is
-/// still read and the connection ends without a reset.
-pub(super) async fn close_ws(ws: &mut super::Ws, frame: CloseFrame) {
-    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await {
-        let _ = tokio::time::timeout(CLOSE_WAIT, ws.get_mut().shutdown()).await;
-    }
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
+/// for the peer's reply; bounded ([`Conn::close`]).
+pub(super) async fn close_ws(ws: &mut Conn, (code, reason): (u16, &'static str)) {
+    ws.close(code, reason, CLOSE_WAIT).await;
 }
 
 pub(super) struct Limits {
@@ -483,44 +477,37 @@ pub(super) struct Limits {
 }
 
 /// One incoming WebSocket event, judged against the limits.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Event {
-    Message(Bytes),
-    Ignore,
+    /// A message to relay (the connection's [`Conn::message`]).
+    Message,
+    /// A ping to answer.
+    Ping,
     Closed,
     Violation(End),
 }
 
-pub(super) fn classify(
-    next: Option<Result<Message, WsError>>,
-    limits: &Limits,
-    count: &mut u32,
-) -> Event {
+/// Judges `next`; `message` is the message it announced (if it did).
+pub(super) fn classify(next: Incoming, limits: &Limits, count: &mut u32, message: &[u8]) -> Event {
     match next {
-        None | Some(Ok(Message::Close(_))) => Event::Closed,
-        Some(Ok(Message::Binary(data))) => {
-            if data.len() > limits.max_bytes {
+        Incoming::Message => {
+            // The reader refuses longer messages already; checked again
+            // here so the limit has one place that enforces it last.
+            if message.len() > limits.max_bytes {
                 return Event::Violation(End::Oversize);
             }
             *count = count.saturating_add(1);
             if *count > limits.max_count {
                 return Event::Violation(End::TooManyMessages);
             }
-            Event::Message(data)
+            Event::Message
         }
-        Some(Ok(Message::Text(_))) => Event::Violation(End::TextFrame),
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Event::Ignore,
-        Some(Err(WsError::Capacity(_))) => Event::Violation(End::Oversize),
-        Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
-            Event::Violation(End::SlowFrame)
-        }
-        Some(Err(
-            WsError::ConnectionClosed
-            | WsError::AlreadyClosed
-            | WsError::Io(_)
-            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-        )) => Event::Closed,
-        Some(Err(_)) => Event::Violation(End::ProtocolError),
+        Incoming::Ping => Event::Ping,
+        Incoming::Closed => Event::Closed,
+        Incoming::Slow => Event::Violation(End::SlowFrame),
+        Incoming::Failed(Failure::Text) => Event::Violation(End::TextFrame),
+        Incoming::Failed(Failure::Oversize) => Event::Violation(End::Oversize),
+        Incoming::Failed(Failure::Protocol) => Event::Violation(End::ProtocolError),
     }
 }
 
@@ -535,32 +522,37 @@ mod tests {
             max_count: 2,
         };
         let mut n = 0;
-        let bin = |b: &[u8]| Some(Ok(Message::Binary(b.to_vec().into())));
-        let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
-        assert!(matches!(
-            classify(Some(Err(WsError::Io(slow))), &limits, &mut n),
+        let m = Incoming::Message;
+        assert_eq!(
+            classify(Incoming::Slow, &limits, &mut n, b""),
             Event::Violation(End::SlowFrame)
-        ));
-        assert!(matches!(
-            classify(bin(b"abcd"), &limits, &mut n),
-            Event::Message(_)
-        ));
-        assert!(matches!(
-            classify(bin(b"abcde"), &limits, &mut n),
+        );
+        assert_eq!(classify(m, &limits, &mut n, b"abcd"), Event::Message);
+        assert_eq!(
+            classify(m, &limits, &mut n, b"abcde"),
             Event::Violation(End::Oversize)
-        ));
-        assert!(matches!(
-            classify(bin(b""), &limits, &mut n),
-            Event::Message(_)
-        ));
-        assert!(matches!(
-            classify(bin(b"a"), &limits, &mut n),
+        );
+        assert_eq!(classify(m, &limits, &mut n, b""), Event::Message);
+        assert_eq!(
+            classify(m, &limits, &mut n, b"a"),
             Event::Violation(End::TooManyMessages)
-        ));
-        assert!(matches!(
-            classify(Some(Ok(Message::Text("x".into()))), &limits, &mut n),
+        );
+        assert_eq!(
+            classify(Incoming::Failed(Failure::Text), &limits, &mut n, b""),
             Event::Violation(End::TextFrame)
-        ));
-        assert!(matches!(classify(None, &limits, &mut n), Event::Closed));
+        );
+        assert_eq!(
+            classify(Incoming::Failed(Failure::Protocol), &limits, &mut n, b""),
+            Event::Violation(End::ProtocolError)
+        );
+        assert_eq!(
+            classify(Incoming::Failed(Failure::Oversize), &limits, &mut n, b""),
+            Event::Violation(End::Oversize)
+        );
+        assert_eq!(classify(Incoming::Ping, &limits, &mut n, b""), Event::Ping);
+        assert_eq!(
+            classify(Incoming::Closed, &limits, &mut n, b""),
+            Event::Closed
+        );
     }
 }
