@@ -76,11 +76,13 @@ const MAX_HEADERS: usize = 32;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Bound on waiting for tunnels to wind down after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Read buffer of each WebSocket (tungstenite's default is 128 KiB, eagerly
-/// allocated and zero-filled on every read: 256 KiB and a 128 KiB memset per
-/// message for every tunnel, measured with heaptrack and perf, see
-/// docs/performance.md). Hybrid messages are a few hundred bytes to a few
-/// KiB; a larger frame grows the buffer to its size.
+/// Read buffer of each WebSocket, allocated at its first read and never
+/// zero-filled (tungstenite's default was 128 KiB, eagerly allocated and
+/// zero-filled on every read: 256 KiB and a 128 KiB memset per message for
+/// every tunnel, measured with heaptrack and perf, see docs/performance.md).
+/// Hybrid messages are a few hundred bytes to a few KiB; a larger frame
+/// grows the buffer to its size, and it shrinks back once that frame is
+/// relayed (`ws.rs`).
 pub const READ_BUFFER: usize = 2 * 1024;
 /// Largest value any `*_secs` setting may have (one day): a larger one is a
 /// configuration error, never an overflow.
