@@ -24,16 +24,21 @@ pub(crate) struct NewKey {
 pub(crate) fn generate(alg: i64, rng: &mut impl CryptoRngCore) -> Result<NewKey, Error> {
     match alg {
         COSE_ES256 => {
-            let sk = p256::ecdsa::SigningKey::random(rng);
+            // The scalar from the caller's RNG (uniform in [1, n-1] by
+            // rejection sampling; no point multiplication in p256), the
+            // public point from AWS-LC's fixed-base multiplication.
+            let sk = p256::SecretKey::random(rng);
             let private_key = Zeroizing::new(sk.to_bytes().to_vec());
-            let point = sk.verifying_key().to_encoded_point(false);
-            let (x, y) = match (point.x(), point.y()) {
-                (Some(x), Some(y)) => (x.to_vec(), y.to_vec()),
+            let pair = es256_key_pair(&private_key)?;
+            use aws_lc_rs::signature::KeyPair;
+            let point = pair.public_key().as_ref();
+            let (x, y) = match (point.get(1..33), point.get(33..65), point.len()) {
+                (Some(x), Some(y), 65) => (x, y),
                 _ => return Err(Error::Status(Ctap2Status::Other)),
             };
             Ok(NewKey {
                 private_key,
-                public_key_cose: cose_es256(&x, &y),
+                public_key_cose: cose_es256(x, y),
             })
         }
         COSE_EDDSA => {
@@ -74,13 +79,14 @@ pub fn cose_ed25519(x: &[u8]) -> Vec<u8> {
 /// Signs `message` with a stored credential key: ES256 → DER-encoded ECDSA
 /// signature (WebAuthn §6.5.5); EdDSA → the raw 64-byte signature.
 pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, Error> {
-    use p256::ecdsa::signature::Signer;
+    use ed25519_dalek::Signer;
     match alg {
         COSE_ES256 => {
-            let sk = p256::ecdsa::SigningKey::from_slice(private_key)
+            // ASN.1 DER (r, s) over SHA-256(message), as before with p256.
+            let sig = es256_key_pair(private_key)?
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
                 .map_err(|_| Error::Status(Ctap2Status::Other))?;
-            let sig: p256::ecdsa::Signature = sk.sign(message);
-            Ok(sig.to_der().as_bytes().to_vec())
+            Ok(sig.as_ref().to_vec())
         }
         COSE_EDDSA => {
             let seed: [u8; 32] = private_key
@@ -91,6 +97,41 @@ pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u
         }
         _ => Err(Error::Status(Ctap2Status::UnsupportedAlgorithm)),
     }
+}
+
+/// `ECPrivateKey ::= SEQUENCE { version INTEGER 1, privateKey OCTET STRING
+/// (32) ... }` up to the key bytes (SEC 1 v2 §C.4, RFC 5915 §3; the optional
+/// `parameters` and `publicKey` left out: the curve is given, the public key
+/// is computed).
+const EC_PRIVATE_KEY_HEAD: [u8; 7] = [0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20];
+
+/// An AWS-LC ES256 (P-256, SHA-256, ASN.1 signatures) key pair for a stored
+/// 32-byte scalar.
+///
+/// Why AWS-LC: ES256 signing was 12.6 % of the phone daemon's CPU per
+/// ceremony with p256 0.13, half of it `SigningKey::from_slice` recomputing
+/// the public key with a generic scalar multiplication
+/// (docs/performance.md, "Phone: fourth round"). AWS-LC computes the public
+/// point once, with its precomputed fixed-base tables, while parsing the key,
+/// and signs with a fresh RNG-hedged nonce (valid ECDSA, FIPS 186-5 §6.4;
+/// p256 used RFC 6979's deterministic nonce — verifiers cannot tell).
+///
+/// Zeroization: the DER we hand in is a [`Zeroizing`] buffer; inside
+/// AWS-LC the scalar is an `EC_KEY`'s `EC_WRAPPED_SCALAR`, released through
+/// `EC_KEY_free` → `OPENSSL_free`, which cleanses every allocation before
+/// freeing it (AWS-LC `crypto/fipsmodule/ec/ec_key.c`, `crypto/mem.c`; see
+/// hybrid-noise's `dh` module for the details).
+fn es256_key_pair(private_key: &[u8]) -> Result<aws_lc_rs::signature::EcdsaKeyPair, Error> {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    if private_key.len() != 32 {
+        return Err(Error::Status(Ctap2Status::Other));
+    }
+    let mut der = Zeroizing::new([0u8; EC_PRIVATE_KEY_HEAD.len() + 32]);
+    let (head, key) = der.split_at_mut(EC_PRIVATE_KEY_HEAD.len());
+    head.copy_from_slice(&EC_PRIVATE_KEY_HEAD);
+    key.copy_from_slice(private_key);
+    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, der.as_ref())
+        .map_err(|_| Error::Status(Ctap2Status::Other))
 }
 
 /// SHA-256 (rpIdHash etc.).
@@ -110,4 +151,43 @@ pub fn prf_evaluate(key: &[u8; 32], salt: &[u8]) -> [u8; 32] {
     };
     mac.update(salt);
     mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Verifier;
+    use rand_core::OsRng;
+
+    /// The COSE key's point, checked against p256's own derivation.
+    fn p256_verifying_key(key: &NewKey) -> p256::ecdsa::VerifyingKey {
+        let sk = p256::ecdsa::SigningKey::from_slice(&key.private_key).unwrap();
+        let vk = *sk.verifying_key();
+        let point = vk.to_encoded_point(false);
+        let expected = cose_es256(point.x().unwrap(), point.y().unwrap());
+        assert_eq!(key.public_key_cose, expected);
+        vk
+    }
+
+    #[test]
+    fn es256_keys_and_signatures_verify_with_p256() {
+        for _ in 0..8 {
+            let key = generate(COSE_ES256, &mut OsRng).unwrap();
+            let vk = p256_verifying_key(&key);
+            let msg = b"authenticator data || client data hash";
+            let der = sign(COSE_ES256, &key.private_key, msg).unwrap();
+            let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+            assert!(vk.verify(msg, &sig).is_ok());
+            assert!(vk.verify(b"another message", &sig).is_err());
+        }
+    }
+
+    #[test]
+    fn es256_refuses_malformed_private_keys() {
+        let n = hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")
+            .unwrap();
+        for bad in [&[0u8; 32][..], &[0xff; 32], &n, &[1; 31], &[1; 33], &[]] {
+            assert!(sign(COSE_ES256, bad, b"m").is_err(), "{bad:02x?}");
+        }
+    }
 }

@@ -25,6 +25,7 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::crypter::Crypter;
+use crate::dh;
 use crate::error::{Error, HandshakeFailure};
 use crate::keys::{parse_uncompressed_point, uncompressed, P256_UNCOMPRESSED_LEN};
 
@@ -152,7 +153,8 @@ impl Setup {
         let params: snow::params::NoiseParams =
             self.kind.protocol_name().parse().map_err(Error::Setup)?;
         let e = ephemeral.scalar_bytes();
-        let builder = snow::Builder::new(params)
+        // P-256 through AWS-LC (crate::dh), for both roles.
+        let builder = snow::Builder::with_resolver(params, Box::new(dh::Resolver))
             .prologue(self.kind.prologue())
             .map_err(Error::Setup)?
             .psk(0, &self.psk)

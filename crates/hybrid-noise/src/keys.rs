@@ -72,6 +72,10 @@ pub fn uncompressed(key: &PublicKey) -> [u8; P256_UNCOMPRESSED_LEN] {
 }
 
 /// ECDH on P-256; the output is the 32-byte X coordinate (§0 conventions).
+///
+/// Only for the linking signature (§9.2), once per pairing — not per
+/// ceremony — so it stays on p256, whose typed keys make it infallible; the
+/// handshakes' DH is AWS-LC's ([`crate::dh`]).
 pub(crate) fn ecdh_x(secret: &SecretKey, public: &PublicKey) -> Zeroizing<[u8; 32]> {
     let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
     let mut out = Zeroizing::new([0u8; 32]);

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypter;
+mod dh;
 mod error;
 pub mod frame;
 pub mod handshake;
