@@ -103,6 +103,15 @@ fn io_err(e: std::io::Error) -> AdvertiserError {
 /// advert is worthless anyway (its session is gone). The fsync was ≈ 10 %
 /// of `hybridd run`'s CPU per ceremony and most of its scan → first advert
 /// time (`hybrid-bench ceremony`, docs/performance.md).
+///
+/// The old advert is unlinked before the rename, so the rename never
+/// replaces a file: ext4 (`auto_da_alloc`) writes a new file's data out
+/// when it is renamed over an existing one, and the replaced inode's blocks
+/// are freed on the spot — that rename was 3.6 % of `hybridd run`'s CPU per
+/// ceremony (docs/performance.md, "Phone: third round"). A reader in
+/// between finds no file, as before the first advert (readers poll and take
+/// a missing file as "nothing yet", `hybrid_initiator::AdvertSource`); it
+/// still never sees half an advert.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdvertiserError> {
     let mut tmp_name = path
         .file_name()
@@ -113,6 +122,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdvertiserError> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
