@@ -400,8 +400,18 @@ async fn tcp_connect(target: &Target, addrs: &[SocketAddr]) -> Result<TcpStream,
     }))
 }
 
+/// tungstenite's read buffer: its codec zero-fills the buffer's whole spare
+/// capacity before every socket read (`FrameCodec::read_in`), so the default
+/// 128 KiB cost a 128 KiB `memset` per read — 3 % of the phone daemon's CPU
+/// per ceremony (docs/performance.md, "Phone: third round") and 128 KiB of
+/// heap per tunnel. Hybrid messages are a few hundred bytes to a few KiB
+/// (CTAP messages inside the Noise framing); a longer message just takes
+/// more reads, and the message-size limits below are unchanged.
+const READ_BUFFER_SIZE: usize = 4 * 1024;
+
 fn ws_config(max: usize) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
 }
