@@ -176,7 +176,7 @@ impl Driver<'_, '_> {
                             let at = now();
                             self.channels.tunnel = Some(Box::new(tunnel));
                             self.report.routing_id = Some(routing_id);
-                            tracing::info!(routing_id = %routing_id.to_hex(), "tunnel open");
+                            tracing::debug!(routing_id = %routing_id.to_hex(), "tunnel open");
                             self.peers.progress.event(&SessionEvent::TunnelOpen { routing_id, at });
                             self.session.on_tunnel_open(routing_id, at);
                         }
@@ -192,7 +192,7 @@ impl Driver<'_, '_> {
                         self.advertising = true;
                         let at = now();
                         self.session.on_advert_started(at);
-                        tracing::info!("advertising");
+                        tracing::debug!("advertising");
                         self.peers
                             .progress
                             .event(&SessionEvent::AdvertStarted { advert, at });
@@ -237,7 +237,7 @@ impl Driver<'_, '_> {
             }
             Action::UsePath(path) => {
                 let framing = self.channels.l2cap.as_ref().and_then(|c| c.framing());
-                tracing::info!(
+                tracing::debug!(
                     path = path.name(),
                     framing = framing.map(L2capFraming::name),
                     "data path chosen"
@@ -422,7 +422,7 @@ impl Driver<'_, '_> {
         if self.advertising {
             self.advertising = false;
             match self.peers.radio.stop().await {
-                Ok(()) => tracing::info!("advert stopped"),
+                Ok(()) => tracing::debug!("advert stopped"),
                 Err(e) => tracing::warn!("could not stop the advert: {e}"),
             }
         }

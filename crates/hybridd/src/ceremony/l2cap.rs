@@ -228,7 +228,7 @@ impl Channels {
         self.accepting = None;
         if let Some(c) = self.l2cap.take() {
             c.close().await;
-            tracing::info!("L2CAP channel closed");
+            tracing::debug!("L2CAP channel closed");
         }
     }
 
@@ -236,7 +236,7 @@ impl Channels {
     pub async fn close_tunnel(&mut self) {
         if let Some(c) = self.tunnel.take() {
             c.close().await;
-            tracing::info!("tunnel closed");
+            tracing::debug!("tunnel closed");
         }
     }
 }

@@ -395,7 +395,7 @@ impl Connection {
             let _ = send(wr, &ev).await;
         }
         drop(guard);
-        tracing::info!(outcome = %done.outcome, "session ended");
+        tracing::debug!(outcome = %done.outcome, "session ended");
         Some((done, gone))
     }
 }
