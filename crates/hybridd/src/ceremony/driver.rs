@@ -422,7 +422,7 @@ impl Driver<'_, '_> {
         if self.advertising {
             self.advertising = false;
             match self.peers.radio.stop().await {
-                Ok(()) => tracing::debug!("advert stopped"),
+                Ok(()) => tracing::info!("advert stopped"),
                 Err(e) => tracing::warn!("could not stop the advert: {e}"),
             }
         }

@@ -395,7 +395,7 @@ impl Connection {
             let _ = send(wr, &ev).await;
         }
         drop(guard);
-        tracing::debug!(outcome = %done.outcome, "session ended");
+        tracing::info!(outcome = %done.outcome, "session ended");
         Some((done, gone))
     }
 }
