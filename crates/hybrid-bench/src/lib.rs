@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ceremony;
+mod lean_ws;
 pub mod phone;
 pub mod procfs;
 pub mod report;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hybrid_bench::ceremony::{self, CeremonyOptions, PhoneChecks};
 use hybrid_bench::report::{machine, table, Column, Metric, RunResult};
 use hybrid_bench::server::{Server, ServerSpec};
-use hybrid_bench::tunnel::{self, Target, TunnelOptions};
+use hybrid_bench::tunnel::{self, PairClient, Target, TunnelOptions};
 use hybrid_bench::BenchError;
 use hybrid_initiator::{AttestationPolicy, UserVerification};
 use hybrid_tunnel::server::raise_descriptor_limit;
@@ -246,6 +246,11 @@ struct TunnelArgs {
     /// one thread is the bottleneck, docs/performance.md).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pair_threads: u16,
+    /// WebSocket client of the pairs phase: `lean` (ours, minimal: the
+    /// generator costs less than the server per pair) or `tungstenite`
+    /// (docs/performance.md).
+    #[arg(long, value_enum, default_value_t = PairClient::Lean)]
+    pair_client: PairClient,
     /// Source addresses 127.0.0.1 to 127.0.0.N.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
     sources: u8,
@@ -281,6 +286,7 @@ impl TunnelArgs {
             pair_workers: self.pair_workers,
             pair_duration: secs(self.pair_duration, "--pair-duration")?,
             pair_threads: usize::from(self.pair_threads),
+            pair_client: self.pair_client,
             sources: self.sources,
             settle: secs(self.settle, "--settle")?,
             after_close: secs(self.after_close, "--after-close")?,

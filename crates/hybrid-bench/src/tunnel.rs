@@ -66,6 +66,8 @@ pub struct TunnelOptions {
     pub pair_duration: Duration,
     /// Generator threads of the pairs phase, the workers spread over them.
     pub pair_threads: usize,
+    /// The WebSocket client of the pairs phase.
+    pub pair_client: PairClient,
     /// Source addresses 127.0.0.1..=127.0.0.`sources`.
     pub sources: u8,
     /// Pause before each memory reading.
@@ -89,12 +91,23 @@ impl Default for TunnelOptions {
             pair_workers: 32,
             pair_duration: Duration::from_secs(5),
             pair_threads: 2,
+            pair_client: PairClient::Lean,
             sources: 16,
             settle: Duration::from_secs(2),
             after_close: Duration::from_secs(5),
             step_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The WebSocket client the pairs phase connects with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PairClient {
+    /// Our minimal client (`lean_ws`): the generator's CPU per pair is
+    /// small next to the server's, so the rate says more about the server.
+    Lean,
+    /// tokio-tungstenite's client, as the memory and relay phases use.
+    Tungstenite,
 }
 
 /// One measurement of a run, in the order the report prints them.
@@ -140,6 +153,8 @@ pub enum Metric {
     PairMaxMs,
     /// Server CPU per pair, µs.
     CpuPerPairUs,
+    /// The generator's own CPU per pair, µs (all its threads).
+    GenCpuPerPairUs,
     /// Failures of all phases.
     Failures,
 }
@@ -166,6 +181,7 @@ impl crate::report::Metric for Metric {
         Metric::PairP50Ms,
         Metric::PairMaxMs,
         Metric::CpuPerPairUs,
+        Metric::GenCpuPerPairUs,
         Metric::Failures,
     ];
 
@@ -192,6 +208,7 @@ impl crate::report::Metric for Metric {
             Metric::PairP50Ms => "pairs: one pair p50 (ms)",
             Metric::PairMaxMs => "pairs: one pair max (ms)",
             Metric::CpuPerPairUs => "pairs: server CPU per pair (µs)",
+            Metric::GenCpuPerPairUs => "pairs: generator CPU per pair (µs)",
             Metric::Failures => "failures (all phases)",
         }
     }
@@ -388,6 +405,7 @@ async fn pairs_phase(
     out: &mut RunResult,
 ) -> Result<(), BenchError> {
     let before = sample(target.pid)?;
+    let gen_before = sample(std::process::id())?;
     let started = Instant::now();
     let deadline = started + opts.pair_duration;
     // Each thread runs its share of the workers on a runtime of its own: a
@@ -428,6 +446,7 @@ async fn pairs_phase(
     }
     let elapsed = started.elapsed();
     let after = sample(target.pid)?;
+    let gen_after = sample(std::process::id())?;
     times.sort_unstable();
     let m = &mut out.metrics;
     m.insert(
@@ -444,6 +463,10 @@ async fn pairs_phase(
         m.insert(
             Metric::CpuPerPairUs,
             cpu_us(before, after) / times.len() as f64,
+        );
+        m.insert(
+            Metric::GenCpuPerPairUs,
+            cpu_us(gen_before, gen_after) / times.len() as f64,
         );
     }
     Ok(())
@@ -708,12 +731,55 @@ async fn pair_once(
     n: usize,
     opts: &TunnelOptions,
 ) -> Result<(), String> {
+    if opts.pair_client == PairClient::Lean {
+        return lean_pair_once(addr, id, n, opts).await;
+    }
     let pair = tokio::time::timeout(opts.step_timeout, open_pair(addr, id, n, opts.sources))
         .await
         .map_err(|_| "open timeout".to_owned())??;
     tokio::time::timeout(opts.step_timeout, pair.close())
         .await
         .map_err(|_| "close timeout".to_owned())
+}
+
+/// [`pair_once`] with the lean client: phone `new`, desktop `connect`,
+/// phone sends Close and reads to the end, then the desktop reads to the end.
+async fn lean_pair_once(
+    addr: SocketAddr,
+    id: [u8; 16],
+    n: usize,
+    opts: &TunnelOptions,
+) -> Result<(), String> {
+    let id = hex::encode_upper(id);
+    let sources = opts.sources;
+    let open = async {
+        let (phone, routing) =
+            crate::lean_ws::open(addr, source(sources, n), &format!("/cable/new/{id}"))
+                .await
+                .map_err(|e| format!("new: {e}"))?;
+        let routing = routing.ok_or_else(|| "new: no routing id".to_owned())?;
+        let (desktop, _) = crate::lean_ws::open(
+            addr,
+            source(sources, n.wrapping_add(usize::from(sources.max(2)) / 2)),
+            &format!("/cable/connect/{routing}/{id}"),
+        )
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+        Ok::<_, String>((phone, desktop))
+    };
+    let (mut phone, mut desktop) = tokio::time::timeout(opts.step_timeout, open)
+        .await
+        .map_err(|_| "open timeout".to_owned())??;
+    tokio::time::timeout(opts.step_timeout, async {
+        crate::lean_ws::close(&mut phone)
+            .await
+            .map_err(|e| format!("phone: {e}"))?;
+        crate::lean_ws::read_to_close(&mut desktop)
+            .await
+            .map_err(|e| format!("desktop: {e}"))
+    })
+    .await
+    .map_err(|_| "close timeout".to_owned())?
 }
 
 /// Opens `n` tunnels at most `open_rate` per second and `open_concurrency`

@@ -157,6 +157,11 @@ impl<S> Guarded<S> {
         g
     }
 
+    /// The wrapped stream.
+    pub(super) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     fn received(&mut self, data: &[u8]) {
         let was_mid = self.tracker.mid_frame();
         let completed = self.tracker.completed();

@@ -277,8 +277,8 @@ pub(super) async fn phone(
     let mut queued: VecDeque<(usize, Vec<u8>)> = VecDeque::new();
 
     // Phase 1: wait for the desktop, queueing what the phone sends.
+    let mut rx = rx;
     let waiting_phase = async {
-        let mut rx = rx;
         let mut queued_bytes = 0usize;
         loop {
             tokio::select! {
@@ -315,10 +315,19 @@ pub(super) async fn phone(
         Ok(leg) => leg,
         Err(end) => {
             drop(guard);
-            finish(&inner, id, end, Some(phone), None).await;
+            // The desktop may have been answered 101 and handed over in
+            // the same turn as the phone's end won the select!: it gets its
+            // close frame too, not a bare end of stream (found by the
+            // pairs benchmark's own client, docs/performance.md). After
+            // `close`, no hand-over can land any more (the desktop's task
+            // then closes its leg itself).
+            rx.close();
+            let desktop = rx.try_recv().ok();
+            finish(&inner, id, end, Some(phone), desktop).await;
             return;
         }
     };
+    drop(rx);
     inner.metrics.tunnels_paired.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(tunnel = ?id, "desktop connected");
 

@@ -41,6 +41,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::frame::Guarded;
 use super::READ_BUFFER;
+use crate::stream::MaybeTls;
 
 /// The largest server (unmasked) frame header: 2 + 8-byte length.
 const OUT_ROOM: usize = 10;
@@ -435,7 +436,39 @@ pub(super) struct Conn<S = Guarded> {
     broken: bool,
 }
 
-impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> Conn<S> {
+/// A stream that can queue the last bytes it will send so that the end of
+/// the stream, sent right after, leaves in the same TCP segment.
+pub(super) trait HoldForFin {
+    /// Queues what it can of `buf` now, without waiting and without
+    /// sending it yet (`send(2)` with `MSG_MORE`: the kernel holds a short
+    /// segment until more data or the FIN comes, and `shutdown(2)` puts the
+    /// FIN on it and pushes it; Linux `tcp_send_fin`). Returns the bytes
+    /// queued; the rest (all of it on an error, e.g. `WouldBlock`, or on a
+    /// stream that cannot, the default) goes by an ordinary write.
+    fn try_hold_for_fin(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+impl HoldForFin for Guarded {
+    fn try_hold_for_fin(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.get_ref() {
+            MaybeTls::Plain(tcp) => tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                use rustix::net::{send, SendFlags};
+                send(tcp, buf, SendFlags::MORE | SendFlags::NOSIGNAL).map_err(io::Error::from)
+            }),
+            // TLS: its records and close_notify go through rustls.
+            #[allow(unreachable_patterns)]
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+impl HoldForFin for tokio::io::DuplexStream {}
+
+impl<S: tokio::io::AsyncRead + AsyncWrite + HoldForFin + Unpin> Conn<S> {
     pub(super) fn new(io: S, already: Vec<u8>, max: usize) -> Self {
         Self {
             io,
@@ -521,9 +554,24 @@ impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// instead of one more round trip later (strace, pairs phase;
     /// docs/performance.md). The read side stays open for the reply, so it
     /// is still read and the connection ends without a reset.
+    ///
+    /// On plain TCP the close frame is queued with `MSG_MORE`
+    /// ([`HoldForFin`]), so the FIN rides in the same segment: one packet
+    /// for the peer's kernel and one wake-up for the peer instead of two.
     pub(super) async fn close(&mut self, code: u16, reason: &str, wait: std::time::Duration) {
         let close = close_frame(code, reason);
-        if let Ok(Ok(())) = tokio::time::timeout(wait, self.send_frame(&close)).await {
+        let held = if self.broken {
+            0
+        } else {
+            self.io.try_hold_for_fin(&close).unwrap_or(0)
+        };
+        let rest = close.get(held..).unwrap_or(&[]);
+        let sent = held == close.len()
+            || matches!(
+                tokio::time::timeout(wait, self.send_frame(rest)).await,
+                Ok(Ok(()))
+            );
+        if sent {
             let _ = tokio::time::timeout(wait, self.io.shutdown()).await;
         }
         let _ = tokio::time::timeout(wait, async {
