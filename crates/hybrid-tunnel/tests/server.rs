@@ -8,8 +8,9 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use hybrid_tunnel::client::{connect_desktop, connect_new, ClientError};
 use hybrid_tunnel::server::ServerConfig;
-use hybrid_tunnel::RoutingId;
+use hybrid_tunnel::{RoutingId, TunnelId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -796,4 +797,70 @@ async fn per_source_limits_count_the_client_behind_a_trusted_proxy() {
     }
     server.shutdown().await;
     server2.shutdown().await;
+}
+
+/// A desktop whose 101 crosses the phone's Close still gets a close frame
+/// before its stream ends, never a bare end of stream (found by the pairs
+/// benchmark's client, docs/performance.md "Tunnel: follow-up 5"). The
+/// crossing is a race between the desktop's task and the phone's, so it is
+/// provoked many times: the phone's Close is written right behind the
+/// desktop's request, on a runtime with two workers. A desktop may also be
+/// refused (the phone was gone first) or see the close frame after the
+/// hand-over; all three are fine, a 101 with nothing after it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desktop_crossing_the_phones_close_gets_a_close_frame() {
+    let server = start(loopback_config()).await;
+    let addr = server.local_addr();
+    let (mut answered, mut refused) = (0u32, 0u32);
+    for n in 0..600u32 {
+        let id = TunnelId(
+            [n.to_be_bytes(), [7; 4], [9; 4], [11; 4]]
+                .concat()
+                .try_into()
+                .unwrap(),
+        );
+        // Every step of one pair, bounded together.
+        let got = within(async {
+            let mut phone = TcpStream::connect(addr).await.unwrap();
+            let new = format!("/cable/new/{}", id.to_hex());
+            phone
+                .write_all(upgrade_request(&new, Some("fido.cable")).as_bytes())
+                .await
+                .unwrap();
+            let head = read_response(&mut phone).await;
+            let rid = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(hybrid_tunnel::names::HEADER_ROUTING_ID)
+                        .then(|| v.trim().to_owned())
+                })
+                .expect("a routing id");
+            let mut desktop = TcpStream::connect(addr).await.unwrap();
+            let connect = format!("/cable/connect/{rid}/{}", id.to_hex());
+            desktop
+                .write_all(upgrade_request(&connect, Some("fido.cable")).as_bytes())
+                .await
+                .unwrap();
+            phone.write_all(&[0x88, 0x80, 1, 2, 3, 4]).await.unwrap();
+            let mut got = Vec::new();
+            desktop.read_to_end(&mut got).await.unwrap();
+            got
+        })
+        .await;
+        if got.starts_with(b"HTTP/1.1 101") {
+            let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert_eq!(
+                got.get(end),
+                Some(&0x88),
+                "pair {n}: a 101 must be followed by a close frame, got {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            answered += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("answered {answered}, refused {refused}");
+    server.shutdown().await;
 }

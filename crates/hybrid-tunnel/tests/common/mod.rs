@@ -118,7 +118,7 @@ pub async fn raw_http_from(server: &ServerHandle, src: [u8; 4], request: &str) -
 }
 
 /// Reads a response: to EOF, or to the end of a 101 head.
-async fn read_response(s: &mut TcpStream) -> String {
+pub async fn read_response(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
