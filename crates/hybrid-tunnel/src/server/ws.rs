@@ -459,7 +459,6 @@ impl HoldForFin for Guarded {
                 send(tcp, buf, SendFlags::MORE | SendFlags::NOSIGNAL).map_err(io::Error::from)
             }),
             // TLS: its records and close_notify go through rustls.
-            #[allow(unreachable_patterns)]
             _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }
