@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use hybrid_tunnel::names::{HEADER_ROUTING_ID, SUBPROTOCOL};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// The sample nonce of RFC 6455 §1.3, on every connection. A load
 /// generator needs no unpredictable key (it guards against caches and
@@ -46,16 +46,7 @@ pub(crate) async fn open(
     src: Ipv4Addr,
     path: &str,
 ) -> Result<(TcpStream, Option<String>), String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {:?}", e.kind()))?;
-    socket
-        .bind(SocketAddr::from((src, 0)))
-        .map_err(|e| format!("bind {src}: {:?}", e.kind()))?;
-    let mut tcp = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("tcp {:?}", e.kind()))?;
-    tcp.set_nodelay(true)
-        .map_err(|e| format!("nodelay: {:?}", e.kind()))?;
+    let mut tcp = crate::tunnel::connect_from(addr, src).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\

@@ -642,6 +642,26 @@ fn source(sources: u8, n: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
 }
 
+/// The desktop leg's source for pair `n`: another address than its phone's.
+fn desktop_source(sources: u8, n: usize) -> Ipv4Addr {
+    source(sources, n.wrapping_add(usize::from(sources.max(2)) / 2))
+}
+
+/// A TCP connection from `src` to `addr`, `TCP_NODELAY` set (both clients).
+pub(crate) async fn connect_from(addr: SocketAddr, src: Ipv4Addr) -> Result<TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {:?}", e.kind()))?;
+    socket
+        .bind(SocketAddr::from((src, 0)))
+        .map_err(|e| format!("bind {src}: {:?}", e.kind()))?;
+    let tcp = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("tcp {:?}", e.kind()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| format!("nodelay: {:?}", e.kind()))?;
+    Ok(tcp)
+}
+
 /// Small client buffers: the generator holds as many sockets as the server.
 fn client_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -657,16 +677,7 @@ async fn open_ws(
     src: Ipv4Addr,
     path: &str,
 ) -> Result<(Ws, Option<String>), String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {:?}", e.kind()))?;
-    socket
-        .bind(SocketAddr::from((src, 0)))
-        .map_err(|e| format!("bind {src}: {:?}", e.kind()))?;
-    let tcp = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("tcp {:?}", e.kind()))?;
-    tcp.set_nodelay(true)
-        .map_err(|e| format!("nodelay: {:?}", e.kind()))?;
+    let tcp = connect_from(addr, src).await?;
     let mut request = format!("ws://{addr}{path}")
         .into_client_request()
         .map_err(|e| ws_reason(&e))?;
@@ -695,7 +706,7 @@ async fn open_pair(addr: SocketAddr, id: [u8; 16], n: usize, sources: u8) -> Res
     let routing = routing.ok_or_else(|| "new: no routing id".to_owned())?;
     let (desktop, _) = open_ws(
         addr,
-        source(sources, n.wrapping_add(usize::from(sources.max(2)) / 2)),
+        desktop_source(sources, n),
         &format!("/cable/connect/{routing}/{id}"),
     )
     .await
@@ -760,7 +771,7 @@ async fn lean_pair_once(
         let routing = routing.ok_or_else(|| "new: no routing id".to_owned())?;
         let (desktop, _) = crate::lean_ws::open(
             addr,
-            source(sources, n.wrapping_add(usize::from(sources.max(2)) / 2)),
+            desktop_source(sources, n),
             &format!("/cable/connect/{routing}/{id}"),
         )
         .await
