@@ -3,7 +3,7 @@
 
 #![cfg(target_os = "linux")]
 
-use hybrid_secmem::LockedBytes;
+use hybrid_secmem::{pool_stats, LockedBytes};
 
 /// `VmLck` of this process in kB.
 fn vm_locked_kb() -> u64 {
@@ -27,7 +27,7 @@ fn memlock_limit() -> Option<u64> {
 }
 
 #[test]
-fn each_value_locks_a_page_of_its_own_until_dropped() {
+fn small_values_share_a_locked_pool_page_larger_ones_lock_their_own() {
     if memlock_limit().is_some_and(|l| l < 64 * 1024) {
         // Old kernels' 64 KiB default leaves too little for a clear count;
         // the type still works, unlocked.
@@ -39,22 +39,27 @@ fn each_value_locks_a_page_of_its_own_until_dropped() {
         .map(|i| LockedBytes::from_slice(&[i; 32]))
         .collect();
     assert!(keys.iter().all(LockedBytes::is_locked), "{keys:?}");
-    let page_kb = 4; // the smallest page size Linux has
-    let three = vm_locked_kb();
-    assert!(
-        three >= before + 3 * page_kb,
-        "VmLck {three} kB, before {before} kB"
-    );
-    // Dropping one unlocks only its own page.
-    let mut keys = keys;
-    let last = keys.pop();
-    drop(last);
-    let two = vm_locked_kb();
-    assert!(
-        two >= before + 2 * page_kb && two < three,
-        "VmLck {two} kB, three keys {three} kB"
-    );
+    // The three share the pool's one page.
+    let page_kb = pool_stats().page_bytes as u64 / 1024;
+    assert!(page_kb >= 4, "{:?}", pool_stats());
+    let with_keys = vm_locked_kb();
+    assert_eq!(with_keys, before + page_kb, "VmLck, before {before} kB");
+    // Dropped (and wiped), the page stays locked as the pool's spare, and
+    // the next keys use it again.
     assert!(keys.iter().all(|k| k.bytes()[1] == k.bytes()[0]));
     drop(keys);
-    assert_eq!(vm_locked_kb(), before);
+    assert_eq!(vm_locked_kb(), with_keys);
+    let again: Vec<LockedBytes<32>> = (0..3u8)
+        .map(|i| LockedBytes::from_slice(&[i; 32]))
+        .collect();
+    assert!(again.iter().all(LockedBytes::is_locked));
+    assert_eq!(vm_locked_kb(), with_keys);
+    assert_eq!(pool_stats().pages_mapped, 1, "{:?}", pool_stats());
+    // A value above a slot's size locks a page of its own until dropped.
+    let big = LockedBytes::<4096>::zeroed();
+    assert!(big.is_locked());
+    let with_big = vm_locked_kb();
+    assert!(with_big >= with_keys + 4, "VmLck {with_big} kB");
+    drop(big);
+    assert_eq!(vm_locked_kb(), with_keys);
 }

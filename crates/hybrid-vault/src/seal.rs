@@ -47,9 +47,9 @@ const SECRETS_V1: u8 = 1;
 const FLAG_CRED_BLOB: u8 = 1;
 const FLAG_LARGE_BLOB_KEY: u8 = 2;
 
-/// A 256-bit symmetric key in a locked page of its own
-/// ([`hybrid_secmem::LockedBytes`]: not swapped, not in core dumps), wiped
-/// on drop, never printed.
+/// A 256-bit symmetric key in locked memory that holds only such keys
+/// ([`hybrid_secmem::LockedBytes`]: a slot of its locked pool page; not
+/// swapped, not in core dumps), wiped on drop, never printed.
 #[derive(Clone)]
 pub(crate) struct SecretKey(LockedBytes<KEY_LEN>);
 
@@ -188,7 +188,7 @@ fn put_opt_text(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// The key that tags credential metadata: HKDF-SHA256 (RFC 5869) of the
 /// vault key, salted with the vault's identity.
-/// Held like [`SecretKey`], in a locked page of its own.
+/// Held like [`SecretKey`], in locked memory.
 pub(crate) struct MetaKey(LockedBytes<KEY_LEN>);
 
 impl core::fmt::Debug for MetaKey {

@@ -137,8 +137,8 @@ fn the_unlocked_keys_sit_in_locked_memory() {
     v.lock();
     assert_eq!(v.key_in_locked_memory(), None);
     v.unlock(PIN, std::time::SystemTime::now()).unwrap();
-    // Locking needs RLIMIT_MEMLOCK ≥ a few pages (8 MiB by default) or
-    // CAP_IPC_LOCK; hybrid-secmem's own test counts the pages.
+    // Locking needs RLIMIT_MEMLOCK ≥ a page (8 MiB by default) or
+    // CAP_IPC_LOCK; hybrid-secmem's own tests count the pages.
     if cfg!(target_os = "linux") {
         assert_eq!(v.key_in_locked_memory(), Some(true));
         assert!(v.meta_key.as_ref().unwrap().is_locked());

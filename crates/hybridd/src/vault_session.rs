@@ -13,10 +13,11 @@
 //!   or the machine is about to suspend (`PrepareForSleep(true)`)
 //!   ([`hybrid_desktop::LogindWatcher`]).
 //!
-//! The vault key and the metadata key derived from it sit in locked pages
-//! of their own (hybrid-vault's key types over `hybrid_secmem`: `mlock`,
-//! `MADV_DONTDUMP`, wiped and unmapped on lock); if the locked-memory limit
-//! refuses the lock, hybrid-vault warns once and the key is still wiped.
+//! The vault key and the metadata key derived from it sit in locked memory
+//! that holds only such keys (hybrid-vault's key types over
+//! `hybrid_secmem`'s pool page: `mlock`, `MADV_DONTDUMP`, wiped on lock);
+//! if the locked-memory limit refuses the lock, hybrid-vault warns once and
+//! the key is still wiped.
 //! The daemon also makes itself non-dumpable ([`harden_process`]: no core
 //! dump, no `ptrace` by other
 //! processes of the user), and the threat model asks for encrypted swap.
