@@ -22,6 +22,13 @@
 //! a key-3 timestamp never goes stale, so its entry lives until evicted by
 //! capacity (and such a QR is refused unless `allow_qr_without_timestamp`).
 //!
+//! A QR is inserted the moment the desktop's first message arrives, before
+//! the phone acts on it (`ceremony::driver`, `Replay::note`): the handshake
+//! reply, every CTAP answer and the session's end all come after the
+//! record is on disk. (Until 2026-12-03 it was inserted only once the
+//! session had ended, so a daemon killed mid-session — SIGKILL, power
+//! loss — forgot a QR that had already been answered.)
+//!
 //! The daemon's set survives a restart ([`ReplaySet::persistent`]): it is
 //! saved after every insert to a file beside the vault ([`FILE_NAME`], mode
 //! 0600, at most [`MAX_FILE_BYTES`] read back) — written whole and replaced

@@ -231,6 +231,46 @@ async fn qr_replay_memory_survives_a_daemon_restart() {
     assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
 }
 
+/// A daemon killed mid-session — handshake done, no request answered yet —
+/// still refuses the QR after a restart: the record is saved when the
+/// desktop's first message arrives, before the phone answers it, not when
+/// the session ends (as it was until 2026-12-03).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_is_remembered_from_its_handshake_on_even_if_the_daemon_dies_mid_session() {
+    let mut w = world(30).await;
+    let d = Desktop::new(&mut OsRng)
+        .unwrap()
+        .with_request_type(RequestType::MakeCredential);
+    let uri = d.qr_uri();
+    let _ = std::fs::remove_file(&w.advert_file);
+    let scan = Killed(
+        w.h.cmd()
+            .args(["scan", &uri])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut source = AdvertSource::file(&w.advert_file);
+    // Returns once the phone's handshake reply arrived: msg1 was handled.
+    let ch = d
+        .establish(
+            &mut source,
+            Duration::from_secs(20),
+            &Resolver::fixed(&w.url),
+            &ClientOptions::default(),
+            &mut OsRng,
+        )
+        .await
+        .unwrap();
+    // SIGKILL while the session waits for the desktop's request; a QR
+    // that was not remembered would open a tunnel again and wait 2 s.
+    w.restart(2).await;
+    drop((ch, scan));
+    assert_replayed(&w.h.run(&["scan", &uri]));
+    assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
+}
+
 /// Issue 16: a QR without a timestamp (key 3) is refused before any
 /// network use, unless `allow_qr_without_timestamp = true`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use crate::ceremony::l2cap::{self, Channels, L2capRadio};
 use crate::ceremony::report::{ReplySummary, Report, RequestTimes, SessionEvent};
 use crate::ceremony::{now, Authenticate, CancelSignal, CeremonyOptions, Progress};
 use crate::error::Error;
+use crate::replay::{QrDigest, ReplaySet};
 use crate::BoxFuture;
 
 /// A channel the session's messages travel on: one protocol message per
@@ -76,13 +77,48 @@ pub(super) struct Peers<'a> {
     pub l2cap: Option<&'a dyn L2capRadio>,
 }
 
+/// The replay set and the session's QR, inserted once the desktop's first
+/// message arrived (replay policy, `crate::replay`).
+pub(super) struct Replay<'a> {
+    set: &'a mut ReplaySet,
+    digest: QrDigest,
+    stale_after_unix: Option<u64>,
+    inserted: bool,
+}
+
+impl<'a> Replay<'a> {
+    pub(super) fn new(
+        set: &'a mut ReplaySet,
+        digest: QrDigest,
+        stale_after_unix: Option<u64>,
+    ) -> Self {
+        Replay {
+            set,
+            digest,
+            stale_after_unix,
+            inserted: false,
+        }
+    }
+
+    /// Inserts the QR once the session has seen a desktop message (called
+    /// after every input, before the session's next actions run).
+    fn note(&mut self, session: &PhoneSession<OsRng>) {
+        if !self.inserted && session.phases().desktop_message.is_some() {
+            self.inserted = true;
+            self.set
+                .insert(self.digest, self.stale_after_unix, super::unix_now());
+        }
+    }
+}
+
 /// Runs the session for an accepted `qr` and reports.
-pub(super) async fn drive(
+pub(super) async fn drive<'a>(
     qr: QrCode,
     qr_age_secs: Option<u64>,
     received: Instant,
     opts: &CeremonyOptions,
-    peers: Peers<'_>,
+    peers: Peers<'a>,
+    replay: Replay<'a>,
 ) -> Report {
     let hint = qr.hint().map(str::to_owned);
     let accepted = now();
@@ -127,6 +163,7 @@ pub(super) async fn drive(
         client: &opts.client,
         report,
         peers,
+        replay,
     };
     let outcome = driver.run().await;
     driver.finish(outcome).await
@@ -150,6 +187,7 @@ struct Driver<'a, 'o> {
     client: &'o ClientOptions,
     report: Report,
     peers: Peers<'a>,
+    replay: Replay<'a>,
 }
 
 impl Driver<'_, '_> {
@@ -390,6 +428,7 @@ impl Driver<'_, '_> {
             session,
             channels,
             peers,
+            replay,
             ..
         } = self;
         let mut answer = peers.user.approve(question);
@@ -401,6 +440,7 @@ impl Driver<'_, '_> {
                 () = sleep_until(deadline) => session.handle_timeout(now()),
                 () = cancelled(&mut peers.cancel) => session.cancel(now()),
             }
+            replay.note(session);
             if !session.is_waiting_for_user() {
                 return None;
             }
@@ -416,6 +456,7 @@ impl Driver<'_, '_> {
             () = sleep_until(deadline) => self.session.handle_timeout(now()),
             () = cancelled(&mut self.peers.cancel) => self.session.cancel(now()),
         }
+        self.replay.note(&self.session);
     }
 
     async fn stop_advert(&mut self) {
@@ -436,6 +477,9 @@ impl Driver<'_, '_> {
     /// Cleans up whatever is left (advert, channel, CTAP state) and builds
     /// the report.
     async fn finish(mut self, outcome: Outcome) -> Report {
+        // Inputs all pass `note` already; this keeps the rule in one place
+        // should a desktop message ever arrive another way.
+        self.replay.note(&self.session);
         self.stop_advert().await;
         self.close_channel().await;
         self.peers.authenticator.end_session().await;

@@ -177,7 +177,9 @@ impl Ceremony<'_> {
     /// `qr_replayed` without any network use — then open the tunnel,
     /// advertise, answer the handshake and the CTAP request(s), close. A QR
     /// whose session got as far as the desktop's first message (successful
-    /// or not) is remembered in the replay set. The authenticator's
+    /// or not) is inserted in the replay set as soon as that message
+    /// arrives, before the session acts on it (so a persisted set's record
+    /// is saved before the handshake reply and any CTAP answer). The authenticator's
     /// `end_session` is called once, whatever happened.
     ///
     /// Dropping the future mid-session cannot stop the radio (stopping is
@@ -202,8 +204,7 @@ impl Ceremony<'_> {
                         if self.replay.contains(&digest, now_unix) {
                             refuse(FailReason::QrReplayed)
                         } else {
-                            let replay = &mut *self.replay;
-                            let report = driver::drive(
+                            return driver::drive(
                                 qr,
                                 age,
                                 received,
@@ -216,12 +217,9 @@ impl Ceremony<'_> {
                                     cancel: self.cancel,
                                     l2cap: self.l2cap,
                                 },
+                                driver::Replay::new(self.replay, digest, stale_after),
                             )
                             .await;
-                            if report.reached_handshake() {
-                                replay.insert(digest, stale_after, unix_now());
-                            }
-                            return report;
                         }
                     }
                 }
