@@ -23,11 +23,15 @@
 //! capacity (and such a QR is refused unless `allow_qr_without_timestamp`).
 //!
 //! A QR is inserted the moment the desktop's first message arrives, before
-//! the phone acts on it (`ceremony::driver`, `Replay::note`): the handshake
-//! reply, every CTAP answer and the session's end all come after the
-//! record is on disk. (Until 2026-12-03 it was inserted only once the
-//! session had ended, so a daemon killed mid-session — SIGKILL, power
-//! loss — forgot a QR that had already been answered.)
+//! the phone acts on it (`ceremony::driver`, `Replay::note`): its line is
+//! appended to the file (so it survives the daemon being killed) before the
+//! handshake reply, and synced (so it survives a power loss) once the reply
+//! and the post-handshake message are sent, before the phone reads the
+//! desktop's first request and before the session ends (`Replay::settle`:
+//! the `fdatasync` is kept out of the handshake's latency, while the
+//! desktop composes its request). (Until 2026-12-03 it was inserted only
+//! once the session had ended, so a daemon killed mid-session forgot a QR
+//! that had already been answered.)
 //!
 //! The daemon's set survives a restart ([`ReplaySet::persistent`]): it is
 //! saved after every insert to a file beside the vault ([`FILE_NAME`], mode
@@ -102,6 +106,8 @@ pub struct ReplaySet {
     /// holds; `None` until this process rewrote it whole (so a line torn
     /// by a crash is dropped before anything is appended after it).
     appender: Option<(File, usize)>,
+    /// An entry was appended and not yet synced ([`ReplaySet::sync`]).
+    unsynced: bool,
 }
 
 impl Default for ReplaySet {
@@ -119,6 +125,7 @@ impl ReplaySet {
             capacity,
             file: None,
             appender: None,
+            unsynced: false,
         }
     }
 
@@ -205,29 +212,63 @@ impl ReplaySet {
     }
 
     /// Saves the newest entry to the set's file, if it has one: appended
-    /// and synced while the file is below twice the capacity (reading it
-    /// back keeps the newest `capacity` entries), else the whole set is
-    /// written and replaces the file atomically. A failure is logged (the
-    /// set in memory still applies).
+    /// (not yet synced: [`ReplaySet::sync`]) while the file is below twice
+    /// the capacity (reading it back keeps the newest `capacity` entries),
+    /// else the whole set is written, synced and replaces the file
+    /// atomically. A failure is logged (the set in memory still applies).
     fn save(&mut self) {
-        let Some(file) = &self.file else { return };
+        if self.file.is_none() {
+            return;
+        }
         if let (Some((f, lines)), Some(newest)) = (&mut self.appender, self.entries.back()) {
             if *lines < 2 * self.capacity {
-                match f
-                    .write_all(Self::line(newest).as_bytes())
-                    .and_then(|()| f.sync_data())
-                {
+                match f.write_all(Self::line(newest).as_bytes()) {
                     Ok(()) => {
                         *lines += 1;
+                        self.unsynced = true;
                         return;
                     }
-                    Err(e) => {
-                        tracing::warn!(file = %file.display(), error = %e, "cannot append to the QR replay memory; rewriting it");
-                    }
+                    Err(e) => self.append_failed(&e),
                 }
             }
         }
+        self.rewrite();
+    }
+
+    /// Makes the appended entries durable (`fdatasync`), if any are not
+    /// yet; on failure the whole set is rewritten (and synced) instead.
+    /// The ceremony driver calls it once the handshake is answered, before
+    /// it reads the desktop's first request (`ceremony::driver`).
+    pub fn sync(&mut self) {
+        if !std::mem::take(&mut self.unsynced) {
+            return;
+        }
+        let Some((f, _)) = &mut self.appender else {
+            return;
+        };
+        if let Err(e) = f.sync_data() {
+            self.append_failed(&e);
+            self.rewrite();
+        }
+    }
+
+    /// Whether an appended entry still waits for [`ReplaySet::sync`].
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    fn append_failed(&self, e: &std::io::Error) {
+        if let Some(file) = &self.file {
+            tracing::warn!(file = %file.display(), error = %e, "cannot append to the QR replay memory; rewriting it");
+        }
+    }
+
+    /// Writes the whole set, synced, over the file atomically, and reopens
+    /// it for appending.
+    fn rewrite(&mut self) {
         self.appender = None;
+        self.unsynced = false;
+        let Some(file) = &self.file else { return };
         if let Err(e) = crate::private_file::write_atomically(file, self.to_text().as_bytes()) {
             tracing::warn!(file = %file.display(), error = %e, "cannot save the QR replay memory");
             return;
@@ -410,6 +451,31 @@ mod tests {
         );
         let s = ReplaySet::persistent(&f, 4).unwrap();
         assert!(s.entries.iter().any(|e| e.digest == d(50)));
+    }
+
+    /// An append waits for `sync` (the driver's `Replay::settle`); a
+    /// rewrite is synced by itself; a memory-only set has nothing to sync.
+    #[test]
+    fn an_appended_entry_is_unsynced_until_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        s.insert(d(1), None, 0);
+        assert!(
+            !s.is_unsynced(),
+            "the first insert rewrites the file, synced"
+        );
+        s.insert(d(2), None, 0);
+        assert!(s.is_unsynced());
+        // Already in the file (the page cache): a daemon killed now keeps it.
+        assert!(ReplaySet::persistent(&f, 4).unwrap().contains(&d(2), 0));
+        s.sync();
+        assert!(!s.is_unsynced());
+        s.sync();
+        assert!(!s.is_unsynced());
+        let mut m = ReplaySet::default();
+        m.insert(d(3), None, 0);
+        assert!(!m.is_unsynced());
     }
 
     #[test]

@@ -100,8 +100,22 @@ impl<'a> Replay<'a> {
         }
     }
 
+    /// Makes the inserted record durable ([`ReplaySet::sync`]). Called
+    /// before the driver waits for input and when the session ends: the
+    /// `fdatasync` runs once the handshake reply and the post-handshake
+    /// message are sent — while the desktop is composing its request —
+    /// not between msg1 and the reply.
+    fn settle(&mut self) {
+        if self.inserted {
+            self.set.sync();
+        }
+    }
+
     /// Inserts the QR once the session has seen a desktop message (called
-    /// after every input, before the session's next actions run).
+    /// after every input, before the session's next actions run): the
+    /// record is in the file (in the page cache, so it survives the daemon
+    /// being killed) before the phone answers msg1, and durable
+    /// ([`Replay::settle`]) before the phone reads the desktop's request.
     fn note(&mut self, session: &PhoneSession<OsRng>) {
         if !self.inserted && session.phases().desktop_message.is_some() {
             self.inserted = true;
@@ -431,6 +445,7 @@ impl Driver<'_, '_> {
             replay,
             ..
         } = self;
+        replay.settle();
         let mut answer = peers.user.approve(question);
         loop {
             let deadline = session.poll_timeout();
@@ -450,6 +465,7 @@ impl Driver<'_, '_> {
     /// Waits for the next input: a channel message or close, the session's
     /// deadline, or cancellation.
     async fn wait(&mut self) {
+        self.replay.settle();
         let deadline = self.session.poll_timeout();
         tokio::select! {
             i = self.channels.next() => self.channels.feed(&mut self.session, i).await,
@@ -480,6 +496,7 @@ impl Driver<'_, '_> {
         // Inputs all pass `note` already; this keeps the rule in one place
         // should a desktop message ever arrive another way.
         self.replay.note(&self.session);
+        self.replay.settle();
         self.stop_advert().await;
         self.close_channel().await;
         self.peers.authenticator.end_session().await;
