@@ -3,17 +3,10 @@
 
 #![cfg(target_os = "linux")]
 
-use hybrid_secmem::{pool_stats, LockedBytes};
+mod common;
 
-/// `VmLck` of this process in kB.
-fn vm_locked_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmLck:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmLck in /proc/self/status"))
-}
+use common::vm_locked_kb;
+use hybrid_secmem::{pool_stats, LockedBytes};
 
 /// The soft `RLIMIT_MEMLOCK` in bytes (`None`: unlimited).
 fn memlock_limit() -> Option<u64> {

@@ -88,8 +88,13 @@ async fn world(wait_for_desktop_secs: u64) -> World {
 }
 
 impl World {
-    /// `hybridd scan uri` while `desktop` answers it with a makeCredential.
-    async fn register(&self, desktop: &Desktop, uri: &str) -> Output {
+    /// `hybridd scan uri` (output piped) and `desktop` connected to it:
+    /// returns once the phone's handshake reply arrived.
+    async fn scan_and_connect(
+        &self,
+        desktop: &Desktop,
+        uri: &str,
+    ) -> (std::process::Child, hybrid_initiator::Channel) {
         // The file radio leaves the last advert in place; a desktop scanning
         // the same QR again must only see the new one.
         let _ = std::fs::remove_file(&self.advert_file);
@@ -102,7 +107,7 @@ impl World {
             .spawn()
             .unwrap();
         let mut source = AdvertSource::file(&self.advert_file);
-        let mut ch = desktop
+        let ch = desktop
             .establish(
                 &mut source,
                 Duration::from_secs(20),
@@ -112,6 +117,12 @@ impl World {
             )
             .await
             .unwrap();
+        (scan, ch)
+    }
+
+    /// `hybridd scan uri` while `desktop` answers it with a makeCredential.
+    async fn register(&self, desktop: &Desktop, uri: &str) -> Output {
+        let (scan, mut ch) = self.scan_and_connect(desktop, uri).await;
         let user = UserEntity {
             id: b"user-1".to_vec(),
             name: Some("alice@example.com".into()),
@@ -242,27 +253,9 @@ async fn qr_is_remembered_from_its_handshake_on_even_if_the_daemon_dies_mid_sess
         .unwrap()
         .with_request_type(RequestType::MakeCredential);
     let uri = d.qr_uri();
-    let _ = std::fs::remove_file(&w.advert_file);
-    let scan = Killed(
-        w.h.cmd()
-            .args(["scan", &uri])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut source = AdvertSource::file(&w.advert_file);
     // Returns once the phone's handshake reply arrived: msg1 was handled.
-    let ch = d
-        .establish(
-            &mut source,
-            Duration::from_secs(20),
-            &Resolver::fixed(&w.url),
-            &ClientOptions::default(),
-            &mut OsRng,
-        )
-        .await
-        .unwrap();
+    let (scan, ch) = w.scan_and_connect(&d, &uri).await;
+    let scan = Killed(scan);
     // SIGKILL while the session waits for the desktop's request; a QR
     // that was not remembered would open a tunnel again and wait 2 s.
     w.restart(2).await;
