@@ -337,6 +337,12 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         self.actions.pop_front()
     }
 
+    /// The action [`poll_action`](Self::poll_action) would return next,
+    /// left in place (a driver batching sends looks ahead with it).
+    pub fn peek_action(&self) -> Option<&Action> {
+        self.actions.front()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called next:
     /// the approval deadline while the user is asked; `None` while a CTAP
     /// request is with the handler otherwise, and once finished.

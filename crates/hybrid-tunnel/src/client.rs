@@ -482,6 +482,22 @@ impl Tunnel {
             .map_err(|e| ClientError::Connection(Box::new(e)))
     }
 
+    /// Sends `msgs` in order, each as one binary WebSocket message, in one
+    /// write to the socket (tungstenite buffers each frame; the flush
+    /// writes them together): one TCP segment instead of one per message.
+    pub async fn send_all(&mut self, msgs: Vec<Vec<u8>>) -> Result<(), ClientError> {
+        for msg in msgs {
+            self.ws
+                .feed(Message::Binary(msg.into()))
+                .await
+                .map_err(|e| ClientError::Connection(Box::new(e)))?;
+        }
+        self.ws
+            .flush()
+            .await
+            .map_err(|e| ClientError::Connection(Box::new(e)))
+    }
+
     /// Receives the next binary message. `Ok(None)` means the peer (or the
     /// server on its behalf) closed the tunnel; [`Tunnel::close_reason`] then
     /// tells the close code and reason, if any. Pings are answered and

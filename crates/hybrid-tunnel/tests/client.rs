@@ -20,6 +20,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 /// `answer(accept_key)` (or closes without answering when it returns None),
 /// then keeps the socket open for a moment.
 async fn fake_server(answer: fn(&str) -> Option<String>) -> TunnelBase {
+    fake_server_reporting(answer, None).await
+}
+
+/// [`fake_server`], handing the bytes of its first read after the answer
+/// to `first_read`.
+async fn fake_server_reporting(
+    answer: fn(&str) -> Option<String>,
+    first_read: Option<tokio::sync::oneshot::Sender<Vec<u8>>>,
+) -> TunnelBase {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -51,7 +60,11 @@ async fn fake_server(answer: fn(&str) -> Option<String>) -> TunnelBase {
         if let Some(response) = answer(&derive_accept_key(key.as_bytes())) {
             s.write_all(response.as_bytes()).await.unwrap();
             // Hold the connection until the client is done with it.
-            let _ = s.read(&mut chunk).await;
+            let mut big = vec![0u8; 64 * 1024];
+            let n = s.read(&mut big).await.unwrap_or(0);
+            if let Some(tx) = first_read {
+                let _ = tx.send(big[..n].to_vec());
+            }
         }
     });
     TunnelBase::url(&format!("ws://{addr}"), 0).unwrap()
@@ -151,6 +164,34 @@ async fn routing_id_header_rules() {
     .await;
     let (_t, rid) = connect_new(&b, &tid(1), &opts()).await.unwrap();
     assert_eq!(rid, RoutingId([10, 11, 12]));
+}
+
+/// `send_all` puts its messages in one write: the server's first read holds
+/// both frames (the phone's handshake reply and post-handshake message
+/// leave in one TCP segment, docs/performance.md, "Phone: sixth round").
+#[tokio::test]
+async fn send_all_writes_its_messages_together() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let b = fake_server_reporting(
+        |k| {
+            Some(switching(
+                k,
+                "Sec-WebSocket-Protocol: fido.cable\r\nX-caBLE-Routing-ID: 0a0b0c\r\n",
+            ))
+        },
+        Some(tx),
+    )
+    .await;
+    let (mut t, _) = connect_new(&b, &tid(1), &opts()).await.unwrap();
+    t.send_all(vec![vec![1; 10], vec![2; 20]]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    // Two masked binary frames: 2 header bytes, 4 mask bytes, the payload.
+    assert_eq!(got.len(), (2 + 4 + 10) + (2 + 4 + 20), "{got:02x?}");
+    assert_eq!(&got[..2], &[0x82, 0x80 | 10]);
+    assert_eq!(&got[16..18], &[0x82, 0x80 | 20]);
 }
 
 #[tokio::test]

@@ -281,7 +281,7 @@ async fn daemon_with_bluez_radio_serves_a_scanning_desktop() {
     );
     assert!(fake.active_paths().is_empty());
     let log = w.log();
-    assert!(log.contains("advert stopped"), "{log}");
+    assert!(log.contains("phone session ended: completed"), "{log}");
     assert!(!log.contains("FIDO:/"), "QR URI logged");
 }
 

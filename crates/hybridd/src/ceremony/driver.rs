@@ -28,6 +28,16 @@ use crate::BoxFuture;
 pub trait DataChannel: Send {
     /// Sends one message.
     fn send(&mut self, message: Vec<u8>) -> BoxFuture<'_, Result<(), Error>>;
+    /// Sends `messages` in order; a channel that can puts them in one write
+    /// (the handshake reply and the post-handshake message leave together).
+    fn send_all(&mut self, messages: Vec<Vec<u8>>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            for m in messages {
+                self.send(m).await?;
+            }
+            Ok(())
+        })
+    }
     /// The next message; `Ok(None)` when the peer closed. Cancel-safe (it
     /// sits in a `select!` with the session's deadline).
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>, Error>>;
@@ -50,6 +60,10 @@ pub type Tunnel = client::PhoneTunnel;
 impl DataChannel for Tunnel {
     fn send(&mut self, message: Vec<u8>) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move { Ok(client::Tunnel::send(self, message).await?) })
+    }
+
+    fn send_all(&mut self, messages: Vec<Vec<u8>>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { Ok(client::Tunnel::send_all(self, messages).await?) })
     }
 
     fn recv(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>, Error>> {
@@ -209,6 +223,17 @@ impl Driver<'_, '_> {
     async fn run(&mut self) -> Outcome {
         loop {
             while let Some(action) = self.session.poll_action() {
+                if let Action::Send(first) = action {
+                    // Messages queued back to back leave in one write.
+                    let mut batch = vec![first];
+                    while matches!(self.session.peek_action(), Some(Action::Send(_))) {
+                        if let Some(Action::Send(next)) = self.session.poll_action() {
+                            batch.push(next);
+                        }
+                    }
+                    self.send(batch).await;
+                    continue;
+                }
                 if let Some(outcome) = self.execute(action).await {
                     return outcome;
                 }
@@ -310,7 +335,7 @@ impl Driver<'_, '_> {
                 }
             }
             Action::StopAdvert => self.stop_advert().await,
-            Action::Send(bytes) => self.send(bytes).await,
+            Action::Send(bytes) => self.send(vec![bytes]).await,
             Action::Ctap { request } => {
                 let command = request.first().copied().unwrap_or(0);
                 self.report.commands.push(command);
@@ -346,7 +371,11 @@ impl Driver<'_, '_> {
         None
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) {
+    /// Sends `batch` (one message, or several the session queued back to
+    /// back) and notes the times of the handshake reply, the post-handshake
+    /// message and responses as the messages leave.
+    async fn send(&mut self, batch: Vec<Vec<u8>>) {
+        let count = batch.len();
         let on_l2cap = self.session.path() == Some(DataPath::L2cap);
         let channel = if on_l2cap {
             self.channels.l2cap.as_mut()
@@ -354,7 +383,7 @@ impl Driver<'_, '_> {
             self.channels.tunnel.as_mut()
         };
         let sent = match channel {
-            Some(c) => c.send(bytes).await,
+            Some(c) => c.send_all(batch).await,
             None => Err(Error::Tunnel(client::ClientError::ClosedEarly)),
         };
         let at = now();
@@ -366,17 +395,19 @@ impl Driver<'_, '_> {
             }
             return;
         }
-        let sent = &mut self.report.sent;
-        if sent.handshake_reply.is_some() && sent.post_handshake.is_none() {
-            sent.post_handshake = Some(at);
-        }
-        if !self.handshake_reported && self.session.handshake_done() {
-            self.handshake_reported = true;
-            self.report.sent.handshake_reply = Some(at);
-            tracing::debug!("handshake done");
-            self.peers
-                .progress
-                .event(&SessionEvent::HandshakeDone { at });
+        for _ in 0..count {
+            let sent = &mut self.report.sent;
+            if sent.handshake_reply.is_some() && sent.post_handshake.is_none() {
+                sent.post_handshake = Some(at);
+            }
+            if !self.handshake_reported && self.session.handshake_done() {
+                self.handshake_reported = true;
+                self.report.sent.handshake_reply = Some(at);
+                tracing::debug!("handshake done");
+                self.peers
+                    .progress
+                    .event(&SessionEvent::HandshakeDone { at });
+            }
         }
         if let Some(status) = self.pending_status.take() {
             let user_wait = self.session.phases().user_wait;
@@ -479,7 +510,7 @@ impl Driver<'_, '_> {
         if self.advertising {
             self.advertising = false;
             match self.peers.radio.stop().await {
-                Ok(()) => tracing::info!("advert stopped"),
+                Ok(()) => tracing::debug!("advert stopped"),
                 Err(e) => tracing::warn!("could not stop the advert: {e}"),
             }
         }

@@ -135,9 +135,23 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
 /// Writes `line` and a `\n`, and flushes.
 pub async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
-    let mut out = Zeroizing::new(Vec::with_capacity(line.len() + 1));
-    out.extend_from_slice(line.as_bytes());
-    out.push(b'\n');
+    write_lines(w, [line]).await
+}
+
+/// Writes each of `lines` followed by a `\n` in one write, and flushes:
+/// lines that are ready together leave in one `send(2)` (one wake-up of the
+/// reader instead of one per line).
+pub async fn write_lines<W, I, S>(w: &mut W, lines: I) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = Zeroizing::new(Vec::new());
+    for line in lines {
+        out.extend_from_slice(line.as_ref().as_bytes());
+        out.push(b'\n');
+    }
     w.write_all(&out).await?;
     w.flush().await
 }

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::approval::{Answer, SocketApprover};
 use crate::control::client::private_dir_problem;
-use crate::control::lines::{write_line, LineReader};
+use crate::control::lines::{write_line, write_lines, LineReader};
 use crate::control::protocol::{ClientMsg, DaemonMsg, Done, Pong, ScanMode};
 use crate::control::{
     ProtocolError, BUSY_MESSAGE, MAX_CONNECTIONS, MAX_LINE, TOO_MANY_CONNECTIONS,
@@ -354,7 +354,7 @@ impl Connection {
                     message: "the session task failed".into(),
                 }),
                 Some(ev) = ev_rx.recv() => {
-                    if !gone && send(wr, &ev).await.is_err() {
+                    if !gone && send_queued(wr, ev, &mut ev_rx).await.is_err() {
                         gone = true;
                         client_left(&mut ans_tx);
                     }
@@ -391,8 +391,8 @@ impl Connection {
                 _ = self.shutdown.changed() => cancel(&mut ans_tx),
             }
         };
-        while let Ok(ev) = ev_rx.try_recv() {
-            let _ = send(wr, &ev).await;
+        if let Ok(ev) = ev_rx.try_recv() {
+            let _ = send_queued(wr, ev, &mut ev_rx).await;
         }
         drop(guard);
         tracing::info!(outcome = %done.outcome, "session ended");
@@ -413,6 +413,21 @@ fn refuse_busy(stream: &UnixStream) {
 
 async fn send(wr: &mut OwnedWriteHalf, msg: &DaemonMsg) -> std::io::Result<()> {
     write_line(wr, &msg.to_line()).await
+}
+
+/// Sends `first` and every message already queued behind it in one write:
+/// the driver often has two ready at once (the tunnel open and the advert
+/// started, `docs/performance.md`, "Phone: sixth round"). Order is kept.
+async fn send_queued(
+    wr: &mut OwnedWriteHalf,
+    first: DaemonMsg,
+    queued: &mut mpsc::UnboundedReceiver<DaemonMsg>,
+) -> std::io::Result<()> {
+    let mut lines = vec![first.to_line()];
+    while let Ok(next) = queued.try_recv() {
+        lines.push(next.to_line());
+    }
+    write_lines(wr, &lines).await
 }
 
 #[cfg(test)]
