@@ -76,6 +76,18 @@ pub fn cose_ed25519(x: &[u8]) -> Vec<u8> {
     ]))
 }
 
+/// Seeds AWS-LC's random generator, which [`sign`] uses for ES256. Its
+/// first use collects jitter entropy: ≈ 60–80 ms of CPU once per process
+/// (perf: `jent_*` under the first signature), which the first request
+/// after start would otherwise wait for. A daemon calls this on the thread
+/// that signs, before it serves (docs/performance.md, "Phone: sixth round").
+pub fn warm_up() {
+    let mut scratch = Zeroizing::new([0u8; 32]);
+    // A failure here is the same failure the first signature would meet
+    // and report; nothing to do about it now.
+    let _ = aws_lc_rs::rand::fill(scratch.as_mut());
+}
+
 /// Signs `message` with a stored credential key: ES256 → DER-encoded ECDSA
 /// signature (WebAuthn §6.5.5); EdDSA → the raw 64-byte signature.
 pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, Error> {

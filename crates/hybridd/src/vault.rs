@@ -206,6 +206,9 @@ fn work(
     mut sessions: Option<Sessions>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) {
+    // The first signature would otherwise seed AWS-LC's generator while a
+    // desktop waits for the first answer after start.
+    hybrid_ctap::crypto::warm_up();
     while let Some(job) = jobs.blocking_recv() {
         // An idle session ends before anything can use it.
         let now = Instant::now();
