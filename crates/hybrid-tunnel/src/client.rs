@@ -476,10 +476,7 @@ fn map_handshake_error(e: WsError) -> ClientError {
 impl Tunnel {
     /// Sends one protocol message as one binary WebSocket message (§4.2).
     pub async fn send(&mut self, msg: Vec<u8>) -> Result<(), ClientError> {
-        self.ws
-            .send(Message::Binary(msg.into()))
-            .await
-            .map_err(|e| ClientError::Connection(Box::new(e)))
+        self.send_all(vec![msg]).await
     }
 
     /// Sends `msgs` in order, each as one binary WebSocket message, in one

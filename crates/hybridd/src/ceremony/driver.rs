@@ -223,17 +223,6 @@ impl Driver<'_, '_> {
     async fn run(&mut self) -> Outcome {
         loop {
             while let Some(action) = self.session.poll_action() {
-                if let Action::Send(first) = action {
-                    // Messages queued back to back leave in one write.
-                    let mut batch = vec![first];
-                    while matches!(self.session.peek_action(), Some(Action::Send(_))) {
-                        if let Some(Action::Send(next)) = self.session.poll_action() {
-                            batch.push(next);
-                        }
-                    }
-                    self.send(batch).await;
-                    continue;
-                }
                 if let Some(outcome) = self.execute(action).await {
                     return outcome;
                 }
@@ -335,7 +324,16 @@ impl Driver<'_, '_> {
                 }
             }
             Action::StopAdvert => self.stop_advert().await,
-            Action::Send(bytes) => self.send(vec![bytes]).await,
+            Action::Send(first) => {
+                // Messages queued back to back leave in one write.
+                let mut batch = vec![first];
+                while matches!(self.session.peek_action(), Some(Action::Send(_))) {
+                    if let Some(Action::Send(next)) = self.session.poll_action() {
+                        batch.push(next);
+                    }
+                }
+                self.send(batch).await;
+            }
             Action::Ctap { request } => {
                 let command = request.first().copied().unwrap_or(0);
                 self.report.commands.push(command);
