@@ -370,8 +370,12 @@ impl Vault {
                 t = params.t_cost,
                 "vault key re-sealed (key format {KEY_FORMAT})"
             );
+            return self.set_unlocked(key);
         }
-        self.set_unlocked(key)
+        // The record the key was just unsealed from: its identity is the
+        // one the unseal authenticated (no second read, and no window for
+        // another writer in between).
+        self.set_unlocked_from(key, &rec)
     }
 
     /// Forgets the vault key (zeroized); secrets are unavailable until the
@@ -539,9 +543,14 @@ static NOT_LOCKED_WARNED: AtomicBool = AtomicBool::new(false);
 
 impl Vault {
     /// Keeps `key` (and the metadata key derived from it and the vault's
-    /// identity) in memory.
+    /// identity, read from the PIN record as it is now) in memory.
     fn set_unlocked(&mut self, key: SecretKey) -> Result<(), VaultError> {
         let rec = self.pin_record()?;
+        self.set_unlocked_from(key, &rec)
+    }
+
+    /// [`Vault::set_unlocked`] with the PIN record `key` was unsealed from.
+    fn set_unlocked_from(&mut self, key: SecretKey, rec: &PinRecord) -> Result<(), VaultError> {
         let id = match (&rec.vault_id, rec.key_format) {
             (Some(id), KEY_FORMAT) => id,
             _ => return Err(VaultError::Corrupt("the vault has no identity".into())),
