@@ -18,6 +18,11 @@ pub(crate) struct NewKey {
     pub private_key: Zeroizing<Vec<u8>>,
     /// Canonical COSE_Key of the public key.
     pub public_key_cose: Vec<u8>,
+    /// The ES256 key pair as AWS-LC loaded it to compute the public key,
+    /// kept for the self-attestation signature: loading a key costs two
+    /// fixed-base multiplications (docs/performance.md, "Both benchmarks
+    /// again on a quiet host"). `None` for EdDSA.
+    es256: Option<aws_lc_rs::signature::EcdsaKeyPair>,
 }
 
 /// Generates a key for `alg` ([`COSE_ES256`] or [`COSE_EDDSA`]).
@@ -36,9 +41,11 @@ pub(crate) fn generate(alg: i64, rng: &mut impl CryptoRngCore) -> Result<NewKey,
                 (Some(x), Some(y), 65) => (x, y),
                 _ => return Err(Error::Status(Ctap2Status::Other)),
             };
+            let public_key_cose = cose_es256(x, y);
             Ok(NewKey {
                 private_key,
-                public_key_cose: cose_es256(x, y),
+                public_key_cose,
+                es256: Some(pair),
             })
         }
         COSE_EDDSA => {
@@ -49,6 +56,7 @@ pub(crate) fn generate(alg: i64, rng: &mut impl CryptoRngCore) -> Result<NewKey,
             Ok(NewKey {
                 private_key: Zeroizing::new(seed.to_vec()),
                 public_key_cose: cose_ed25519(&x),
+                es256: None,
             })
         }
         _ => Err(Error::Status(Ctap2Status::UnsupportedAlgorithm)),
@@ -93,13 +101,7 @@ pub fn warm_up() {
 pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, Error> {
     use ed25519_dalek::Signer;
     match alg {
-        COSE_ES256 => {
-            // ASN.1 DER (r, s) over SHA-256(message), as before with p256.
-            let sig = es256_key_pair(private_key)?
-                .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
-                .map_err(|_| Error::Status(Ctap2Status::Other))?;
-            Ok(sig.as_ref().to_vec())
-        }
+        COSE_ES256 => es256_sign(&es256_key_pair(private_key)?, message),
         COSE_EDDSA => {
             let seed: [u8; 32] = private_key
                 .try_into()
@@ -109,6 +111,24 @@ pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u
         }
         _ => Err(Error::Status(Ctap2Status::UnsupportedAlgorithm)),
     }
+}
+
+impl NewKey {
+    /// [`sign`] with this key, without loading it again for ES256.
+    pub(crate) fn sign(&self, alg: i64, message: &[u8]) -> Result<Vec<u8>, Error> {
+        match (&self.es256, alg) {
+            (Some(pair), COSE_ES256) => es256_sign(pair, message),
+            _ => sign(alg, &self.private_key, message),
+        }
+    }
+}
+
+/// ASN.1 DER (r, s) over SHA-256(message), as before with p256.
+fn es256_sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, message: &[u8]) -> Result<Vec<u8>, Error> {
+    let sig = pair
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
+        .map_err(|_| Error::Status(Ctap2Status::Other))?;
+    Ok(sig.as_ref().to_vec())
 }
 
 /// `ECPrivateKey ::= SEQUENCE { version INTEGER 1, privateKey OCTET STRING

@@ -256,7 +256,7 @@ impl<E: Env> Authenticator<E> {
             attested: Some(AttestedCredential {
                 aaguid: self.config.aaguid,
                 credential_id,
-                public_key_cose: key.public_key_cose,
+                public_key_cose: key.public_key_cose.clone(),
             }),
             extensions: ext_outputs,
         }
@@ -268,7 +268,7 @@ impl<E: Env> Authenticator<E> {
             Format::Packed => {
                 let mut msg = auth_data.clone();
                 msg.extend_from_slice(&req.client_data_hash);
-                let sig = crypto::sign(alg, &key.private_key, &msg)?;
+                let sig = key.sign(alg, &msg)?;
                 (
                     "packed",
                     Value::Map(vec![(t("alg"), i(alg)), (t("sig"), b(&sig))]),
