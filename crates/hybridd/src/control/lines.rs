@@ -5,8 +5,13 @@
 //! Both the line and the read buffer are wiped: a line may hold the PIN,
 //! so the reader keeps its own zeroized chunk buffer instead of tokio's
 //! `BufReader` (whose buffer would keep the bytes until reused), and the
-//! line's capacity is reserved up front so it never reallocates (a
-//! reallocation would leave an unwiped copy behind).
+//! line never reallocates on its own (a reallocation would leave an unwiped
+//! copy behind): it starts small and grows by copying into a larger buffer
+//! and wiping the old one ([`LineReader::grow_line`]). Small, because
+//! `zeroize` wipes a buffer's whole capacity: a line reserved at the 16 KiB
+//! limit cost two 16 KiB wipes per control connection, ≈ 1 % of the
+//! daemon's CPU per ceremony (docs/performance.md, "Both benchmarks again on
+//! a quiet host").
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::{Zeroize, Zeroizing};
@@ -32,6 +37,10 @@ pub struct LineReader<R> {
 /// The reader's chunk size.
 const CHUNK: usize = 1024;
 
+/// The line buffer's first capacity: a `scan` line with a typical QR URI,
+/// or an `approve` line, fits without growing.
+const LINE_START: usize = 512;
+
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// A reader of lines up to `max` bytes (without the `\n`).
     pub fn new(inner: R, max: usize) -> Self {
@@ -40,9 +49,28 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             buf: Zeroizing::new(vec![0; CHUNK]),
             pos: 0,
             filled: 0,
-            line: Zeroizing::new(Vec::with_capacity(max)),
+            line: Zeroizing::new(Vec::with_capacity(LINE_START.min(max))),
             max,
         }
+    }
+
+    /// Makes room for `more` bytes in the line (its length plus `more` is
+    /// at most `max`, checked by the caller): a new buffer of twice the
+    /// capacity (or what is needed, at most `max`), the line copied over
+    /// and the old buffer wiped.
+    fn grow_line(&mut self, more: usize) {
+        let need = self.line.len().saturating_add(more);
+        if need <= self.line.capacity() {
+            return;
+        }
+        let cap = need
+            .max(self.line.capacity().saturating_mul(2))
+            .min(self.max);
+        let mut bigger = Vec::with_capacity(cap.max(need));
+        bigger.extend_from_slice(&self.line);
+        // The old buffer is dropped inside a `Zeroizing`: wiped, capacity
+        // included.
+        drop(Zeroizing::new(std::mem::replace(&mut *self.line, bigger)));
     }
 
     /// The unconsumed bytes, reading a new chunk when there are none
@@ -86,6 +114,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.line.zeroize();
                 return Err(ProtocolError::LineTooLong);
             }
+            self.grow_line(len);
             let Self { line, buf, pos, .. } = self;
             line.extend_from_slice(buf.get(*pos..*pos + len).unwrap_or_default());
             self.consume(len + usize::from(end));
@@ -125,7 +154,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        let bytes = std::mem::replace(&mut *self.line, Vec::with_capacity(self.max));
+        let bytes = std::mem::replace(
+            &mut *self.line,
+            Vec::with_capacity(LINE_START.min(self.max)),
+        );
         String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
             drop(Zeroizing::new(e.into_bytes()));
             ProtocolError::NotUtf8
@@ -188,6 +220,29 @@ mod tests {
         let bad = b"\xff\xfe\n";
         let mut r = LineReader::new(&bad[..], 8);
         assert!(matches!(r.next_line().await, Err(ProtocolError::NotUtf8)));
+    }
+
+    /// A line longer than the first capacity grows across several reads
+    /// (each read is one 1 KiB chunk here) and comes out whole; its buffer
+    /// never holds more than the limit, and the next line starts small.
+    #[tokio::test]
+    async fn long_lines_grow_up_to_the_limit() {
+        let max = 5000;
+        let long: String = (0..max)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let data = format!("{long}\nshort\r\n{long}x\n");
+        let mut r = LineReader::new(data.as_bytes(), max);
+        let line = r.next_line().await.unwrap().unwrap();
+        assert_eq!(line.as_str(), long);
+        assert!(line.capacity() <= max, "capacity {}", line.capacity());
+        let short = r.next_line().await.unwrap().unwrap();
+        assert_eq!(short.as_str(), "short");
+        assert!(short.capacity() <= LINE_START);
+        assert!(matches!(
+            r.next_line().await,
+            Err(ProtocolError::LineTooLong)
+        ));
     }
 
     /// A peer that streams an endless line is refused after max + 1 bytes,
