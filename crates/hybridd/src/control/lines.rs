@@ -49,7 +49,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             buf: Zeroizing::new(vec![0; CHUNK]),
             pos: 0,
             filled: 0,
-            line: Zeroizing::new(Vec::with_capacity(LINE_START.min(max))),
+            line: Zeroizing::new(fresh_line(max)),
             max,
         }
     }
@@ -63,10 +63,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if need <= self.line.capacity() {
             return;
         }
-        let cap = need
-            .max(self.line.capacity().saturating_mul(2))
-            .min(self.max);
-        let mut bigger = Vec::with_capacity(cap.max(need));
+        let cap = self
+            .line
+            .capacity()
+            .saturating_mul(2)
+            .min(self.max)
+            .max(need);
+        let mut bigger = Vec::with_capacity(cap);
         bigger.extend_from_slice(&self.line);
         // The old buffer is dropped inside a `Zeroizing`: wiped, capacity
         // included.
@@ -154,15 +157,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        let bytes = std::mem::replace(
-            &mut *self.line,
-            Vec::with_capacity(LINE_START.min(self.max)),
-        );
+        let bytes = std::mem::replace(&mut *self.line, fresh_line(self.max));
         String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
             drop(Zeroizing::new(e.into_bytes()));
             ProtocolError::NotUtf8
         })
     }
+}
+
+/// An empty line buffer for lines of at most `max` bytes.
+fn fresh_line(max: usize) -> Vec<u8> {
+    Vec::with_capacity(LINE_START.min(max))
 }
 
 /// Writes `line` and a `\n`, and flushes.
