@@ -82,7 +82,10 @@ enum Job {
     Process(Vec<u8>, RequestContext, oneshot::Sender<Step>),
     Resume(Result<Approval, UserError>, oneshot::Sender<Step>),
     Unlock(Zeroizing<String>, oneshot::Sender<Result<(), VaultError>>),
-    EndSession(oneshot::Sender<()>),
+    /// Forget per-session CTAP state and lock (unless a vault session is
+    /// open). Nobody waits for it: the queue is FIFO, so every later job
+    /// sees its effect.
+    EndSession,
     Count(oneshot::Sender<Result<u64, VaultError>>),
     /// Is the vault session open at this time? (Expires it when idle.)
     SessionOpen(Instant, oneshot::Sender<bool>),
@@ -172,9 +175,13 @@ impl VaultWorker {
         Ok(self.call(move |tx| Job::Unlock(pin, tx)).await??)
     }
 
-    /// Forgets per-session CTAP state and locks the vault.
+    /// Forgets per-session CTAP state and locks the vault. Returns once the
+    /// job is queued, without waiting for the worker: jobs run in order, so
+    /// any later request, unlock or count already finds the vault locked,
+    /// and the ceremony's end is not held up by a wake-up of this thread
+    /// (one of the vault hand-offs in docs/performance.md, "Phone").
     pub async fn lock(&self) {
-        let _ = self.call(Job::EndSession).await;
+        let _ = self.jobs.send(Job::EndSession);
     }
 
     /// How many credentials the vault holds.
@@ -242,12 +249,11 @@ fn work(
                 }
                 let _ = tx.send(r);
             }
-            Job::EndSession(tx) => {
+            Job::EndSession => {
                 auth.end_session();
                 if !open {
                     auth.env_mut().store.lock();
                 }
-                let _ = tx.send(());
             }
             Job::Count(tx) => {
                 let _ = tx.send(auth.env_mut().store.count());
