@@ -234,7 +234,9 @@ impl Driver<'_, '_> {
     async fn execute(&mut self, action: Action) -> Option<Outcome> {
         match action {
             Action::OpenTunnel { url, origin, .. } => {
-                tracing::info!("opening tunnel");
+                // `debug`: "phone session started" and "phone session ended
+                // … path=tunnel" already say it at `info`.
+                tracing::debug!("opening tunnel");
                 let connect = client::open_new(&url, &origin, self.client);
                 tokio::select! {
                     r = connect => match r {

@@ -64,7 +64,9 @@ impl Home {
             .env("XDG_DATA_HOME", self.path().join("data"))
             .env("XDG_RUNTIME_DIR", self.path().join("run"))
             .env("HYBRIDD_INSECURE_FAST_KDF", "1")
-            .env("RUST_LOG", "info");
+            // The driver's `debug` lines too: tests count "opening tunnel"
+            // to see whether a session used the network.
+            .env("RUST_LOG", "info,hybridd::ceremony::driver=debug");
         c
     }
 
