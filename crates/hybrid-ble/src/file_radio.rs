@@ -18,8 +18,13 @@ use crate::radio::ADVERT_LEN;
 /// advertised.
 pub struct FileRadio {
     path: Option<PathBuf>,
+    /// The spare file beside `path` ([`spare_of`]).
+    spare: Option<PathBuf>,
     sink: Option<Box<dyn Write + Send>>,
     advertising: bool,
+    /// Whether to publish by exchanging names ([`swap_in`]); cleared for
+    /// good when the file system refuses the exchange.
+    exchange: bool,
 }
 
 impl fmt::Debug for FileRadio {
@@ -43,13 +48,18 @@ pub fn advert_line(advert: &[u8; ADVERT_LEN]) -> String {
 }
 
 impl FileRadio {
-    /// A radio that writes each advert to `path` (write to a temporary file
-    /// in the same directory, then rename over `path`).
+    /// A radio that writes each advert to `path`: into a spare file in the
+    /// same directory, then exchanged with `path` (or renamed over it where
+    /// the file system cannot exchange names). The spare, holding the
+    /// previous advert, is removed when the radio is dropped.
     pub fn to_file(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
         FileRadio {
-            path: Some(path.into()),
+            spare: Some(spare_of(&path)),
+            path: Some(path),
             sink: None,
             advertising: false,
+            exchange: true,
         }
     }
 
@@ -57,8 +67,10 @@ impl FileRadio {
     pub fn to_stdout() -> Self {
         FileRadio {
             path: None,
+            spare: None,
             sink: Some(Box::new(std::io::stdout())),
             advertising: false,
+            exchange: false,
         }
     }
 
@@ -81,8 +93,18 @@ impl FileRadio {
 
     fn publish(&mut self, advert: &[u8; ADVERT_LEN]) -> Result<(), AdvertiserError> {
         let line = advert_line(advert);
-        if let Some(path) = &self.path {
-            write_atomically(path, line.as_bytes())?;
+        if let (Some(path), Some(spare)) = (&self.path, &self.spare) {
+            let swapped = match self.exchange {
+                true => swap_in(path, spare, line.as_bytes()),
+                false => Err(SwapError::Unsupported),
+            };
+            if let Err(why) = swapped {
+                if matches!(why, SwapError::Unsupported) {
+                    self.exchange = false;
+                }
+                replace(path, spare, line.as_bytes())
+                    .map_err(|e| AdvertiserError::Io(format!("{}: {e}", path.display())))?;
+            }
         }
         if let Some(sink) = &mut self.sink {
             sink.write_all(line.as_bytes()).map_err(io_err)?;
@@ -97,11 +119,81 @@ fn io_err(e: std::io::Error) -> AdvertiserError {
     AdvertiserError::Io(e.to_string())
 }
 
-/// Writes `bytes` to `path.<pid>.tmp` next to `path`, then renames it over
-/// `path`, so a reader never sees a half-written advert. Not fsync'd: the
-/// rename alone makes the advert whole for readers, and after a crash an
-/// advert is worthless anyway (its session is gone). The fsync was ≈ 10 %
-/// of `hybridd run`'s CPU per ceremony and most of its scan → first advert
+/// The spare file beside `path`: `<name>.<pid>.tmp`.
+fn spare_of(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "advert".into());
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Why [`swap_in`] did not publish.
+enum SwapError {
+    /// The file system cannot exchange two names (`EINVAL`, `ENOSYS`,
+    /// `EOPNOTSUPP`): use [`replace`] from now on.
+    Unsupported,
+    /// Anything else (a missing or odd spare, a race with another process):
+    /// [`replace`] this time, try the exchange again next time.
+    Other,
+}
+
+/// Publishes `bytes` at `path` by writing them into the spare file and
+/// exchanging the two names (`renameat2(RENAME_EXCHANGE)`): a reader opens
+/// either the old advert or the new one, whole, and never finds no file.
+/// The spare is the previous advert's inode, so after the first advert no
+/// inode is created or freed: the create, unlink and rename of [`replace`]
+/// cost ≈ 5 % of `hybridd run`'s CPU per ceremony on ext4
+/// (docs/performance.md, "Phone: seventh round").
+///
+/// The spare is overwritten in place and cut to the new line's length only
+/// if it was longer (adverts all have the same length). It is never opened
+/// through a symbolic link (`O_NOFOLLOW`), and only a regular file is
+/// used, so a link or anything else planted at its name by someone sharing
+/// the directory is refused, not followed.
+fn swap_in(path: &Path, spare: &Path, bytes: &[u8]) -> Result<(), SwapError> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    // `NONBLOCK`: a FIFO planted at the spare's name must not hang us.
+    let base = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(spare, base, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => rustix::fs::open(
+            spare,
+            base | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|_| SwapError::Other)?,
+        Err(_) => return Err(SwapError::Other),
+    };
+    let file = std::fs::File::from(fd);
+    let st = rustix::fs::fstat(&file).map_err(|_| SwapError::Other)?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+        return Err(SwapError::Other);
+    }
+    std::os::unix::fs::FileExt::write_all_at(&file, bytes, 0).map_err(|_| SwapError::Other)?;
+    if st.st_size as u64 > bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)
+            .map_err(|_| SwapError::Other)?;
+    }
+    drop(file);
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, spare, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        // No advert yet (or a reader removed it): the spare simply moves in.
+        Err(Errno::NOENT) => rustix::fs::rename(spare, path).map_err(|_| SwapError::Other),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Err(SwapError::Unsupported),
+        Err(_) => Err(SwapError::Other),
+    }
+}
+
+/// Writes `bytes` to a new spare file next to `path`, then renames it over
+/// `path`, so a reader never sees a half-written advert: the way for file
+/// systems without [`swap_in`]'s exchange. Not fsync'd: the rename alone
+/// makes the advert whole for readers, and after a crash an advert is
+/// worthless anyway (its session is gone). The fsync was ≈ 10 % of
+/// `hybridd run`'s CPU per ceremony and most of its scan → first advert
 /// time (`hybrid-bench ceremony`, docs/performance.md).
 ///
 /// The old advert is unlinked before the rename, so the rename never
@@ -111,27 +203,39 @@ fn io_err(e: std::io::Error) -> AdvertiserError {
 /// ceremony (docs/performance.md, "Phone: third round"). A reader in
 /// between finds no file, as before the first advert (readers poll and take
 /// a missing file as "nothing yet", `hybrid_initiator::AdvertSource`); it
-/// still never sees half an advert.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AdvertiserError> {
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "advert".into());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+/// still never sees half an advert. A leftover spare is removed first and
+/// the new one created exclusively, never through a symbolic link.
+fn replace(path: &Path, spare: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        match std::fs::remove_file(spare) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let fd = rustix::fs::open(
+            spare,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        std::fs::File::from(fd).write_all(bytes)?;
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(spare, path)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(spare);
     }
-    result.map_err(|e| AdvertiserError::Io(format!("{}: {e}", path.display())))
+    result
+}
+
+impl Drop for FileRadio {
+    fn drop(&mut self) {
+        if let Some(spare) = &self.spare {
+            let _ = std::fs::remove_file(spare);
+        }
+    }
 }
 
 impl Advertiser for FileRadio {
@@ -198,8 +302,16 @@ mod tests {
         assert!(!radio.is_advertising());
         // stop removes nothing.
         assert!(path.exists());
+        // The spare holds the previous advert until the radio is dropped.
+        let spare = spare_of(&path);
+        assert_eq!(
+            std::fs::read_to_string(&spare).unwrap(),
+            "000102030405060708090a0b0c0d0e0f10111213\n"
+        );
+        drop(radio);
         // No temporary files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(path.exists());
         let lines = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             lines,
@@ -208,6 +320,69 @@ mod tests {
                 "ab".repeat(20)
             )
         );
+    }
+
+    fn line(byte: u8) -> String {
+        format!("{}\n", format!("{byte:02x}").repeat(20))
+    }
+
+    #[test]
+    fn the_exchange_reuses_two_inodes_and_survives_a_removed_advert() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("advert");
+        let mut radio = FileRadio::to_file(&path);
+        ready(radio.start(&[1; 20])).unwrap();
+        ready(radio.start(&[2; 20])).unwrap();
+        let first = std::fs::metadata(&path).unwrap().ino();
+        ready(radio.start(&[3; 20])).unwrap();
+        ready(radio.start(&[4; 20])).unwrap();
+        // Two adverts later the same inode is live again: nothing created.
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), first);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(4));
+        // A reader removes the advert: the next one still arrives.
+        std::fs::remove_file(&path).unwrap();
+        ready(radio.start(&[5; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(5));
+        ready(radio.start(&[6; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(6));
+    }
+
+    #[test]
+    fn a_link_or_fifo_or_long_file_at_the_spare_name_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("advert");
+        let spare = spare_of(&path);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, &spare).unwrap();
+        let mut radio = FileRadio::to_file(&path);
+        ready(radio.start(&[7; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(7));
+        drop(radio);
+
+        // A FIFO does not block the radio.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &spare,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let mut radio = FileRadio::to_file(&path);
+        ready(radio.start(&[8; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(8));
+        drop(radio);
+
+        // A longer file is cut to the advert's length.
+        std::fs::write(&spare, "x".repeat(100)).unwrap();
+        let mut radio = FileRadio::to_file(&path);
+        ready(radio.start(&[9; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(9));
+        ready(radio.start(&[10; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(10));
     }
 
     #[test]
