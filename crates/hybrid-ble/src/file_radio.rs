@@ -178,6 +178,15 @@ fn swap_in(path: &Path, spare: &Path, bytes: &[u8]) -> Result<(), SwapError> {
             .map_err(|_| SwapError::Other)?;
     }
     drop(file);
+    // Only a regular file (or nothing) at `path` is swapped out: the
+    // exchange would otherwise move a directory or link someone put there
+    // to the spare's name. Anything else goes the old way, whose unlink
+    // fails on a directory with a clear error.
+    match rustix::fs::lstat(path) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() => {}
+        Err(Errno::NOENT) => {}
+        _ => return Err(SwapError::Other),
+    }
     let cwd = rustix::fs::CWD;
     match rustix::fs::renameat_with(cwd, spare, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
         Ok(()) => Ok(()),
@@ -383,6 +392,36 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), line(9));
         ready(radio.start(&[10; 20])).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), line(10));
+    }
+
+    #[test]
+    fn a_directory_or_link_at_the_advert_path_is_not_swapped_away() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the advert should go: an error, and the
+        // directory stays where it is.
+        let path = dir.path().join("advert");
+        std::fs::create_dir(&path).unwrap();
+        let mut radio = FileRadio::to_file(&path);
+        assert!(ready(radio.start(&[1; 20])).is_err());
+        assert!(path.is_dir());
+        drop(radio);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A symbolic link is replaced by the advert, as before; its target
+        // is not written.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep me").unwrap();
+        let link = dir.path().join("linked");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut radio = FileRadio::to_file(&link);
+        ready(radio.start(&[2; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert!(!std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&link).unwrap(), line(2));
+        ready(radio.start(&[3; 20])).unwrap();
+        assert_eq!(std::fs::read_to_string(&link).unwrap(), line(3));
     }
 
     #[test]
