@@ -15,14 +15,27 @@ cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/hybridd
 OUT=$ROOT/crates/hybridd/hot-symbols.txt
+PREVIOUS=$(mktemp)
+trap 'rm -f "$PREVIOUS"' EXIT
+if [ -f "$OUT" ]; then grep -v '^#' "$OUT" >"$PREVIOUS" || true; fi
 # hybridd built on its own, as installed and as ceremony.sh builds it (built
 # with hybrid-bench, its dependencies get other features and symbol names).
 cargo build --release -q -p hybrid-bench
 cargo build --release -q -p hybridd
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK" "$PREVIOUS"' EXIT
 # The phone under callgrind (names not demangled), its counts dumped every
 # 3 s so that start-up and each stretch of ceremonies come in order.
+#
+# Names with a `.llvm.<hash>` suffix (local functions that ThinLTO made
+# global) change with the build environment, not only with the code: a build
+# on a fresh machine lacked 92 of 2 419 such names of a list made on another
+# one at the same path, the same rustc and lock file, and idled at
+# 6 960 KiB instead of 5 436 (docs/performance.md, "Both benchmarks on a
+# fresh machine"). So the previous list's variants of a name are kept, each
+# right after this build's variant of the same function: a build from
+# either environment finds its own names in the same places (LLD skips the
+# others).
 cat >"$WORK/phone.sh" <<'WRAP'
 #!/usr/bin/env bash
 out=$1; shift
@@ -50,6 +63,16 @@ mapfile -t dumps < <(ls "$WORK"/cg.*.* | sort -t. -k3 -n)
                  s = fn[id]; sub(/\x27[0-9]+$/, "", s)  # callgrind recursion-level suffix
                  if ($0 ~ /^fn=/ && cur ~ ("/" bin "$") && s !~ /^(0x|\()/ && !(s in seen)) { seen[s] = 1; print s }
                  next }
-  ' "${dumps[@]}"
+  ' "${dumps[@]}" |
+  # After each `.llvm.<hash>` name, the previous list's other hashes of it.
+  awk -v prev="$PREVIOUS" '
+    function base(n) { sub(/\.llvm\.[0-9]+$/, "", n); return n }
+    BEGIN { while ((getline n < prev) > 0) if (n ~ /\.llvm\.[0-9]+$/) alt[base(n)] = alt[base(n)] n "\n" }
+    { line[NR] = $0; mine[$0] = 1 }
+    END { for (j = 1; j <= NR; j++) { print line[j]; b = base(line[j])
+            if (b == line[j] || !(b in alt)) continue
+            k = split(alt[b], a, "\n"); delete alt[b]
+            for (i = 1; i < k; i++) if (!(a[i] in mine)) print a[i] } }
+  '
 } >"$OUT"
 echo "wrote $(($(wc -l <"$OUT") - 1)) symbols to $OUT" >&2
