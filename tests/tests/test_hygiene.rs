@@ -14,6 +14,7 @@ const CHECKED: &[&str] = &[
     "crates/hybrid-vault/tests/vault.rs",
     "tests/tests/e2e_faults.rs",
     "tests/tests/e2e_ceremony.rs",
+    "tests/tests/e2e_leaks.rs",
     "crates/hybrid-initiator/tests/loopback.rs",
     // Issue 16, second wave.
     "crates/hybridd/tests/cli_standalone_tty.rs",
