@@ -49,4 +49,5 @@ pub use pin::{
     MAX_PIN_FAILURES, MIN_PIN_CHARS,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use store::COUNTER_BLOCK;
 pub use vault::{PinStatus, Vault, DEFAULT_CAPACITY};

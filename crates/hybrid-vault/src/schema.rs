@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE vault_meta ADD COLUMN kdf_for_tests INTEGER NOT NULL DEFAULT 0
         CHECK (kdf_for_tests IN (0, 1));
     ALTER TABLE credentials ADD COLUMN meta_mac BLOB;",
+    // Version 3: each credential's reserved signature counter, so that
+    // most sign-ins need no synced commit (`Vault::bump_sign_count`,
+    // docs/vault.md).
+    "ALTER TABLE credentials ADD COLUMN sign_count_reserved INTEGER NOT NULL DEFAULT 0
+        CHECK (sign_count_reserved BETWEEN 0 AND 4294967295);",
 ];
 
 /// Refuses anything that is not an SQLite 3 file, before SQLite opens it.

@@ -25,6 +25,20 @@ const IDS_PER_QUERY: usize = 256;
 /// SQLite's extended result code for a UNIQUE constraint violation.
 const SQLITE_CONSTRAINT_UNIQUE: std::ffi::c_int = 2067;
 
+/// How many signature counter values one synced commit reserves
+/// ([`Vault::bump_sign_count`]): a sign-in within the block commits without
+/// a sync of its own, and a restart skips at most this many values.
+pub const COUNTER_BLOCK: u32 = 32;
+
+/// A signature counter as this process left it: the last value handed
+/// out, and the highest it may hand out before it reserves (durably)
+/// again. Both mirror the row as committed by this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CounterBlock {
+    last: u32,
+    reserved: u32,
+}
+
 /// One credential row: its insertion order, metadata and tag.
 struct StoredRow {
     seq: i64,
@@ -98,6 +112,16 @@ pub(crate) fn tag_all_rows(tx: &Transaction<'_>, key: &MetaKey) -> Result<(), Va
     }
 }
 
+/// The block a credential starts with (at `sign_count`, as stored by
+/// makeCredential): its first [`COUNTER_BLOCK`] values reserved by the
+/// insert's own synced commit.
+fn new_block(sign_count: u32) -> CounterBlock {
+    CounterBlock {
+        last: sign_count,
+        reserved: sign_count.saturating_add(COUNTER_BLOCK),
+    }
+}
+
 fn insert_one(
     tx: &Transaction<'_>,
     key: &SecretKey,
@@ -135,8 +159,8 @@ fn insert_one(
         .prepare_cached(
             "INSERT INTO credentials (id, rp_id, rp_name, user_id, user_name, user_display_name,
                  algorithm, public_key_cose, discoverable, cred_protect, sign_count, created_unix,
-                 last_used_unix, sealed_secrets, meta_mac)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 last_used_unix, sealed_secrets, meta_mac, sign_count_reserved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             meta.id,
@@ -154,6 +178,7 @@ fn insert_one(
             meta.last_used_unix,
             sealed,
             &meta_key.tag(meta)[..],
+            new_block(meta.sign_count).reserved,
         ]);
     match inserted {
         Ok(_) => Ok(()),
@@ -250,10 +275,13 @@ impl Vault {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut blocks = Vec::new();
         for (meta, secrets) in items {
             insert_one(&tx, key, meta_key, self.capacity, meta, secrets)?;
+            blocks.push((meta.id.clone(), new_block(meta.sign_count)));
         }
         tx.commit()?;
+        self.counter_blocks.extend(blocks);
         Ok(())
     }
 
@@ -297,7 +325,56 @@ impl Vault {
     /// (never wraps, never goes backwards). Needs the vault unlocked: the
     /// counter is part of the tagged metadata, so the row's tag is checked
     /// (an edited counter is refused, [`VaultError::Tampered`]) and renewed.
+    ///
+    /// **Reserved in blocks.** Every value handed out is at most the row's
+    /// `sign_count_reserved` as committed *with a sync* before it. Within
+    /// a block this process reserved (after its makeCredential insert, or
+    /// its last synced bump), the new count and `last_used` are committed
+    /// without a sync of their own (`synchronous = NORMAL` for that one
+    /// transaction): they survive the process being killed at once, and a
+    /// power loss from the vault's next synced commit on. When the block
+    /// is used up, or for a credential this process has not yet reserved
+    /// (the first sign-in after a start), the count restarts above the
+    /// stored reservation and a new block of [`COUNTER_BLOCK`] values is
+    /// committed with a sync. So a power loss can roll the stored count
+    /// back, but never makes the vault sign a value twice: after a restart
+    /// the count moves past everything that may have been handed out
+    /// (a skip of at most [`COUNTER_BLOCK`], which WebAuthn allows: it
+    /// asks only for a counter that increases). A getAssertion in a block
+    /// saves one `fsync` (docs/performance.md, "Phone: eighth round").
     pub fn bump_sign_count(&mut self, id: &[u8], now_unix: u64) -> Result<u32, VaultError> {
+        if self.meta_key.is_none() {
+            return Err(VaultError::NotUnlocked);
+        }
+        if let Some(block) = self.counter_blocks.get(id).copied() {
+            if block.last < block.reserved {
+                self.conn
+                    .prepare_cached("PRAGMA synchronous = NORMAL")?
+                    .execute([])?;
+                let bumped = self.bump_in(id, now_unix, Some(block));
+                // Restored before anything else can commit, whatever the bump did.
+                self.conn
+                    .prepare_cached("PRAGMA synchronous = FULL")?
+                    .execute([])?;
+                if let Some(count) = bumped? {
+                    return Ok(count);
+                }
+            }
+        }
+        self.bump_in(id, now_unix, None)?
+            .ok_or_else(|| VaultError::Corrupt("signature counter not reserved".into()))
+    }
+
+    /// One bump in one transaction (committed at the connection's current
+    /// `synchronous`): within `block` (`None` when the row no longer
+    /// matches it: someone else wrote the row), or reserving a new block
+    /// above everything stored.
+    fn bump_in(
+        &mut self,
+        id: &[u8],
+        now_unix: u64,
+        block: Option<CounterBlock>,
+    ) -> Result<Option<u32>, VaultError> {
         let Some(meta_key) = self.meta_key.as_ref() else {
             return Err(VaultError::NotUnlocked);
         };
@@ -305,19 +382,46 @@ impl Vault {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut row = Self::verified_row(&tx, meta_key, id)?;
-        row.meta.sign_count = row.meta.sign_count.saturating_add(1);
+        let reserved: u32 = tx
+            .prepare_cached("SELECT sign_count_reserved FROM credentials WHERE seq = ?1")?
+            .query_row([row.seq], |r| r.get(0))?;
+        let (count, reserved) = match block {
+            Some(b) if row.meta.sign_count == b.last && reserved == b.reserved => {
+                (b.last.saturating_add(1), reserved)
+            }
+            Some(_) => {
+                drop(tx);
+                self.counter_blocks.remove(id);
+                return Ok(None);
+            }
+            None => {
+                let count = row.meta.sign_count.max(reserved).saturating_add(1);
+                (count, count.saturating_add(COUNTER_BLOCK - 1))
+            }
+        };
+        row.meta.sign_count = count;
         row.meta.last_used_unix = Some(now_unix);
         tx.prepare_cached(
-            "UPDATE credentials SET sign_count = ?1, last_used_unix = ?2, meta_mac = ?3 WHERE seq = ?4",
+            "UPDATE credentials SET sign_count = ?1, last_used_unix = ?2, meta_mac = ?3,
+                 sign_count_reserved = ?4
+             WHERE seq = ?5",
         )?
         .execute(params![
-            row.meta.sign_count,
+            count,
             now_unix,
             &meta_key.tag(&row.meta)[..],
+            reserved,
             row.seq
         ])?;
         tx.commit()?;
-        Ok(row.meta.sign_count)
+        self.counter_blocks.insert(
+            id.to_vec(),
+            CounterBlock {
+                last: count,
+                reserved,
+            },
+        );
+        Ok(Some(count))
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Vault {
     /// Tags credential metadata; present exactly when `key` is.
     pub(crate) meta_key: Option<MetaKey>,
     pub(crate) capacity: u64,
+    /// Signature counters this process reserved durably, by credential ID
+    /// (`Vault::bump_sign_count`).
+    pub(crate) counter_blocks: std::collections::HashMap<Vec<u8>, store::CounterBlock>,
 }
 
 impl core::fmt::Debug for Vault {
@@ -297,6 +300,7 @@ impl Vault {
             key: None,
             meta_key: None,
             capacity: DEFAULT_CAPACITY,
+            counter_blocks: std::collections::HashMap::new(),
         };
         vault.pin_record()?.check()?;
         Ok(vault)
@@ -649,9 +653,9 @@ impl Vault {
 /// Resets the wrong-PIN counter after a correct PIN, committed *without*
 /// its own fsync (`synchronous = NORMAL` for this one transaction, `FULL`
 /// again right after): in WAL mode the reset's frames then become durable
-/// with the next `FULL` commit — the ceremony's credential insert or
-/// signature counter, which fsyncs the WAL before any reply leaves — or the
-/// next checkpoint.
+/// with the next `FULL` commit — the ceremony's credential insert, a
+/// signature counter reservation, or at the latest the next PIN attempt —
+/// or the next checkpoint.
 ///
 /// Why this is as safe as a `FULL` commit: the attempt itself was counted
 /// by a `FULL` commit before the PIN was looked at ([`Vault::verify_pin`]),
