@@ -343,20 +343,11 @@ impl Vault {
     /// asks only for a counter that increases). A getAssertion in a block
     /// saves one `fsync` (docs/performance.md, "Phone: eighth round").
     pub fn bump_sign_count(&mut self, id: &[u8], now_unix: u64) -> Result<u32, VaultError> {
-        if self.meta_key.is_none() {
-            return Err(VaultError::NotUnlocked);
-        }
         if let Some(block) = self.counter_blocks.get(id).copied() {
             if block.last < block.reserved {
-                self.conn
-                    .prepare_cached("PRAGMA synchronous = NORMAL")?
-                    .execute([])?;
-                let bumped = self.bump_in(id, now_unix, Some(block));
-                // Restored before anything else can commit, whatever the bump did.
-                self.conn
-                    .prepare_cached("PRAGMA synchronous = FULL")?
-                    .execute([])?;
-                if let Some(count) = bumped? {
+                if let Some(count) =
+                    self.without_own_sync(|v| v.bump_in(id, now_unix, Some(block)))?
+                {
                     return Ok(count);
                 }
             }

@@ -523,7 +523,7 @@ impl Vault {
             Ok(bytes) => {
                 let key = SecretKey::from_slice(&bytes)
                     .ok_or_else(|| VaultError::Corrupt("vault key has the wrong length".into()))?;
-                reset_pin_failures(&self.conn)?;
+                self.without_own_sync(|v| reset_pin_failures(&v.conn))?;
                 Ok((key, rec))
             }
             Err(VaultError::Decrypt) if rec.failures >= MAX_PIN_FAILURES => {
@@ -667,18 +667,34 @@ impl Vault {
 /// cost). It saves one fsync per unlock: a third of the vault's fsyncs per
 /// ceremony (`docs/performance.md`, "Phone").
 fn reset_pin_failures(conn: &Connection) -> Result<(), VaultError> {
-    conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-        .execute([])?;
-    let reset = conn
-        .prepare_cached(
-            "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",
-        )
-        .and_then(|mut s| s.execute([]));
-    // Restored before anything else can commit, whatever the reset did.
-    conn.prepare_cached("PRAGMA synchronous = FULL")?
-        .execute([])?;
-    reset?;
+    conn.prepare_cached(
+        "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",
+    )?
+    .execute([])?;
     Ok(())
+}
+
+impl Vault {
+    /// Runs `write` with the connection at `synchronous = NORMAL`: what it
+    /// commits is not fsynced by itself (it survives `kill -9` at once, a
+    /// power loss from the next `FULL` commit on). `FULL` is restored
+    /// before anything else can commit, whatever `write` did. SQLite
+    /// refuses to change the level inside a transaction, so `write` opens
+    /// and commits its own. Used by the PIN counter's reset and by
+    /// signature counters inside a reserved block (`Vault::bump_sign_count`).
+    pub(crate) fn without_own_sync<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.conn
+            .prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        let written = write(self);
+        self.conn
+            .prepare_cached("PRAGMA synchronous = FULL")?
+            .execute([])?;
+        written
+    }
 }
 
 fn read_pin_record(conn: &Connection) -> Result<PinRecord, VaultError> {
