@@ -106,8 +106,10 @@ pub enum VaultError {
     /// made for tests.
     #[error("refusing to seal the vault key with Argon2 parameters below the minimum (m = {} KiB, t = {}): this vault holds real credentials (unset HYBRIDD_INSECURE_FAST_KDF)", .0.m_cost_kib, .0.t_cost)]
     WouldWeakenKdf(crate::KdfParams),
-    /// Another process re-sealed the vault key during a PIN change.
-    #[error("the vault's PIN was changed by another process at the same time; nothing was changed here, try again")]
+    /// The PIN record changed while this PIN was being checked: another
+    /// process re-sealed the vault key during a PIN change, or a PIN check
+    /// in steps (`Vault::begin_unlock`) was overtaken by another attempt.
+    #[error("the vault's PIN record changed during this PIN check (another PIN change or attempt at the same time); nothing was unlocked or changed, try again")]
     ChangedConcurrently,
     /// Argon2 refused its parameters.
     #[error("PIN key derivation failed: {0}")]

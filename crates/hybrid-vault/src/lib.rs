@@ -50,4 +50,4 @@ pub use pin::{
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use store::COUNTER_BLOCK;
-pub use vault::{PinStatus, Vault, DEFAULT_CAPACITY};
+pub use vault::{DerivedPin, PinAttempt, PinStatus, Vault, DEFAULT_CAPACITY};

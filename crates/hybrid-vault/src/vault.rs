@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use zeroize::Zeroizing;
 
 use crate::error::VaultError;
 use crate::fsperm;
@@ -67,6 +68,7 @@ impl core::fmt::Debug for Vault {
 }
 
 /// The PIN-related columns of `vault_meta`.
+#[derive(PartialEq, Eq)]
 struct PinRecord {
     salt: Vec<u8>,
     params: KdfParams,
@@ -360,6 +362,50 @@ impl Vault {
     /// run, once).
     pub fn unlock(&mut self, pin: &str, now: SystemTime) -> Result<(), VaultError> {
         let (key, rec) = self.verify_pin(pin, now)?;
+        self.unlocked_by(pin, key, rec)
+    }
+
+    /// [`Vault::unlock`] in three steps, for a caller that runs the key
+    /// derivation elsewhere (the daemon: on its own thread, while its
+    /// runtime goes on). This step checks the PIN policy, the retry
+    /// delay and the lockout, and counts the attempt durably — as
+    /// `unlock` does, before anything looks at the PIN. Then
+    /// [`PinAttempt::derive`] runs Argon2id without the vault (the only
+    /// long part: hundreds of milliseconds with [`KdfParams::DEFAULT`]),
+    /// and [`Vault::finish_unlock`] checks the result and unlocks.
+    ///
+    /// An attempt that is never finished stays counted as a failure,
+    /// like a process killed during the check.
+    pub fn begin_unlock(&mut self, pin: &str, now: SystemTime) -> Result<PinAttempt, VaultError> {
+        let rec = self.count_attempt(pin, now)?;
+        Ok(PinAttempt {
+            pin: Zeroizing::new(pin.to_owned()),
+            rec,
+        })
+    }
+
+    /// The last step of [`Vault::begin_unlock`]: opens the sealed vault key
+    /// with the derived key and keeps it in memory (a correct PIN resets
+    /// the failure count and migrates the vault when needed, as
+    /// [`Vault::unlock`] does; the re-seal of a migration runs Argon2 again,
+    /// here).
+    ///
+    /// The attempt must be the last thing that touched the PIN record: an
+    /// attempt begun on another vault, or one overtaken by another attempt
+    /// or a PIN change since `begin_unlock`, is refused with
+    /// [`VaultError::ChangedConcurrently`] (and stays counted).
+    pub fn finish_unlock(&mut self, derived: DerivedPin) -> Result<(), VaultError> {
+        let DerivedPin { pin, rec, kek } = derived;
+        if self.pin_record()? != rec {
+            return Err(VaultError::ChangedConcurrently);
+        }
+        let (key, rec) = self.open_sealed_key(kek?, rec)?;
+        self.unlocked_by(&pin, key, rec)
+    }
+
+    /// Keeps `key` (unsealed with `pin` from `rec`) in memory, migrating
+    /// the vault first when needed.
+    fn unlocked_by(&mut self, pin: &str, key: SecretKey, rec: PinRecord) -> Result<(), VaultError> {
         let for_tests = rec.made_for_tests();
         let params = if for_tests {
             rec.params
@@ -480,45 +526,64 @@ impl Vault {
         pin: &str,
         now: SystemTime,
     ) -> Result<(SecretKey, PinRecord), VaultError> {
+        let rec = self.count_attempt(pin, now)?;
+        let kek = derive_kek(pin, &rec)?;
+        self.open_sealed_key(kek, rec)
+    }
+
+    /// The first half of a PIN check: the policy, the delay and the
+    /// lockout, then the attempt counted by a synced commit. Returns the
+    /// PIN record with the attempt counted.
+    fn count_attempt(&mut self, pin: &str, now: SystemTime) -> Result<PinRecord, VaultError> {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
-        let rec = {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rec = read_pin_record(&tx)?;
-            rec.check()?;
-            if rec.failures >= MAX_PIN_FAILURES {
-                return Err(VaultError::Locked(MAX_PIN_FAILURES));
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rec = read_pin_record(&tx)?;
+        rec.check()?;
+        if rec.failures >= MAX_PIN_FAILURES {
+            return Err(VaultError::Locked(MAX_PIN_FAILURES));
+        }
+        if now_ms < rec.next_attempt_ms {
+            let mut wait = rec.next_attempt_ms - now_ms;
+            let due = pin::delay_after(rec.failures);
+            if wait > delay_ms(due) {
+                // The clock went backwards: restart the delay from now.
+                wait = delay_ms(due);
+                tx.execute(
+                    "UPDATE vault_meta SET next_attempt_unix_ms = ?1 WHERE singleton = 1",
+                    [now_ms.saturating_add(wait)],
+                )?;
+                tx.commit()?;
             }
-            if now_ms < rec.next_attempt_ms {
-                let mut wait = rec.next_attempt_ms - now_ms;
-                let due = pin::delay_after(rec.failures);
-                if wait > delay_ms(due) {
-                    // The clock went backwards: restart the delay from now.
-                    wait = delay_ms(due);
-                    tx.execute(
-                        "UPDATE vault_meta SET next_attempt_unix_ms = ?1 WHERE singleton = 1",
-                        [now_ms.saturating_add(wait)],
-                    )?;
-                    tx.commit()?;
-                }
-                return Err(VaultError::TooSoon {
-                    retry_after: Duration::from_millis(wait),
-                });
-            }
-            // Count the attempt durably before looking at the PIN.
-            let failures = rec.failures.saturating_add(1);
-            let next = now_ms.saturating_add(delay_ms(pin::delay_after(failures)));
-            tx.prepare_cached(
-                "UPDATE vault_meta SET pin_failures = ?1, next_attempt_unix_ms = ?2 WHERE singleton = 1",
-            )?
-            .execute(params![failures, next])?;
-            tx.commit()?;
-            PinRecord { failures, ..rec }
-        };
+            return Err(VaultError::TooSoon {
+                retry_after: Duration::from_millis(wait),
+            });
+        }
+        // Count the attempt durably before looking at the PIN.
+        let failures = rec.failures.saturating_add(1);
+        let next = now_ms.saturating_add(delay_ms(pin::delay_after(failures)));
+        tx.prepare_cached(
+            "UPDATE vault_meta SET pin_failures = ?1, next_attempt_unix_ms = ?2 WHERE singleton = 1",
+        )?
+        .execute(params![failures, next])?;
+        tx.commit()?;
+        Ok(PinRecord {
+            failures,
+            next_attempt_ms: next,
+            ..rec
+        })
+    }
 
-        let kek = SecretKey::from_bytes(pin::derive_kek(pin, &rec.salt, rec.params)?);
+    /// The second half of a PIN check, once `kek` is derived from the PIN
+    /// and `rec`'s salt: the vault key, or the failure the counted attempt
+    /// stands for. A correct PIN resets the count.
+    fn open_sealed_key(
+        &mut self,
+        kek: SecretKey,
+        rec: PinRecord,
+    ) -> Result<(SecretKey, PinRecord), VaultError> {
         match seal::open(&kek, &rec.aad(), &rec.sealed_key) {
             Ok(bytes) => {
                 let key = SecretKey::from_slice(&bytes)
@@ -540,6 +605,54 @@ impl Vault {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A PIN attempt counted on disk, before its key derivation
+/// ([`Vault::begin_unlock`]). Holds the PIN (wiped on drop) and the
+/// vault's public PIN parameters; no key.
+pub struct PinAttempt {
+    pin: Zeroizing<String>,
+    rec: PinRecord,
+}
+
+impl PinAttempt {
+    /// Runs Argon2id over the PIN with the vault's salt and parameters.
+    /// Needs no vault: it may run on any thread.
+    pub fn derive(self) -> DerivedPin {
+        let kek = derive_kek(&self.pin, &self.rec);
+        DerivedPin {
+            pin: self.pin,
+            rec: self.rec,
+            kek,
+        }
+    }
+}
+
+impl core::fmt::Debug for PinAttempt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PinAttempt(..)")
+    }
+}
+
+/// A counted PIN attempt with its derived key, for [`Vault::finish_unlock`].
+pub struct DerivedPin {
+    pin: Zeroizing<String>,
+    rec: PinRecord,
+    kek: Result<SecretKey, VaultError>,
+}
+
+impl core::fmt::Debug for DerivedPin {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DerivedPin(..)")
+    }
+}
+
+/// The key that unseals the vault key, from `pin` and `rec`'s salt and
+/// parameters.
+fn derive_kek(pin: &str, rec: &PinRecord) -> Result<SecretKey, VaultError> {
+    Ok(SecretKey::from_bytes(pin::derive_kek(
+        pin, &rec.salt, rec.params,
+    )?))
 }
 
 /// Whether the "key not in locked memory" warning was given (once per process).

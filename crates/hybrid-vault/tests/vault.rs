@@ -225,6 +225,78 @@ fn pin_policy() {
 }
 
 #[test]
+fn an_unlock_in_steps_counts_first_and_derives_away_from_the_vault() {
+    let dir = common::tempdir();
+    let (path, mut v) = new_vault(dir.path());
+    let (m, s) = cred("example.com", b"cred-1-xxxxxxxxxx", b"user-1", true);
+    v.insert(&m, &s).unwrap();
+    drop(v);
+    let mut v = Vault::open(&path).unwrap();
+
+    // The attempt is counted on disk before the PIN is looked at, and
+    // stays counted when the derivation never comes back.
+    let abandoned = v.begin_unlock(PIN, at(0)).unwrap();
+    assert_eq!(
+        Vault::open(&path).unwrap().pin_status().unwrap().failures,
+        1
+    );
+    drop(abandoned);
+    assert!(!v.is_unlocked());
+
+    // A wrong PIN, derived on another thread.
+    let attempt = v.begin_unlock("0000", at(1)).unwrap();
+    let derived = std::thread::spawn(move || attempt.derive()).join().unwrap();
+    let err = v.finish_unlock(derived).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VaultError::WrongPin {
+                retries_left: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!v.is_unlocked());
+    // The delay holds for the steps as for `unlock`.
+    assert!(matches!(
+        v.begin_unlock(PIN, at(1)),
+        Err(VaultError::TooSoon { .. })
+    ));
+
+    // The right PIN unlocks and resets the count.
+    let attempt = v.begin_unlock(PIN, at(10)).unwrap();
+    let derived = std::thread::spawn(move || attempt.derive()).join().unwrap();
+    v.finish_unlock(derived).unwrap();
+    assert!(v.is_unlocked());
+    assert_eq!(v.pin_status().unwrap().failures, 0);
+    assert_signs(&m, &v.secrets(&m.id).unwrap());
+
+    // Another vault's attempt opens nothing here, nor does one that a
+    // later attempt overtook.
+    let dir2 = common::tempdir();
+    let (_p2, mut other) = new_vault(dir2.path());
+    other.lock();
+    v.lock();
+    let foreign = other.begin_unlock(PIN, at(20)).unwrap().derive();
+    assert!(matches!(
+        v.finish_unlock(foreign),
+        Err(VaultError::ChangedConcurrently)
+    ));
+    assert!(!v.is_unlocked());
+    let first = v.begin_unlock(PIN, at(20)).unwrap().derive();
+    let second = v.begin_unlock(PIN, at(40)).unwrap().derive();
+    assert!(matches!(
+        v.finish_unlock(first),
+        Err(VaultError::ChangedConcurrently)
+    ));
+    assert!(!v.is_unlocked());
+    assert_eq!(v.pin_status().unwrap().failures, 2);
+    v.finish_unlock(second).unwrap();
+    assert!(v.is_unlocked());
+}
+
+#[test]
 fn wrong_pins_are_counted_durably_and_delayed() {
     let dir = common::tempdir();
     let (path, v) = new_vault(dir.path());
