@@ -25,8 +25,8 @@ pub enum Error {
     /// The vault refused or failed.
     #[error(transparent)]
     Vault(#[from] hybrid_vault::VaultError),
-    /// The vault worker thread is gone (it only stops when the daemon does).
-    #[error("the vault worker stopped")]
+    /// The vault's PIN thread is gone (it only stops when the daemon does).
+    #[error("the vault's PIN thread stopped")]
     VaultWorker,
     /// A PIN file could not be read.
     #[error("cannot read PIN file {}: {source}", .path.display())]

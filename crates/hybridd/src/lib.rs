@@ -15,8 +15,9 @@
 //!   front-ends behind one trait ([`approval::Approver`]: terminal, control
 //!   socket, automatic);
 //! * [`prompt`]: what the person is shown, rendered once;
-//! * [`vault`]: the vault adapter — the daemon's CTAP environment on a
-//!   dedicated vault worker thread; [`vault_session`]: what opens and ends
+//! * [`vault`]: the vault adapter — the daemon's CTAP environment, run in
+//!   place behind an async mutex, with the PIN's key derivation on a thread
+//!   of its own; [`vault_session`]: what opens and ends
 //!   the vault session of fingerprint verification;
 //! * [`control`]: the control protocol (typed messages), its server and its
 //!   client;

@@ -2,21 +2,36 @@
 //! SQLite vault as credential store, the system clock, the OS RNG) and the
 //! **vault worker** that owns it.
 //!
-//! The vault does blocking work — SQLite with `fsync` on every credential
-//! and counter write, and the Argon2id key derivation of a PIN (64 MiB,
-//! hundreds of milliseconds) — and its connection is not shareable across
-//! threads. So one dedicated thread owns the vault and the
-//! [`Authenticator`] over it, and the async ceremony talks to it over a
-//! channel ([`VaultWorker`], cheap to clone): `process`/`resume` a CTAP
-//! request, `verify_pin` (unlock), `end_session` (forget CTAP state and
-//! lock the vault). No mutex, no blocking call on the async runtime, and
-//! the CTAP core's step API means the worker never waits for the user.
-//! The daemon and `hybridd demo` run the same worker.
+//! The vault does two kinds of work. Almost all of it is short: a CTAP
+//! request over SQLite, with at most one `fsync` (a credential insert, a
+//! counter block, a counted PIN attempt) and one signature — well under a
+//! millisecond of CPU. That runs in place, on the task that asks, with the
+//! [`Authenticator`] and the session state behind one async mutex
+//! ([`VaultWorker`], cheap to clone): `process`/`resume` a CTAP request,
+//! `end_session` (forget CTAP state and lock the vault), and the two ends
+//! of `verify_pin`. The daemon serves one session at a time, so the mutex
+//! is not contended in a ceremony, and a wait for it never blocks the
+//! runtime.
+//!
+//! The long part is the PIN's Argon2id key derivation (64 MiB, hundreds of
+//! milliseconds). `verify_pin` counts the attempt on disk
+//! ([`Vault::begin_unlock`]), hands the PIN with the vault's salt and
+//! parameters to the **PIN thread**, which only derives the key
+//! ([`PinAttempt::derive`]: no vault, no key), and checks the result
+//! ([`Vault::finish_unlock`]). It holds the vault from the count to the
+//! check, so nothing runs on the vault in between; a ceremony cancelled
+//! during the derivation leaves the vault locked and the attempt counted.
+//!
+//! Until 2026-12-04 every job went to one worker thread over a channel;
+//! each of the three a ceremony awaited cost two thread wake-ups
+//! (docs/performance.md, "Phone: ninth round"). The daemon and
+//! `hybridd demo` run the same code. The CTAP core's step API means nothing
+//! here waits for the user.
 //!
 //! **Vault session** (`verify = "fingerprint"`, `docs/threat-model.md`):
-//! a worker started with [`VaultWorker::spawn_with_sessions`] keeps the
+//! a vault started with [`VaultWorker::spawn_with_sessions`] keeps the
 //! vault unlocked after a correct PIN — across ceremonies — so that a
-//! fingerprint can stand for the PIN. The key stays inside the worker's
+//! fingerprint can stand for the PIN. The key stays inside the
 //! [`Vault`] (zeroized on lock, never copied out); the session ends on
 //! [`VaultWorker::close_session`] (`hybridd lock`, logind's lock and
 //! suspend signals) and after `idle` without a request, checked on every
@@ -25,9 +40,11 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hybrid_ctap::{Approval, Authenticator, Clock, EnvParts, RequestContext, Step, UserError};
-use hybrid_vault::{Vault, VaultError};
+use hybrid_vault::{DerivedPin, PinAttempt, Vault, VaultError};
 use rand_core::OsRng;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
 use zeroize::Zeroizing;
 
 use crate::approval::Verifier;
@@ -77,23 +94,7 @@ pub fn daemon_env(vault: Vault) -> DaemonEnv {
     }
 }
 
-/// A job for the worker, with where its answer goes.
-enum Job {
-    Process(Vec<u8>, RequestContext, oneshot::Sender<Step>),
-    Resume(Result<Approval, UserError>, oneshot::Sender<Step>),
-    Unlock(Zeroizing<String>, oneshot::Sender<Result<(), VaultError>>),
-    /// Forget per-session CTAP state and lock (unless a vault session is
-    /// open). Nobody waits for it: the queue is FIFO, so every later job
-    /// sees its effect.
-    EndSession,
-    Count(oneshot::Sender<Result<u64, VaultError>>),
-    /// Is the vault session open at this time? (Expires it when idle.)
-    SessionOpen(Instant, oneshot::Sender<bool>),
-    /// Ends the vault session; answers whether one was open.
-    CloseSession(oneshot::Sender<bool>),
-}
-
-/// The vault session's state in the worker.
+/// The vault session's state.
 #[derive(Debug, Clone, Copy)]
 struct Sessions {
     /// How long an unused session lives.
@@ -118,17 +119,113 @@ impl Sessions {
     }
 }
 
-/// The handle to the vault worker thread. The thread ends when the last
-/// handle is dropped.
+/// What owns the vault: the [`Authenticator`] over it and the vault
+/// session's state. Behind one async mutex: the runtime's tasks run the
+/// short jobs in place, the PIN thread takes it whole for an unlock.
+#[derive(Debug)]
+struct Owner {
+    auth: Authenticator<DaemonEnv>,
+    sessions: Option<Sessions>,
+}
+
+impl Owner {
+    /// Run before every job: an idle session ends before anything can use
+    /// it (and the vault is locked). Whether a session is open at `now`.
+    fn expire(&mut self, now: Instant) -> bool {
+        match &mut self.sessions {
+            Some(s) if s.until.is_some() => {
+                let open = s.open_at(now);
+                if !open {
+                    self.auth.env_mut().store.lock();
+                }
+                open
+            }
+            _ => false,
+        }
+    }
+
+    fn process(&mut self, request: &[u8], ctx: &RequestContext, now: Instant) -> Step {
+        let open = self.expire(now);
+        if let (true, Some(s)) = (open, &mut self.sessions) {
+            s.until = Some(now + s.idle);
+        }
+        self.auth.process(request, ctx)
+    }
+
+    /// Counts a PIN attempt durably ([`Vault::begin_unlock`]).
+    fn begin_unlock(&mut self, pin: &str, now: Instant) -> Result<PinAttempt, VaultError> {
+        self.expire(now);
+        self.auth
+            .env_mut()
+            .store
+            .begin_unlock(pin, SystemTime::now())
+    }
+
+    /// Checks the derived PIN and unlocks ([`Vault::finish_unlock`]); a
+    /// correct PIN opens or extends the vault session.
+    fn finish_unlock(&mut self, derived: DerivedPin, now: Instant) -> Result<(), VaultError> {
+        let r = self.auth.env_mut().store.finish_unlock(derived);
+        if let (Ok(()), Some(s)) = (&r, &mut self.sessions) {
+            if s.until.is_none() {
+                tracing::info!(idle_secs = s.idle.as_secs(), "vault session opened");
+            }
+            s.until = Some(now + s.idle);
+        }
+        r
+    }
+
+    /// Forgets per-session CTAP state and locks (unless a vault session is open).
+    fn end_session(&mut self, now: Instant) {
+        let open = self.expire(now);
+        self.auth.end_session();
+        if !open {
+            self.auth.env_mut().store.lock();
+        }
+    }
+
+    fn session_open(&mut self, now: Instant, at: Instant) -> bool {
+        self.expire(now);
+        let open = match &mut self.sessions {
+            Some(s) => s.open_at(at),
+            None => false,
+        };
+        if !open {
+            self.auth.env_mut().store.lock();
+        }
+        open
+    }
+
+    fn close_session(&mut self, now: Instant) -> bool {
+        self.expire(now);
+        let was = self
+            .sessions
+            .as_mut()
+            .and_then(|s| s.until.take())
+            .is_some();
+        self.auth.end_session();
+        self.auth.env_mut().store.lock();
+        was
+    }
+}
+
+/// A PIN's key derivation for the PIN thread, and where its result goes.
+struct Derive {
+    attempt: PinAttempt,
+    reply: oneshot::Sender<DerivedPin>,
+}
+
+/// The handle to the vault (cheap to clone). The PIN thread ends when the
+/// last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct VaultWorker {
-    jobs: mpsc::UnboundedSender<Job>,
+    owner: Arc<Mutex<Owner>>,
+    derivations: mpsc::UnboundedSender<Derive>,
     get_info: Vec<u8>,
 }
 
 impl VaultWorker {
-    /// Starts the worker thread owning `vault` and an authenticator with
-    /// `aaguid` over it.
+    /// Owns `vault` and an authenticator with `aaguid` over it, and starts
+    /// the PIN thread.
     pub fn spawn(vault: Vault, aaguid: [u8; 16]) -> Result<VaultWorker, Error> {
         Self::spawn_inner(vault, aaguid, None)
     }
@@ -156,37 +253,58 @@ impl VaultWorker {
         };
         let auth = Authenticator::new(config, daemon_env(vault));
         let get_info = auth.get_info().to_cbor();
-        let (jobs, rx) = mpsc::unbounded_channel();
+        let (derivations, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
-            .name("hybridd-vault".into())
-            .spawn(move || work(auth, sessions, rx))
+            .name("hybridd-pin".into())
+            .spawn(move || pin_thread(rx))
             .map_err(Error::Runtime)?;
-        Ok(VaultWorker { jobs, get_info })
+        Ok(VaultWorker {
+            owner: Arc::new(Mutex::new(Owner { auth, sessions })),
+            derivations,
+            get_info,
+        })
     }
 
-    async fn call<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.jobs.send(job(tx)).map_err(|_| Error::VaultWorker)?;
-        rx.await.map_err(|_| Error::VaultWorker)
+    /// Runs a short job on the vault in place (it waits, without blocking
+    /// the runtime, while an unlock holds the vault).
+    async fn with<T>(&self, job: impl FnOnce(&mut Owner, Instant) -> T) -> T {
+        let mut owner = self.owner.lock().await;
+        job(&mut owner, Instant::now())
     }
 
-    /// Unlocks the vault with `pin` (user verification).
+    /// Unlocks the vault with `pin` (user verification). The attempt is
+    /// counted and the result checked here; only the key derivation runs
+    /// on the PIN thread. The vault stays held from the count to the
+    /// check, so nothing runs on it in between. If this future is dropped
+    /// during the derivation (the ceremony was cancelled), the vault stays
+    /// locked and the attempt stays counted as a failure, as when the
+    /// daemon is killed during a check.
     pub async fn unlock(&self, pin: Zeroizing<String>) -> Result<(), Error> {
-        Ok(self.call(move |tx| Job::Unlock(pin, tx)).await??)
+        let mut owner = self.owner.lock().await;
+        let attempt = owner.begin_unlock(&pin, Instant::now())?;
+        drop(pin);
+        let (reply, derived) = oneshot::channel();
+        self.derivations
+            .send(Derive { attempt, reply })
+            .map_err(|_| Error::VaultWorker)?;
+        let derived = derived.await.map_err(|_| Error::VaultWorker)?;
+        Ok(owner.finish_unlock(derived, Instant::now())?)
     }
 
-    /// Forgets per-session CTAP state and locks the vault. Returns once the
-    /// job is queued, without waiting for the worker: jobs run in order, so
-    /// any later request, unlock or count already finds the vault locked,
-    /// and the ceremony's end is not held up by a wake-up of this thread
-    /// (one of the vault hand-offs in docs/performance.md, "Phone").
+    /// Forgets per-session CTAP state and locks the vault (unless a vault
+    /// session is open).
     pub async fn lock(&self) {
-        let _ = self.jobs.send(Job::EndSession);
+        self.with(|o, now| o.end_session(now)).await
     }
 
     /// How many credentials the vault holds.
     pub async fn count(&self) -> Result<u64, Error> {
-        Ok(self.call(Job::Count).await??)
+        Ok(self
+            .with(|o, now| {
+                o.expire(now);
+                o.auth.env_mut().store.count()
+            })
+            .await?)
     }
 
     /// Whether a vault session is open now (ending it if it sat idle too long).
@@ -194,87 +312,25 @@ impl VaultWorker {
         self.session_open_at(Instant::now()).await
     }
 
-    /// Whether a vault session is open at `now` (tests pass a later time).
-    pub async fn session_open_at(&self, now: Instant) -> bool {
-        self.call(|tx| Job::SessionOpen(now, tx))
-            .await
-            .unwrap_or(false)
+    /// Whether a vault session is open at `at` (tests pass a later time).
+    pub async fn session_open_at(&self, at: Instant) -> bool {
+        self.with(|o, now| o.session_open(now, at)).await
     }
 
     /// Ends the vault session and locks the vault; `true` if one was open.
     pub async fn close_session(&self) -> bool {
-        self.call(Job::CloseSession).await.unwrap_or(false)
+        self.with(|o, now| o.close_session(now)).await
     }
 }
 
-/// The worker thread: one job at a time, until every handle is gone.
-fn work(
-    mut auth: Authenticator<DaemonEnv>,
-    mut sessions: Option<Sessions>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-) {
-    // The first signature would otherwise seed AWS-LC's generator while a
-    // desktop waits for the first answer after start.
+/// The PIN thread: one key derivation at a time, until every handle is gone.
+fn pin_thread(mut derivations: mpsc::UnboundedReceiver<Derive>) {
+    // Seeds AWS-LC's generator (its jitter entropy, once per process) while
+    // the daemon waits for a scan: the first signature would otherwise pay
+    // for it while a desktop waits for the first answer after start.
     hybrid_ctap::crypto::warm_up();
-    while let Some(job) = jobs.blocking_recv() {
-        // An idle session ends before anything can use it.
-        let now = Instant::now();
-        let open = match &mut sessions {
-            Some(s) if s.until.is_some() => {
-                let open = s.open_at(now);
-                if !open {
-                    auth.env_mut().store.lock();
-                }
-                open
-            }
-            _ => false,
-        };
-        match job {
-            Job::Process(request, ctx, tx) => {
-                if let (true, Some(s)) = (open, &mut sessions) {
-                    s.until = Some(now + s.idle);
-                }
-                let _ = tx.send(auth.process(&request, &ctx));
-            }
-            Job::Resume(answer, tx) => {
-                let _ = tx.send(auth.resume(answer));
-            }
-            Job::Unlock(pin, tx) => {
-                let r = auth.env_mut().store.unlock(&pin, SystemTime::now());
-                if let (Ok(()), Some(s)) = (&r, &mut sessions) {
-                    if s.until.is_none() {
-                        tracing::info!(idle_secs = s.idle.as_secs(), "vault session opened");
-                    }
-                    s.until = Some(now + s.idle);
-                }
-                let _ = tx.send(r);
-            }
-            Job::EndSession => {
-                auth.end_session();
-                if !open {
-                    auth.env_mut().store.lock();
-                }
-            }
-            Job::Count(tx) => {
-                let _ = tx.send(auth.env_mut().store.count());
-            }
-            Job::SessionOpen(at, tx) => {
-                let open = match &mut sessions {
-                    Some(s) => s.open_at(at),
-                    None => false,
-                };
-                if !open {
-                    auth.env_mut().store.lock();
-                }
-                let _ = tx.send(open);
-            }
-            Job::CloseSession(tx) => {
-                let was = sessions.as_mut().and_then(|s| s.until.take()).is_some();
-                auth.end_session();
-                auth.env_mut().store.lock();
-                let _ = tx.send(was);
-            }
-        }
+    while let Some(Derive { attempt, reply }) = derivations.blocking_recv() {
+        let _ = reply.send(attempt.derive());
     }
 }
 
@@ -288,14 +344,21 @@ impl Authenticate for VaultWorker {
         request: Vec<u8>,
         ctx: RequestContext,
     ) -> BoxFuture<'_, Result<Step, Error>> {
-        Box::pin(self.call(move |tx| Job::Process(request, ctx, tx)))
+        Box::pin(async move { Ok(self.with(|o, now| o.process(&request, &ctx, now)).await) })
     }
 
     fn resume(
         &mut self,
         answer: Result<Approval, UserError>,
     ) -> BoxFuture<'_, Result<Step, Error>> {
-        Box::pin(self.call(move |tx| Job::Resume(answer, tx)))
+        Box::pin(async move {
+            Ok(self
+                .with(|o, now| {
+                    o.expire(now);
+                    o.auth.resume(answer)
+                })
+                .await)
+        })
     }
 
     fn end_session(&mut self) -> BoxFuture<'_, ()> {
@@ -332,17 +395,40 @@ mod tests {
         user_verified: true,
     });
 
-    #[tokio::test]
-    async fn the_worker_runs_ctap_over_the_vault_and_locks_it() {
-        let (_d, v) = vault();
-        let mut w = VaultWorker::spawn(v, hybrid_ctap::DEFAULT_AAGUID).unwrap();
-        assert!(!w.get_info().is_empty());
+    fn alice() -> (RelyingParty, hybrid_ctap::types::UserEntity) {
         let rp = RelyingParty::new("example.com", "Example");
         let user = hybrid_ctap::types::UserEntity {
             id: vec![1],
             name: Some("alice".into()),
             display_name: None,
         };
+        (rp, user)
+    }
+
+    /// A worker over a test vault whose PIN derivations go to `derivations`
+    /// (the test plays the PIN thread, or drops it).
+    fn worker_deriving_into(
+        derivations: mpsc::UnboundedSender<Derive>,
+    ) -> (tempfile::TempDir, VaultWorker) {
+        let (d, v) = vault();
+        let auth = Authenticator::new(hybrid_ctap::Config::default(), daemon_env(v));
+        let w = VaultWorker {
+            owner: Arc::new(Mutex::new(Owner {
+                auth,
+                sessions: None,
+            })),
+            derivations,
+            get_info: Vec::new(),
+        };
+        (d, w)
+    }
+
+    #[tokio::test]
+    async fn the_worker_runs_ctap_over_the_vault_and_locks_it() {
+        let (_d, v) = vault();
+        let mut w = VaultWorker::spawn(v, hybrid_ctap::DEFAULT_AAGUID).unwrap();
+        assert!(!w.get_info().is_empty());
+        let (rp, user) = alice();
         let req = rp.make_credential_request([7; 32], user, true).to_frame();
         let Step::NeedsUser(q) = w.process(req, RequestContext::default()).await.unwrap() else {
             panic!("makeCredential asks the user");
@@ -368,12 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_vault_session_outlives_the_ceremony_until_closed_or_idle() {
-        let rp = RelyingParty::new("example.com", "Example");
-        let user = hybrid_ctap::types::UserEntity {
-            id: vec![1],
-            name: Some("alice".into()),
-            display_name: None,
-        };
+        let (rp, user) = alice();
         let (_d, v) = vault();
         let idle = Duration::from_secs(60);
         let mut w = VaultWorker::spawn_with_sessions(v, hybrid_ctap::DEFAULT_AAGUID, idle).unwrap();
@@ -407,16 +488,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_worker_is_an_error_not_a_hang() {
-        let (jobs, rx) = mpsc::unbounded_channel();
+    async fn a_dropped_pin_thread_is_an_error_not_a_hang() {
+        let (derivations, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let mut w = VaultWorker {
-            jobs,
-            get_info: Vec::new(),
-        };
+        let (_d, mut w) = worker_deriving_into(derivations);
         assert!(matches!(
-            w.process(vec![4], RequestContext::default()).await,
+            w.verify_pin(Zeroizing::new("1234".into())).await,
             Err(Error::VaultWorker)
         ));
+        // The short jobs run in place and still answer.
+        assert_eq!(w.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_unlock_leaves_the_vault_locked_and_the_attempt_counted() {
+        let (rp, user) = alice();
+        // The test is the PIN thread: it takes the derivation and holds it.
+        let (derivations, mut rx) = mpsc::unbounded_channel();
+        let (_d, mut w) = worker_deriving_into(derivations);
+        // The right PIN is counted and its derivation queued, then its
+        // ceremony goes away (cancelled) before the answer.
+        tokio::select! {
+            biased;
+            _ = w.unlock(Zeroizing::new("1234".into())) => panic!("no derivation was answered"),
+            () = std::future::ready(()) => {}
+        }
+        let job = rx.try_recv().expect("the derivation was queued");
+        // The derivation finishes after its ceremony is gone: nobody takes it.
+        assert!(job.reply.send(job.attempt.derive()).is_err());
+        w.end_session().await;
+        // Counted: the next attempt must wait its delay.
+        assert!(matches!(
+            w.verify_pin(Zeroizing::new("1234".into())).await,
+            Err(Error::Vault(VaultError::TooSoon { .. }))
+        ));
+        // And nothing unlocked the vault: a sign-up approved without a PIN
+        // cannot store its credential.
+        let mc = rp.make_credential_request([7; 32], user, true).to_frame();
+        let _ = w.process(mc, RequestContext::default()).await.unwrap();
+        let r = w.resume(VERIFIED).await.unwrap().reply().unwrap();
+        assert!(!r.is_ok(), "the vault was left unlocked: {r:?}");
     }
 }

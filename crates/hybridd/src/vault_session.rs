@@ -4,11 +4,11 @@
 //! Opened by a correct PIN — `hybridd unlock` (over the control socket, the
 //! PIN from the client's terminal or a PIN file, or through pinentry when
 //! it sends none), or pinentry at the first request. The vault key then
-//! stays in the vault worker's memory ([`crate::vault`]) until:
+//! stays in the vault's memory ([`crate::vault`]) until:
 //!
 //! * `hybridd lock` ([`VaultSessions::lock`]);
-//! * `vault_session_idle_secs` without a request (checked by the worker on
-//!   every job, and here on a timer so the key leaves memory on time);
+//! * `vault_session_idle_secs` without a request (checked before every
+//!   use of the vault, and here on a timer so the key leaves memory on time);
 //! * logind says the login session locks (`Session.Lock`, `LockedHint`)
 //!   or the machine is about to suspend (`PrepareForSleep(true)`)
 //!   ([`hybrid_desktop::LogindWatcher`]).
