@@ -37,10 +37,11 @@ pub fn open(path: &Path) -> Result<File, Refusal> {
     open_checked(path, OFlags::RDONLY)
 }
 
-/// Opens `path` for appending, with the checks of [`open`]: for adding
-/// lines to a file [`write_atomically`] made.
-pub fn open_append(path: &Path) -> Result<File, Refusal> {
-    open_checked(path, OFlags::WRONLY | OFlags::APPEND)
+/// Opens `path` for writing (not appending: writes go where the caller
+/// puts them), with the checks of [`open`]: for filling in a file
+/// [`write_atomically`] made.
+pub fn open_write(path: &Path) -> Result<File, Refusal> {
+    open_checked(path, OFlags::WRONLY)
 }
 
 fn open_checked(path: &Path, flags: OFlags) -> Result<File, Refusal> {

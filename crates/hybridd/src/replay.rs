@@ -40,14 +40,21 @@
 //! syncs (no new file, no rename per ceremony: the rename and file
 //! creation were half of the save's cost in the profile,
 //! docs/performance.md), rewritten whole again once the file holds twice
-//! the capacity — so
+//! the capacity. The whole write reserves room for those appends: the
+//! file is padded with NUL bytes to the size its content can reach before
+//! the next rewrite, and an append overwrites padding. The file's size
+//! then never changes between rewrites, so an append's `fdatasync` writes
+//! the data alone; an append that grows a file must also write its inode,
+//! which cost twice the CPU on the benchmark machine (docs/performance.md,
+//! "Phone: ninth round"). Readers skip the padding as a damaged line. So
 //! restarting the daemon does not make a used QR good again (issue 16). A
 //! file others could write is refused (the daemon does not start); a
 //! damaged one is ignored line by line.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -61,6 +68,9 @@ pub const FILE_NAME: &str = "qr-replay";
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 /// The replay file's first line.
 const FILE_HEADER: &str = "hybridd qr-replay v1";
+/// The longest entry line: 64 hex digits, a space, a Unix second of up
+/// to 20 digits, a newline.
+const MAX_LINE: usize = 64 + 1 + 20 + 1;
 
 /// SHA-256 of a QR secret (never the secret itself).
 #[derive(Clone, Copy)]
@@ -95,6 +105,14 @@ struct Entry {
     stale_after_unix: Option<u64>,
 }
 
+/// The open replay file of [`ReplaySet`].
+#[derive(Debug)]
+struct Appender {
+    file: File,
+    lines: usize,
+    end: u64,
+}
+
 /// The digests of QRs that reached a handshake, bounded (module docs).
 #[derive(Debug)]
 pub struct ReplaySet {
@@ -102,10 +120,11 @@ pub struct ReplaySet {
     capacity: usize,
     /// Where the set is saved after each insert (`None`: memory only).
     file: Option<PathBuf>,
-    /// The saved file, open for appending, and how many entry lines it
-    /// holds; `None` until this process rewrote it whole (so a line torn
-    /// by a crash is dropped before anything is appended after it).
-    appender: Option<(File, usize)>,
+    /// The saved file, open for writing, how many entry lines it holds and
+    /// where their text ends (the padding starts); `None` until this
+    /// process rewrote it whole (so a line torn by a crash is dropped
+    /// before anything is appended after it).
+    appender: Option<Appender>,
     /// An entry was appended and not yet synced ([`ReplaySet::sync`]).
     unsynced: bool,
 }
@@ -220,11 +239,13 @@ impl ReplaySet {
         if self.file.is_none() {
             return;
         }
-        if let (Some((f, lines)), Some(newest)) = (&mut self.appender, self.entries.back()) {
-            if *lines < 2 * self.capacity {
-                match f.write_all(Self::line(newest).as_bytes()) {
+        if let (Some(a), Some(newest)) = (&mut self.appender, self.entries.back()) {
+            if a.lines < 2 * self.capacity {
+                let line = Self::line(newest);
+                match a.file.write_all_at(line.as_bytes(), a.end) {
                     Ok(()) => {
-                        *lines += 1;
+                        a.lines += 1;
+                        a.end += line.len() as u64;
                         self.unsynced = true;
                         return;
                     }
@@ -243,10 +264,10 @@ impl ReplaySet {
         if !std::mem::take(&mut self.unsynced) {
             return;
         }
-        let Some((f, _)) = &mut self.appender else {
+        let Some(a) = &mut self.appender else {
             return;
         };
-        if let Err(e) = f.sync_data() {
+        if let Err(e) = a.file.sync_data() {
             self.append_failed(&e);
             self.rewrite();
         }
@@ -263,18 +284,30 @@ impl ReplaySet {
         }
     }
 
-    /// Writes the whole set, synced, over the file atomically, and reopens
-    /// it for appending.
+    /// Writes the whole set, padded with room for the appends until the
+    /// next rewrite, synced, over the file atomically, and reopens it for
+    /// writing.
     fn rewrite(&mut self) {
         self.appender = None;
         self.unsynced = false;
         let Some(file) = &self.file else { return };
-        if let Err(e) = crate::private_file::write_atomically(file, self.to_text().as_bytes()) {
+        let mut bytes = self.to_text().into_bytes();
+        let end = bytes.len() as u64;
+        let appends = (2 * self.capacity).saturating_sub(self.entries.len());
+        let room = (bytes.len() + appends * MAX_LINE).min(MAX_FILE_BYTES as usize);
+        bytes.resize(room.max(bytes.len()), 0);
+        if let Err(e) = crate::private_file::write_atomically(file, &bytes) {
             tracing::warn!(file = %file.display(), error = %e, "cannot save the QR replay memory");
             return;
         }
-        match crate::private_file::open_append(file) {
-            Ok(f) => self.appender = Some((f, self.entries.len())),
+        match crate::private_file::open_write(file) {
+            Ok(f) => {
+                self.appender = Some(Appender {
+                    file: f,
+                    lines: self.entries.len(),
+                    end,
+                })
+            }
             Err(_) => tracing::warn!(file = %file.display(), "cannot reopen the QR replay memory"),
         }
     }
@@ -429,8 +462,9 @@ mod tests {
         assert_eq!(std::fs::metadata(&f).unwrap().ino(), inode, "appended");
         for n in 4..40 {
             s.insert(d(n), None, 0);
-            let lines = std::fs::read_to_string(&f).unwrap().lines().count();
-            assert!(lines <= 1 + 2 * 4, "{lines} lines");
+            let text = std::fs::read_to_string(&f).unwrap();
+            let lines = entry_lines(&text).len();
+            assert!(lines <= 2 * 4, "{lines} lines");
         }
         let back = ReplaySet::persistent(&f, 4).unwrap();
         assert_eq!(back.len(), 4);
@@ -445,12 +479,46 @@ mod tests {
         assert_eq!(s.len(), 4);
         s.insert(d(50), None, 0);
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(
-            text.lines().all(|l| l == FILE_HEADER || l.len() == 66),
-            "{text}"
-        );
+        assert!(entry_lines(&text).iter().all(|l| l.len() == 66), "{text}");
         let s = ReplaySet::persistent(&f, 4).unwrap();
         assert!(s.entries.iter().any(|e| e.digest == d(50)));
+    }
+
+    /// The lines of a replay file after its header, up to the padding.
+    fn entry_lines(text: &str) -> Vec<&str> {
+        let content = text.split('\0').next().unwrap_or_default();
+        let mut lines = content.lines();
+        assert_eq!(lines.next(), Some(FILE_HEADER));
+        lines.collect()
+    }
+
+    /// Appends overwrite the room the rewrite reserved: the file keeps its
+    /// size (an `fdatasync` then writes no inode), and a line torn inside
+    /// the padding by a crash is skipped when the file is read back.
+    #[test]
+    fn appends_fill_reserved_room_without_growing_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        let mut s = ReplaySet::persistent(&f, 8).unwrap();
+        s.insert(d(1), Some(u64::MAX), 0);
+        let size = std::fs::metadata(&f).unwrap().len();
+        assert!(size >= (FILE_HEADER.len() + 1 + 16 * MAX_LINE) as u64);
+        for n in 2..=8 {
+            s.insert(d(n), Some(u64::MAX), 0);
+            assert_eq!(std::fs::metadata(&f).unwrap().len(), size, "entry {n}");
+        }
+        assert_eq!(entry_lines(&std::fs::read_to_string(&f).unwrap()).len(), 8);
+        let back = ReplaySet::persistent(&f, 8).unwrap();
+        assert_eq!(back.len(), 8);
+        // A crash mid-append: part of a line in the padding.
+        let mut bytes = std::fs::read(&f).unwrap();
+        let end = bytes.iter().position(|&b| b == 0).unwrap();
+        let torn = format!("{} 17", hex::encode(d(99).0));
+        bytes[end..end + torn.len()].copy_from_slice(torn.as_bytes());
+        std::fs::write(&f, &bytes).unwrap();
+        let mut back = ReplaySet::persistent(&f, 8).unwrap();
+        assert_eq!(back.len(), 8);
+        assert!(!back.contains(&d(99), 0));
     }
 
     /// An append waits for `sync` (the driver's `Replay::settle`); a
