@@ -37,13 +37,12 @@
 //! suspend signals) and after `idle` without a request, checked on every
 //! job and by [`VaultWorker::session_open`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hybrid_ctap::{Approval, Authenticator, Clock, EnvParts, RequestContext, Step, UserError};
 use hybrid_vault::{DerivedPin, PinAttempt, Vault, VaultError};
 use rand_core::OsRng;
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot, Mutex};
 use zeroize::Zeroizing;
 
@@ -120,8 +119,8 @@ impl Sessions {
 }
 
 /// What owns the vault: the [`Authenticator`] over it and the vault
-/// session's state. Behind one async mutex: the runtime's tasks run the
-/// short jobs in place, the PIN thread takes it whole for an unlock.
+/// session's state. Behind one async mutex, used in place by the tasks
+/// that ask; the PIN thread never touches it.
 #[derive(Debug)]
 struct Owner {
     auth: Authenticator<DaemonEnv>,
