@@ -13,7 +13,9 @@
 //! parameters. It also owns the PIN policy, the KDF minimum, the persisted
 //! wrong-PIN counter with its delays and lockout, file permissions and
 //! schema migrations (including the unlock-time migration of version-1
-//! vaults). See `docs/vault.md`.
+//! vaults), and the used-QR records a caller commits with a counted PIN
+//! attempt (the daemon's QR replay memory: [`UsedQr`], opaque digests, read
+//! back at start). See `docs/vault.md`.
 //!
 //! **Does not own** CTAP semantics (allow lists, credProtect, user presence:
 //! `hybrid-ctap`, whose [`hybrid_ctap::store::CredentialStore`] seam
@@ -37,6 +39,7 @@ mod pin;
 mod schema;
 mod seal;
 mod store;
+mod used_qr;
 mod vault;
 
 #[cfg(test)]
@@ -50,4 +53,5 @@ pub use pin::{
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use store::COUNTER_BLOCK;
+pub use used_qr::UsedQr;
 pub use vault::{DerivedPin, PinAttempt, PinStatus, Vault, DEFAULT_CAPACITY};

@@ -80,6 +80,13 @@ pub const MIGRATIONS: &[&str] = &[
     // docs/vault.md).
     "ALTER TABLE credentials ADD COLUMN sign_count_reserved INTEGER NOT NULL DEFAULT 0
         CHECK (sign_count_reserved BETWEEN 0 AND 4294967295);",
+    // Version 4: used-QR records committed with a counted PIN attempt
+    // (`Vault::begin_unlock_noting`, `used_qr.rs`, docs/vault.md).
+    "CREATE TABLE used_qr (
+        seq INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL CHECK (length(digest) = 32),
+        stale_after_unix INTEGER
+    ) STRICT;",
 ];
 
 /// Refuses anything that is not an SQLite 3 file, before SQLite opens it.

@@ -14,6 +14,7 @@ use crate::pin::{self, KdfParams, MAX_PIN_FAILURES, SALT_LEN};
 use crate::schema;
 use crate::seal::{self, MetaKey, SecretKey, AAD_VAULT_KEY_V1, VAULT_ID_LEN};
 use crate::store;
+use crate::used_qr::{self, UsedQr};
 
 /// `vault_meta.key_format` of a version-1 vault not yet migrated: the vault
 /// key sealed with a constant AAD, credential metadata untagged.
@@ -377,7 +378,21 @@ impl Vault {
     /// An attempt that is never finished stays counted as a failure,
     /// like a process killed during the check.
     pub fn begin_unlock(&mut self, pin: &str, now: SystemTime) -> Result<PinAttempt, VaultError> {
-        let rec = self.count_attempt(pin, now)?;
+        self.begin_unlock_noting(pin, now, &[])
+    }
+
+    /// [`Vault::begin_unlock`] that also commits `used` in the counted
+    /// attempt's transaction, so they are durable when it returns `Ok` —
+    /// one synced commit for both. On an error (policy, delay, lockout, or
+    /// the commit itself) they are not stored, and the caller must make
+    /// them durable another way. Read back with [`Vault::used_qrs`].
+    pub fn begin_unlock_noting(
+        &mut self,
+        pin: &str,
+        now: SystemTime,
+        used: &[UsedQr],
+    ) -> Result<PinAttempt, VaultError> {
+        let rec = self.count_attempt(pin, now, used)?;
         Ok(PinAttempt {
             pin: Zeroizing::new(pin.to_owned()),
             rec,
@@ -426,6 +441,13 @@ impl Vault {
         // one the unseal authenticated (no second read, and no window for
         // another writer in between).
         self.set_unlocked_from(key, &rec)
+    }
+
+    /// The used-QR records committed with PIN attempts
+    /// ([`Vault::begin_unlock_noting`]), oldest first; readable while the
+    /// vault is locked.
+    pub fn used_qrs(&self) -> Result<Vec<UsedQr>, VaultError> {
+        used_qr::read(&self.conn)
     }
 
     /// Forgets the vault key (zeroized); secrets are unavailable until the
@@ -526,7 +548,7 @@ impl Vault {
         pin: &str,
         now: SystemTime,
     ) -> Result<(SecretKey, PinRecord), VaultError> {
-        let rec = self.count_attempt(pin, now)?;
+        let rec = self.count_attempt(pin, now, &[])?;
         let kek = derive_kek(pin, &rec)?;
         self.open_sealed_key(kek, rec)
     }
@@ -534,7 +556,12 @@ impl Vault {
     /// The first half of a PIN check: the policy, the delay and the
     /// lockout, then the attempt counted by a synced commit. Returns the
     /// PIN record with the attempt counted.
-    fn count_attempt(&mut self, pin: &str, now: SystemTime) -> Result<PinRecord, VaultError> {
+    fn count_attempt(
+        &mut self,
+        pin: &str,
+        now: SystemTime,
+        used: &[UsedQr],
+    ) -> Result<PinRecord, VaultError> {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
         let tx = self
@@ -568,6 +595,9 @@ impl Vault {
             "UPDATE vault_meta SET pin_failures = ?1, next_attempt_unix_ms = ?2 WHERE singleton = 1",
         )?
         .execute(params![failures, next])?;
+        if !used.is_empty() {
+            used_qr::store(&tx, used, now_ms / 1000)?;
+        }
         tx.commit()?;
         Ok(PinRecord {
             failures,

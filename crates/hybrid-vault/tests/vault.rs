@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use hybrid_ctap::store::{CredentialStore, StoreError};
 use hybrid_vault::{
-    Vault, VaultError, APPLICATION_ID, COUNTER_BLOCK, MAX_PIN_FAILURES, SCHEMA_VERSION,
+    UsedQr, Vault, VaultError, APPLICATION_ID, COUNTER_BLOCK, MAX_PIN_FAILURES, SCHEMA_VERSION,
 };
 
 #[allow(clippy::expect_used)]
@@ -294,6 +294,50 @@ fn an_unlock_in_steps_counts_first_and_derives_away_from_the_vault() {
     assert_eq!(v.pin_status().unwrap().failures, 2);
     v.finish_unlock(second).unwrap();
     assert!(v.is_unlocked());
+}
+
+/// The daemon's used-QR records ride in the counted attempt's synced
+/// commit: durable when `begin_unlock_noting` returns, read back by a
+/// later open while locked, not stored when the attempt is refused before
+/// it is counted, and bounded (newest kept, stale ones dropped).
+#[test]
+fn used_qrs_are_committed_with_the_counted_attempt_and_stay_bounded() {
+    let used = |n: u8, stale: Option<u64>| UsedQr {
+        digest: [n; 32],
+        stale_after_unix: stale,
+    };
+    let now = 1_700_000_000;
+    let dir = common::tempdir();
+    let (path, mut v) = new_vault(dir.path());
+    v.lock();
+    assert!(v.used_qrs().unwrap().is_empty());
+
+    let first = [used(1, None), used(2, Some(now + 600))];
+    drop(
+        v.begin_unlock_noting("0000", at(0), &first)
+            .unwrap()
+            .derive(),
+    );
+    // Another connection sees them: committed, not just staged.
+    assert_eq!(Vault::open(&path).unwrap().used_qrs().unwrap(), first);
+
+    // Refused during the retry delay: the attempt is not counted and the
+    // record is not stored (the caller syncs its own file instead).
+    assert!(matches!(
+        v.begin_unlock_noting(PIN, at(0), &[used(3, None)]),
+        Err(VaultError::TooSoon { .. })
+    ));
+    assert_eq!(v.used_qrs().unwrap(), first);
+
+    // A record whose QR went stale is dropped by a later commit.
+    v.begin_unlock_noting(PIN, at(700), &[used(3, None)])
+        .unwrap();
+    assert_eq!(v.used_qrs().unwrap(), [used(1, None), used(3, None)]);
+
+    // At most 64 rows, the newest.
+    let many: Vec<UsedQr> = (10..110).map(|n| used(n, None)).collect();
+    v.begin_unlock_noting(PIN, at(800), &many).unwrap();
+    assert_eq!(v.used_qrs().unwrap(), many[100 - 64..]);
 }
 
 #[test]
