@@ -25,13 +25,18 @@
 //! A QR is inserted the moment the desktop's first message arrives, before
 //! the phone acts on it (`ceremony::driver`, `Replay::note`): its line is
 //! appended to the file (so it survives the daemon being killed) before the
-//! handshake reply, and synced (so it survives a power loss) once the reply
-//! and the post-handshake message are sent, before the phone reads the
-//! desktop's first request and before the session ends (`Replay::settle`:
-//! the `fdatasync` is kept out of the handshake's latency, while the
-//! desktop composes its request). (Until 2026-12-03 it was inserted only
-//! once the session had ended, so a daemon killed mid-session forgot a QR
-//! that had already been answered.)
+//! handshake reply, and made durable (so it survives a power loss) before
+//! the phone's first answer leaves and before the session ends
+//! (`Replay::settle`). Durable one of two ways: when the answer needs a
+//! PIN, the vault counts the attempt with a synced commit first anyway,
+//! and the entries waiting ([`Undurable`]) ride in that transaction
+//! (`hybrid_vault::Vault::begin_unlock_noting`; read back at start by
+//! [`ReplaySet::recover`]); otherwise the file's `fdatasync` runs just
+//! before the answer. One synced write per PIN-verified ceremony instead of
+//! two (docs/performance.md, "Phone: tenth round"). (Until 2026-12-03 a QR
+//! was inserted only once the session had ended, so a daemon killed
+//! mid-session forgot a QR that had already been answered; until
+//! 2026-12-04 the file was synced before the phone read the request.)
 //!
 //! The daemon's set survives a restart ([`ReplaySet::persistent`]): it is
 //! saved after every insert to a file beside the vault ([`FILE_NAME`], mode
@@ -56,6 +61,9 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hybrid_vault::UsedQr;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -105,12 +113,58 @@ struct Entry {
     stale_after_unix: Option<u64>,
 }
 
+impl Entry {
+    fn used(&self) -> UsedQr {
+        UsedQr {
+            digest: self.digest.0,
+            stale_after_unix: self.stale_after_unix,
+        }
+    }
+}
+
 /// The open replay file of [`ReplaySet`].
 #[derive(Debug)]
 struct Appender {
     file: File,
     lines: usize,
     end: u64,
+}
+
+/// The entries appended to the replay file and not yet durable anywhere
+/// (module docs): shared between the [`ReplaySet`] that appends them and
+/// the vault, whose counted PIN attempt can commit them
+/// ([`crate::vault::VaultWorker::carry_replay`]). Emptied by the file's
+/// `fdatasync` or by that commit, whichever comes first.
+#[derive(Debug, Clone, Default)]
+pub struct Undurable(Arc<Mutex<Vec<UsedQr>>>);
+
+impl Undurable {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<UsedQr>) -> T) -> T {
+        // A panic elsewhere while holding it leaves a plain list behind.
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The entries waiting, for a synced commit to carry.
+    pub fn waiting(&self) -> Vec<UsedQr> {
+        self.with(|w| w.clone())
+    }
+
+    /// `carried` were committed durably elsewhere: they wait no more.
+    pub fn carried(&self, carried: &[UsedQr]) {
+        self.with(|w| w.retain(|u| !carried.contains(u)));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.with(|w| w.is_empty())
+    }
+
+    fn push(&self, u: UsedQr) {
+        self.with(|w| w.push(u));
+    }
+
+    fn clear(&self) {
+        self.with(Vec::clear);
+    }
 }
 
 /// The digests of QRs that reached a handshake, bounded (module docs).
@@ -125,8 +179,11 @@ pub struct ReplaySet {
     /// process rewrote it whole (so a line torn by a crash is dropped
     /// before anything is appended after it).
     appender: Option<Appender>,
-    /// An entry was appended and not yet synced ([`ReplaySet::sync`]).
-    unsynced: bool,
+    /// The appended entries not yet durable ([`ReplaySet::sync`]).
+    undurable: Undurable,
+    /// How many times [`ReplaySet::sync`] ran `fdatasync`.
+    #[cfg(test)]
+    data_syncs: usize,
 }
 
 impl Default for ReplaySet {
@@ -144,7 +201,9 @@ impl ReplaySet {
             capacity,
             file: None,
             appender: None,
-            unsynced: false,
+            undurable: Undurable::default(),
+            #[cfg(test)]
+            data_syncs: 0,
         }
     }
 
@@ -246,7 +305,7 @@ impl ReplaySet {
                     Ok(()) => {
                         a.lines += 1;
                         a.end += line.len() as u64;
-                        self.unsynced = true;
+                        self.undurable.push(newest.used());
                         return;
                     }
                     Err(e) => self.append_failed(&e),
@@ -257,25 +316,61 @@ impl ReplaySet {
     }
 
     /// Makes the appended entries durable (`fdatasync`), if any are not
-    /// yet; on failure the whole set is rewritten (and synced) instead.
-    /// The ceremony driver calls it once the handshake is answered, before
-    /// it reads the desktop's first request (`ceremony::driver`).
+    /// yet — none when the vault's counted PIN attempt carried them
+    /// ([`Undurable`]); on failure the whole set is rewritten (and synced)
+    /// instead. The ceremony driver calls it before the phone's first
+    /// answer leaves, and when the session ends (`ceremony::driver`).
     pub fn sync(&mut self) {
-        if !std::mem::take(&mut self.unsynced) {
+        if self.undurable.is_empty() {
             return;
         }
         let Some(a) = &mut self.appender else {
+            self.undurable.clear();
             return;
         };
-        if let Err(e) = a.file.sync_data() {
-            self.append_failed(&e);
-            self.rewrite();
+        #[cfg(test)]
+        {
+            self.data_syncs += 1;
+        }
+        match a.file.sync_data() {
+            Ok(()) => self.undurable.clear(),
+            Err(e) => {
+                self.append_failed(&e);
+                self.rewrite();
+            }
         }
     }
 
-    /// Whether an appended entry still waits for [`ReplaySet::sync`].
+    /// Whether an appended entry is not yet durable ([`ReplaySet::sync`]).
     pub fn is_unsynced(&self) -> bool {
-        self.unsynced
+        !self.undurable.is_empty()
+    }
+
+    /// The list of entries not yet durable, for the vault to carry.
+    pub fn undurable(&self) -> Undurable {
+        self.undurable.clone()
+    }
+
+    /// Adds the entries the vault committed (`hybrid_vault::Vault::used_qrs`)
+    /// that the file lacks — its last lines, appended but not yet written
+    /// back when the machine lost power — and makes them durable in the
+    /// file. Entries already stale by `now_unix` are skipped.
+    pub fn recover(&mut self, committed: &[UsedQr], now_unix: u64) {
+        let mut added = 0;
+        for u in committed {
+            if u.stale_after_unix.is_some_and(|t| t < now_unix) {
+                continue;
+            }
+            let digest = QrDigest(u.digest);
+            if !self.contains(&digest, now_unix) {
+                self.insert(digest, u.stale_after_unix, now_unix);
+                added += 1;
+            }
+        }
+        if added > 0 {
+            tracing::info!(added, "QR replay memory: recovered entries from the vault");
+            self.sync();
+        }
     }
 
     fn append_failed(&self, e: &std::io::Error) {
@@ -289,7 +384,8 @@ impl ReplaySet {
     /// writing.
     fn rewrite(&mut self) {
         self.appender = None;
-        self.unsynced = false;
+        // Synced whole below; if that fails, nothing more can be done here.
+        self.undurable.clear();
         let Some(file) = &self.file else { return };
         let mut bytes = self.to_text().into_bytes();
         let end = bytes.len() as u64;
@@ -544,6 +640,48 @@ mod tests {
         let mut m = ReplaySet::default();
         m.insert(d(3), None, 0);
         assert!(!m.is_unsynced());
+    }
+
+    /// Entries a synced commit elsewhere carried (the vault's counted PIN
+    /// attempt) cost the file no `fdatasync`; the others still do.
+    #[test]
+    fn entries_carried_elsewhere_need_no_sync_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        let carrier = s.undurable();
+        s.insert(d(1), None, 0);
+        s.insert(d(2), Some(50), 0);
+        let waiting = carrier.waiting();
+        assert_eq!(waiting, [s.entries[1].used()]);
+        carrier.carried(&waiting);
+        assert!(!s.is_unsynced());
+        s.sync();
+        assert_eq!(s.data_syncs, 0);
+        s.insert(d(3), None, 0);
+        s.sync();
+        assert_eq!(s.data_syncs, 1);
+        assert!(carrier.waiting().is_empty());
+    }
+
+    /// At start, entries the vault committed and the file lost come back
+    /// (and are saved); stale ones and ones already known do not.
+    #[test]
+    fn entries_the_file_lost_are_recovered_from_the_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        s.insert(d(1), None, 0);
+        let used = |n: u8, stale| UsedQr {
+            digest: d(n).0,
+            stale_after_unix: stale,
+        };
+        s.recover(&[used(1, None), used(2, Some(100)), used(3, Some(5))], 10);
+        assert_eq!(s.len(), 2);
+        assert!(!s.is_unsynced());
+        let mut back = ReplaySet::persistent(&f, 4).unwrap();
+        assert!(back.contains(&d(1), 10) && back.contains(&d(2), 10));
+        assert!(!back.contains(&d(3), 0));
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //! ([`Vault::finish_unlock`]). It holds the vault from the count to the
 //! check, so nothing runs on the vault in between; a ceremony cancelled
 //! during the derivation leaves the vault locked and the attempt counted.
+//! The count's synced commit also carries the QR replay entries still
+//! waiting for their file's `fdatasync` ([`VaultWorker::carry_replay`],
+//! `crate::replay`), which then has nothing left to sync.
 //!
 //! Until 2026-12-04 every job went to one worker thread over a channel;
 //! each of the three a ceremony awaited cost two thread wake-ups
@@ -49,6 +52,7 @@ use zeroize::Zeroizing;
 use crate::approval::Verifier;
 use crate::ceremony::Authenticate;
 use crate::error::Error;
+use crate::replay::Undurable;
 use crate::BoxFuture;
 
 /// Wall clock and a monotonic clock from the worker's start.
@@ -125,6 +129,9 @@ impl Sessions {
 struct Owner {
     auth: Authenticator<DaemonEnv>,
     sessions: Option<Sessions>,
+    /// The QR replay entries not yet durable, committed with the next
+    /// counted PIN attempt ([`VaultWorker::carry_replay`]).
+    replay: Option<Undurable>,
 }
 
 impl Owner {
@@ -151,13 +158,24 @@ impl Owner {
         self.auth.process(request, ctx)
     }
 
-    /// Counts a PIN attempt durably ([`Vault::begin_unlock`]).
+    /// Counts a PIN attempt durably, with the QR replay entries waiting
+    /// in the same commit ([`Vault::begin_unlock_noting`]).
     fn begin_unlock(&mut self, pin: &str, now: Instant) -> Result<PinAttempt, VaultError> {
         self.expire(now);
-        self.auth
-            .env_mut()
-            .store
-            .begin_unlock(pin, SystemTime::now())
+        let waiting = self
+            .replay
+            .as_ref()
+            .map(Undurable::waiting)
+            .unwrap_or_default();
+        let attempt =
+            self.auth
+                .env_mut()
+                .store
+                .begin_unlock_noting(pin, SystemTime::now(), &waiting)?;
+        if let Some(r) = &self.replay {
+            r.carried(&waiting);
+        }
+        Ok(attempt)
     }
 
     /// Checks the derived PIN and unlocks ([`Vault::finish_unlock`]); a
@@ -258,7 +276,11 @@ impl VaultWorker {
             .spawn(move || pin_thread(rx))
             .map_err(Error::Runtime)?;
         Ok(VaultWorker {
-            owner: Arc::new(Mutex::new(Owner { auth, sessions })),
+            owner: Arc::new(Mutex::new(Owner {
+                auth,
+                sessions,
+                replay: None,
+            })),
             derivations,
             get_info,
         })
@@ -288,6 +310,14 @@ impl VaultWorker {
             .map_err(|_| Error::VaultWorker)?;
         let derived = derived.await.map_err(|_| Error::VaultWorker)?;
         Ok(owner.finish_unlock(derived, Instant::now())?)
+    }
+
+    /// Commits the QR replay entries waiting in `undurable` with each
+    /// counted PIN attempt from now on, so that the replay file need not
+    /// sync them itself (`crate::replay`: one synced commit instead of
+    /// two before a PIN-verified answer).
+    pub async fn carry_replay(&self, undurable: Undurable) {
+        self.with(|o, _| o.replay = Some(undurable)).await
     }
 
     /// Forgets per-session CTAP state and locks the vault (unless a vault
@@ -415,6 +445,7 @@ mod tests {
             owner: Arc::new(Mutex::new(Owner {
                 auth,
                 sessions: None,
+                replay: None,
             })),
             derivations,
             get_info: Vec::new(),
@@ -484,6 +515,43 @@ mod tests {
         let _ = w.process(ga, RequestContext::default()).await.unwrap();
         let r = w.resume(VERIFIED).await.unwrap().reply().unwrap();
         assert_eq!(r.status, hybrid_ctap::Ctap2Status::OperationDenied);
+    }
+
+    /// The QR replay entries waiting for a sync ride in the counted PIN
+    /// attempt's commit — a wrong PIN's too — so the replay file has
+    /// nothing left to sync; a later start reads them back from the vault.
+    #[tokio::test]
+    async fn a_counted_pin_attempt_commits_the_waiting_replay_entries() {
+        use crate::replay::{QrDigest, ReplaySet};
+        let (_d, v) = vault();
+        let path = v.path().to_owned();
+        let dir = path.parent().unwrap().to_owned();
+        let mut w = VaultWorker::spawn(v, hybrid_ctap::DEFAULT_AAGUID).unwrap();
+        let mut set = ReplaySet::persistent(&dir.join(crate::replay::FILE_NAME), 8).unwrap();
+        w.carry_replay(set.undurable()).await;
+        let qr = |n: u8| QrDigest::of_secret(&[n; 16]);
+        set.insert(qr(1), None, 0); // the first insert rewrites the file, synced
+        set.insert(qr(2), None, 0); // appended, waiting
+        assert!(set.is_unsynced());
+        assert!(matches!(
+            w.verify_pin(Zeroizing::new("9999".into())).await,
+            Err(Error::Vault(VaultError::WrongPin { .. }))
+        ));
+        assert!(!set.is_unsynced(), "committed with the counted attempt");
+        let committed = Vault::open(&path).unwrap().used_qrs().unwrap();
+        assert_eq!(committed.len(), 1);
+        // A start whose file lost the line gets it back from the vault.
+        let mut fresh = ReplaySet::new(8);
+        fresh.recover(&committed, 0);
+        assert!(fresh.contains(&qr(2), 0));
+        // Refused before it is counted (the retry delay): nothing carried,
+        // the file syncs it itself.
+        set.insert(qr(3), None, 0);
+        assert!(w.verify_pin(Zeroizing::new("1234".into())).await.is_err());
+        assert!(set.is_unsynced());
+        set.sync();
+        assert!(!set.is_unsynced());
+        assert_eq!(Vault::open(&path).unwrap().used_qrs().unwrap(), committed);
     }
 
     #[tokio::test]

@@ -242,6 +242,43 @@ async fn qr_replay_memory_survives_a_daemon_restart() {
     assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
 }
 
+/// A QR answered after a PIN is committed in the vault with the counted
+/// attempt (the replay file's line is then not synced by itself): a power
+/// loss that drops the file's unsynced lines — here, the whole file is
+/// gone — does not make it good again; the next start reads it back from
+/// the vault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_committed_with_the_pin_attempt_is_refused_even_if_the_file_lost_it() {
+    let mut w = world(30).await;
+    let desktop = || {
+        Desktop::new(&mut OsRng)
+            .unwrap()
+            .with_request_type(RequestType::MakeCredential)
+    };
+    // A daemon's first record rewrites the file whole (synced); the
+    // second is appended, and carried by the vault.
+    let first = desktop();
+    assert_ok(&w.register(&first, &first.qr_uri()).await);
+    let d = desktop();
+    let uri = d.qr_uri();
+    assert_ok(&w.register(&d, &uri).await);
+    w._daemon = None;
+    let file =
+        w.h.vault()
+            .parent()
+            .unwrap()
+            .join(hybridd::replay::FILE_NAME);
+    std::fs::remove_file(&file).unwrap();
+    w.restart(30).await;
+    assert_replayed(&w.h.run(&["scan", &uri]));
+    assert_eq!(count(&w.log(), "opening tunnel"), 0, "{}", w.log());
+    assert!(
+        w.log().contains("recovered entries from the vault"),
+        "{}",
+        w.log()
+    );
+}
+
 /// A daemon killed mid-session — handshake done, no request answered yet —
 /// still refuses the QR after a restart: the record is saved when the
 /// desktop's first message arrives, before the phone answers it, not when

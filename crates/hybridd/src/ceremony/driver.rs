@@ -114,11 +114,12 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Makes the inserted record durable ([`ReplaySet::sync`]). Called
-    /// before the driver waits for input and when the session ends: the
-    /// `fdatasync` runs once the handshake reply and the post-handshake
-    /// message are sent — while the desktop is composing its request —
-    /// not between msg1 and the reply.
+    /// Makes the inserted record durable before the phone's first answer
+    /// leaves, and when the session ends ([`ReplaySet::sync`]). When the
+    /// person was asked for a PIN, the vault's counted attempt has
+    /// committed the record already (`VaultWorker::carry_replay`) and
+    /// nothing is left to sync; otherwise the replay file's `fdatasync`
+    /// runs here.
     fn settle(&mut self) {
         if self.inserted {
             self.set.sync();
@@ -129,7 +130,7 @@ impl<'a> Replay<'a> {
     /// after every input, before the session's next actions run): the
     /// record is in the file (in the page cache, so it survives the daemon
     /// being killed) before the phone answers msg1, and durable
-    /// ([`Replay::settle`]) before the phone reads the desktop's request.
+    /// ([`Replay::settle`]) before the phone answers a request.
     fn note(&mut self, session: &PhoneSession<OsRng>) {
         if !self.inserted && session.phases().desktop_message.is_some() {
             self.inserted = true;
@@ -375,6 +376,11 @@ impl Driver<'_, '_> {
     /// back) and notes the times of the handshake reply, the post-handshake
     /// message and responses as the messages leave.
     async fn send(&mut self, batch: Vec<Vec<u8>>) {
+        if self.pending_status.is_some() {
+            // A CTAP response is in the batch: nothing is answered before
+            // the QR's record is durable.
+            self.replay.settle();
+        }
         let count = batch.len();
         let on_l2cap = self.session.path() == Some(DataPath::L2cap);
         let channel = if on_l2cap {
@@ -476,7 +482,6 @@ impl Driver<'_, '_> {
             replay,
             ..
         } = self;
-        replay.settle();
         let mut answer = peers.user.approve(question);
         loop {
             let deadline = session.poll_timeout();
@@ -496,7 +501,6 @@ impl Driver<'_, '_> {
     /// Waits for the next input: a channel message or close, the session's
     /// deadline, or cancellation.
     async fn wait(&mut self) {
-        self.replay.settle();
         let deadline = self.session.poll_timeout();
         tokio::select! {
             i = self.channels.next() => self.channels.feed(&mut self.session, i).await,

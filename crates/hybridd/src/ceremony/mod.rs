@@ -157,7 +157,8 @@ impl std::fmt::Debug for Ceremony<'_> {
     }
 }
 
-fn unix_now() -> u64 {
+/// The wall clock in Unix seconds (0 before 1970).
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

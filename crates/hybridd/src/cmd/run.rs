@@ -160,6 +160,9 @@ impl Daemon {
     /// automatic approval, builds the radio.
     pub async fn open(config: Config) -> Result<Daemon, Error> {
         let vault = open_vault(&config.vault)?;
+        // QR replay entries the vault committed with PIN attempts: the
+        // file below may have lost its last unsynced lines to a power loss.
+        let used_qrs = vault.used_qrs()?;
         let auto = auto_approver(&config)?;
         let vault = if config.verify == VerifyMode::Fingerprint {
             crate::vault_session::harden_process();
@@ -176,7 +179,9 @@ impl Daemon {
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join(crate::replay::FILE_NAME);
-        let replay = ReplaySet::persistent(&replay_file, crate::replay::DEFAULT_CAPACITY)?;
+        let mut replay = ReplaySet::persistent(&replay_file, crate::replay::DEFAULT_CAPACITY)?;
+        replay.recover(&used_qrs, crate::ceremony::unix_now());
+        vault.carry_replay(replay.undurable()).await;
         Ok(Daemon {
             vault,
             auto,
