@@ -237,6 +237,10 @@ pub struct PhoneSession<R: CryptoRngCore> {
     l2cap_offered: bool,
     l2cap_capable: bool,
     l2cap: L2cap,
+    /// How a desktop's L2CAP channel ended after it connected and before
+    /// its handshake, reported instead of `DesktopNeverConnected` if no
+    /// handshake comes at all ([`PhoneSession::no_handshake`]).
+    l2cap_lost: Option<FailReason>,
     path: Option<DataPath>,
 }
 
@@ -297,6 +301,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             l2cap_offered: qr.offers_ble_l2cap(),
             l2cap_capable: false,
             l2cap: L2cap::Off,
+            l2cap_lost: None,
             path: None,
             config,
         };
@@ -389,7 +394,10 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                 );
                 self.fail(now, FailReason::TunnelUnreachable(why));
             }
-            State::Advertising { .. } => self.fail(now, FailReason::DesktopNeverConnected),
+            State::Advertising { .. } => {
+                let reason = self.no_handshake();
+                self.fail(now, reason)
+            }
             State::Ready { answered, .. } => {
                 // Grace after the last reply over, or more commands were
                 // allowed but none came: the answered ones stand.
@@ -518,7 +526,8 @@ impl<R: CryptoRngCore> PhoneSession<R> {
     /// the tunnel's close or failure is ([`on_tunnel_closed`](Self::on_tunnel_closed),
     /// [`on_tunnel_error`](Self::on_tunnel_error)); before, the session falls
     /// back to the tunnel ([`Action::CloseL2cap`]) — or, if the tunnel is
-    /// gone too, ends with `DesktopNeverConnected`.
+    /// gone too, ends: `DesktopNeverConnected` when no desktop had
+    /// connected, else how its channel ended ([`PhoneSession::no_handshake`]).
     pub fn on_l2cap_closed(&mut self, error: Option<String>, now: Instant) {
         if self.path == Some(DataPath::L2cap) {
             return match error {
@@ -530,9 +539,20 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             return;
         }
         let advertised = self.l2cap != L2cap::Listening;
+        if self.l2cap == L2cap::Connected {
+            // The desktop reached us over Bluetooth: "never connected"
+            // would send its user looking at the wrong thing.
+            self.l2cap_lost = Some(match error {
+                Some(e) => FailReason::TunnelFailed(format!(
+                    "L2CAP channel: {e} (before the computer's handshake)"
+                )),
+                None => FailReason::PeerClosedEarly,
+            });
+        }
         self.l2cap = L2cap::Off;
         if self.tunnel_gone {
-            return self.fail(now, FailReason::DesktopNeverConnected);
+            let reason = self.no_handshake();
+            return self.fail(now, reason);
         }
         self.actions.push_back(Action::CloseL2cap);
         if !advertised {
@@ -542,6 +562,17 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                 self.actions.push_back(Action::StartAdvert(advert));
             }
         }
+    }
+
+    /// Why the session ends without a desktop handshake: the way a
+    /// desktop's L2CAP channel ended before its msg1, if one connected
+    /// (an error: `TunnelFailed` naming the channel; a clean close:
+    /// `PeerClosedEarly`), else `DesktopNeverConnected` (§5.3 "Failure
+    /// handling").
+    fn no_handshake(&mut self) -> FailReason {
+        self.l2cap_lost
+            .take()
+            .unwrap_or(FailReason::DesktopNeverConnected)
     }
 
     /// The data path the desktop's handshake arrived on, once it did.
@@ -625,7 +656,10 @@ impl<R: CryptoRngCore> PhoneSession<R> {
             State::OpeningTunnel { .. } => {
                 self.fail(now, FailReason::TunnelUnreachable("tunnel closed".into()))
             }
-            State::Advertising { .. } => self.fail(now, FailReason::DesktopNeverConnected),
+            State::Advertising { .. } => {
+                let reason = self.no_handshake();
+                self.fail(now, reason)
+            }
             State::Ready {
                 answered,
                 outstanding,

@@ -191,6 +191,38 @@ fn tunnel_loss_waits_for_l2cap_and_both_lost_is_never_connected() {
     ends_with(&actions, Outcome::Failed(FailReason::DesktopNeverConnected));
 }
 
+/// A desktop that connected over L2CAP and lost its channel before its
+/// handshake is not reported as never connected: the link's error (or the
+/// desktop's close) is the reason, whether the tunnel was gone already or
+/// the wait ran out afterwards.
+#[test]
+fn a_connected_desktop_whose_channel_drops_is_not_never_connected() {
+    let (mut h, _) = advertised();
+    h.session.on_tunnel_closed(h.at(2));
+    assert!(h.session.on_l2cap_connected(h.at(2)));
+    drain(&mut h.session);
+    h.session
+        .on_l2cap_closed(Some("connection reset".into()), h.at(3));
+    let Outcome::Failed(FailReason::TunnelFailed(why)) = h.session.outcome().unwrap().clone()
+    else {
+        panic!("{:?}", h.session.outcome());
+    };
+    assert!(why.contains("L2CAP channel: connection reset"), "{why}");
+
+    // Closed cleanly by the desktop, the tunnel still up: the session
+    // falls back to the tunnel, and when nothing comes the close stands.
+    let (mut h, _) = advertised();
+    assert!(h.session.on_l2cap_connected(h.at(2)));
+    drain(&mut h.session);
+    h.session.on_l2cap_closed(None, h.at(3));
+    assert_eq!(drain(&mut h.session), vec![Action::CloseL2cap]);
+    h.session.handle_timeout(h.at(121));
+    ends_with(&h.finished(), Outcome::Failed(FailReason::PeerClosedEarly));
+
+    // A listener that failed before any desktop connected is still
+    // "never connected" (above).
+}
+
 #[test]
 fn never_connected_closes_the_listener_too() {
     let (mut h, _) = advertised();
