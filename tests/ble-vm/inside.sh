@@ -203,6 +203,20 @@ ceremonies() {
   eval driver=\$DRIVER_${rel%.*}_${rel#*.}
   drive "$name" "$driver" uv "$P/ca.pem" "$transports" > /tmp/drive.out; cat /tmp/drive.out
   out=$OUT/driver-$name.out
+  retried=""
+  # A known flake of the emulated radios under TCG on a busy host: the
+  # desktop's LE L2CAP link drops within seconds of connecting, before any
+  # byte of its handshake (libwebauthn: "send MTU did not become
+  # available", then its first write fails with os error 107), and the
+  # phone reports the drop (peer_closed_early). Only that symptom, in an
+  # L2CAP scenario, gets one more try, and the PASS line says so.
+  if ! grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ "$transports" = local ] \
+     && grep -q 'os error 107' "$OUT/driver-$name.log" \
+     && grep -q 'peer_closed_early' "$OUT/scan-$name.log"; then
+    retried=" (link dropped before the handshake on the first try, passed on the second: $(grep -m1 -o 'send MTU did not become available' "$OUT/driver-$name.log"))"
+    mv "$out" "$out.first"; mv "$OUT/driver-$name.log" "$OUT/driver-$name.log.first"
+    drive "$name" "$driver" uv "$P/ca.pem" "$transports" > /tmp/drive.out; cat /tmp/drive.out
+  fi
   create=$(sed -n 's/^RUN 1 create: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   get=$(sed -n 's/^RUN 1 get: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   verified=$(grep -o 'p256_verified=true rp_verified=true tampered_rejected=true' "$out")
@@ -213,7 +227,7 @@ ceremonies() {
   if grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ -n "$verified" ] && [ -n "$create" ] && [ -n "$get" ] \
      && [ "$paths" = "$want_paths" ] && [ "$tunnels" = "$want_tunnels" ] \
      && case $adverts in *"$want_advert"*) true ;; *) false ;; esac; then
-    scenario "$name: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; tunnels relayed by the server: $tunnels; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts"
+    scenario "$name: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; tunnels relayed by the server: $tunnels; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts$retried"
   else
     scenario "$name: FAIL path=$path (want $want_paths) tunnels_paired=$tunnels (want $want_tunnels) adverts:$adverts (want $want_advert) $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-$name.log")"
   fi
