@@ -83,6 +83,22 @@ set -- $(adapters); PHONE=$1; DESK=$2
 echo "phone $PHONE, desktop $DESK" > "$OUT/adapters"
 # bluetoothd powers new controllers on by itself (AutoEnable); make sure.
 for h in "$PHONE" "$DESK"; do timeout 10 btmgmt --index "${h#hci}" power on; done
+# ...and every other controller off. libwebauthn's L2CAP socket is not bound
+# to an adapter, so the kernel routes it through the newest powered
+# controller (hci_get_route), the spare if it is up. Two controllers linked
+# to the phone's at once then break btvirt: its emulated controllers (BlueZ
+# 5.66's btdev) give every ACL link handle 42, and the phone's packets for
+# one link reach the other. The HCI trace of a failed CI run showed it: the
+# probe of l2cap-radio still linked from the desktop's controller, the spare
+# linking for libwebauthn, the phone's LE Credit Based Connection Response
+# delivered to the wrong one; libwebauthn's channel never opened ("send MTU
+# did not become available", then os error 107).
+for h in $(ls /sys/class/bluetooth | grep -x 'hci[0-9]*'); do
+  case " $PHONE $DESK " in *" $h "*) continue ;; esac
+  timeout 10 btmgmt --index "${h#hci}" power off
+  hciconfig "$h" | grep -q DOWN || timeout 10 hciconfig "$h" down
+  echo "spare $h: $(hciconfig "$h" | grep -o -m1 -E 'UP|DOWN')" >> "$OUT/adapters"
+done
 addr_of() { timeout 5 btmgmt --index "${1#hci}" info | sed -n 's/^\s*addr \([0-9A-F:]*\).*/\1/p' | head -1; }
 PHONE_ADDR=$(addr_of "$PHONE"); DESK_ADDR=$(addr_of "$DESK")
 echo "phone $PHONE $PHONE_ADDR, desktop $DESK $DESK_ADDR" >> "$OUT/adapters"
@@ -201,22 +217,15 @@ drive() {
 ceremonies() {
   name=$1 rel=$2 transports=$3 want_paths=$4 want_tunnels=$5 want_advert=$6
   eval driver=\$DRIVER_${rel%.*}_${rel#*.}
+  log_before=$(( $(wc -l < "$OUT/hybridd.log") + 1 ))
   drive "$name" "$driver" uv "$P/ca.pem" "$transports" > /tmp/drive.out; cat /tmp/drive.out
   out=$OUT/driver-$name.out
-  retried=""
-  # A known flake of the emulated radios under TCG on a busy host: the
-  # desktop's LE L2CAP link drops within seconds of connecting, before any
-  # byte of its handshake (libwebauthn: "send MTU did not become
-  # available", then its first write fails with os error 107), and the
-  # phone reports the drop (peer_closed_early). Only that symptom, in an
-  # L2CAP scenario, gets one more try, and the PASS line says so.
-  if ! grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ "$transports" = local ] \
-     && grep -q 'os error 107' "$OUT/driver-$name.log" \
-     && grep -q 'peer_closed_early' "$OUT/scan-$name.log"; then
-    retried=" (link dropped before the handshake on the first try, passed on the second: $(grep -m1 -o 'send MTU did not become available' "$OUT/driver-$name.log"))"
-    mv "$out" "$out.first"; mv "$OUT/driver-$name.log" "$OUT/driver-$name.log.first"
-    drive "$name" "$driver" uv "$P/ca.pem" "$transports" > /tmp/drive.out; cat /tmp/drive.out
-  fi
+  # The phone's side of each L2CAP channel: which controller the desktop's
+  # channel came from (hybrid-bluez logs "desktop connected over L2CAP
+  # peer=…"), so an L2CAP pass proves the desktop's own controller.
+  l2peers=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/hybridd.log" | sed -n "$log_before,\$p" \
+    | sed -n 's/.*hybrid_bluez::l2cap: desktop connected over L2CAP peer=\([0-9A-F:]*\).*/\1/p' | sort -u | tr '\n' ' ' | sed 's/ $//')
+  want_peers=""; [ "$want_paths" = "l2cap l2cap" ] && want_peers=$DESK_ADDR
   create=$(sed -n 's/^RUN 1 create: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   get=$(sed -n 's/^RUN 1 get: OK.* total_ms=\([0-9]*\) channel_ms=.*/\1/p' "$out")
   verified=$(grep -o 'p256_verified=true rp_verified=true tampered_rejected=true' "$out")
@@ -225,11 +234,11 @@ ceremonies() {
   paths=$(sed -n 's/.* paths=\[\(.*\)\] .*/\1/p' /tmp/drive.out)
   case $paths in "l2cap l2cap") path=l2cap ;; "tunnel tunnel") path=tunnel ;; *) path="mixed($paths)" ;; esac
   if grep -q '^DRIVER RESULT: scenario=uv 1/1' "$out" && [ -n "$verified" ] && [ -n "$create" ] && [ -n "$get" ] \
-     && [ "$paths" = "$want_paths" ] && [ "$tunnels" = "$want_tunnels" ] \
+     && [ "$paths" = "$want_paths" ] && [ "$tunnels" = "$want_tunnels" ] && [ "$l2peers" = "$want_peers" ] \
      && case $adverts in *"$want_advert"*) true ;; *) false ;; esac; then
-    scenario "$name: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; tunnels relayed by the server: $tunnels; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts$retried"
+    scenario "$name: PASS path=$path verify=create registered by webauthn-rs-core, get $verified; tunnels relayed by the server: $tunnels; qr_to_credential_ms create=$create get=$get; phone adverts:$adverts${l2peers:+; L2CAP from the desktop's controller $l2peers}"
   else
-    scenario "$name: FAIL path=$path (want $want_paths) tunnels_paired=$tunnels (want $want_tunnels) adverts:$adverts (want $want_advert) $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-$name.log")"
+    scenario "$name: FAIL path=$path (want $want_paths) tunnels_paired=$tunnels (want $want_tunnels) adverts:$adverts (want $want_advert) l2cap_peers=[$l2peers] (want [$want_peers]) $(grep -E '^(RUN|DRIVER)' "$out" | tr '\n' ' ') $(tail -n1 "$OUT/driver-$name.log")"
   fi
 }
 
