@@ -361,9 +361,7 @@ impl ReplaySet {
             if u.stale_after_unix.is_some_and(|t| t < now_unix) {
                 continue;
             }
-            let digest = QrDigest(u.digest);
-            if !self.contains(&digest, now_unix) {
-                self.insert(digest, u.stale_after_unix, now_unix);
+            if self.insert(QrDigest(u.digest), u.stale_after_unix, now_unix) {
                 added += 1;
             }
         }
@@ -421,11 +419,16 @@ impl ReplaySet {
     /// Records a QR that reached a handshake. `stale_after_unix` is the
     /// Unix second after which the freshness policy refuses it (its key 3 +
     /// the maximum age), `None` when it carries no timestamp. The oldest
-    /// entry is forgotten when the set is full.
-    pub fn insert(&mut self, digest: QrDigest, stale_after_unix: Option<u64>, now_unix: u64) {
+    /// entry is forgotten when the set is full. Returns whether it was new.
+    pub fn insert(
+        &mut self,
+        digest: QrDigest,
+        stale_after_unix: Option<u64>,
+        now_unix: u64,
+    ) -> bool {
         self.prune(now_unix);
         if self.entries.iter().any(|e| e.digest == digest) {
-            return;
+            return false;
         }
         while self.entries.len() >= self.capacity {
             self.entries.pop_front();
@@ -435,6 +438,7 @@ impl ReplaySet {
             stale_after_unix,
         });
         self.save();
+        true
     }
 
     /// How many QRs are remembered.
@@ -459,6 +463,15 @@ mod tests {
 
     fn d(n: u8) -> QrDigest {
         QrDigest::of_secret(&[n; 16])
+    }
+
+    /// A set saved to a file in a fresh directory (kept alive by the
+    /// returned guard), with that file's path.
+    fn file_set(capacity: usize) -> (tempfile::TempDir, PathBuf, ReplaySet) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE_NAME);
+        let s = ReplaySet::persistent(&f, capacity).unwrap();
+        (dir, f, s)
     }
 
     #[test]
@@ -548,9 +561,7 @@ mod tests {
     #[test]
     fn inserts_append_and_the_file_stays_bounded() {
         use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(FILE_NAME);
-        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        let (_dir, f, mut s) = file_set(4);
         s.insert(d(1), None, 0);
         let inode = std::fs::metadata(&f).unwrap().ino();
         s.insert(d(2), None, 0);
@@ -593,9 +604,7 @@ mod tests {
     /// the padding by a crash is skipped when the file is read back.
     #[test]
     fn appends_fill_reserved_room_without_growing_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(FILE_NAME);
-        let mut s = ReplaySet::persistent(&f, 8).unwrap();
+        let (_dir, f, mut s) = file_set(8);
         s.insert(d(1), Some(u64::MAX), 0);
         let size = std::fs::metadata(&f).unwrap().len();
         assert!(size >= (FILE_HEADER.len() + 1 + 16 * MAX_LINE) as u64);
@@ -621,9 +630,7 @@ mod tests {
     /// rewrite is synced by itself; a memory-only set has nothing to sync.
     #[test]
     fn an_appended_entry_is_unsynced_until_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(FILE_NAME);
-        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        let (_dir, f, mut s) = file_set(4);
         s.insert(d(1), None, 0);
         assert!(
             !s.is_unsynced(),
@@ -646,9 +653,7 @@ mod tests {
     /// attempt) cost the file no `fdatasync`; the others still do.
     #[test]
     fn entries_carried_elsewhere_need_no_sync_of_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(FILE_NAME);
-        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        let (_dir, _, mut s) = file_set(4);
         let carrier = s.undurable();
         s.insert(d(1), None, 0);
         s.insert(d(2), Some(50), 0);
@@ -668,9 +673,7 @@ mod tests {
     /// (and are saved); stale ones and ones already known do not.
     #[test]
     fn entries_the_file_lost_are_recovered_from_the_vault() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join(FILE_NAME);
-        let mut s = ReplaySet::persistent(&f, 4).unwrap();
+        let (_dir, f, mut s) = file_set(4);
         s.insert(d(1), None, 0);
         let used = |n: u8, stale| UsedQr {
             digest: d(n).0,

@@ -130,8 +130,9 @@ struct Owner {
     auth: Authenticator<DaemonEnv>,
     sessions: Option<Sessions>,
     /// The QR replay entries not yet durable, committed with the next
-    /// counted PIN attempt ([`VaultWorker::carry_replay`]).
-    replay: Option<Undurable>,
+    /// counted PIN attempt ([`VaultWorker::carry_replay`]; empty until
+    /// then).
+    replay: Undurable,
 }
 
 impl Owner {
@@ -162,19 +163,13 @@ impl Owner {
     /// in the same commit ([`Vault::begin_unlock_noting`]).
     fn begin_unlock(&mut self, pin: &str, now: Instant) -> Result<PinAttempt, VaultError> {
         self.expire(now);
-        let waiting = self
-            .replay
-            .as_ref()
-            .map(Undurable::waiting)
-            .unwrap_or_default();
+        let waiting = self.replay.waiting();
         let attempt =
             self.auth
                 .env_mut()
                 .store
                 .begin_unlock_noting(pin, SystemTime::now(), &waiting)?;
-        if let Some(r) = &self.replay {
-            r.carried(&waiting);
-        }
+        self.replay.carried(&waiting);
         Ok(attempt)
     }
 
@@ -279,7 +274,7 @@ impl VaultWorker {
             owner: Arc::new(Mutex::new(Owner {
                 auth,
                 sessions,
-                replay: None,
+                replay: Undurable::default(),
             })),
             derivations,
             get_info,
@@ -317,7 +312,7 @@ impl VaultWorker {
     /// sync them itself (`crate::replay`: one synced commit instead of
     /// two before a PIN-verified answer).
     pub async fn carry_replay(&self, undurable: Undurable) {
-        self.with(|o, _| o.replay = Some(undurable)).await
+        self.with(|o, _| o.replay = undurable).await
     }
 
     /// Forgets per-session CTAP state and locks the vault (unless a vault
@@ -445,7 +440,7 @@ mod tests {
             owner: Arc::new(Mutex::new(Owner {
                 auth,
                 sessions: None,
-                replay: None,
+                replay: Undurable::default(),
             })),
             derivations,
             get_info: Vec::new(),
