@@ -281,6 +281,7 @@ impl Vault {
             blocks.push((meta.id.clone(), new_block(meta.sign_count)));
         }
         tx.commit()?;
+        self.unsynced = false;
         self.counter_blocks.extend(blocks);
         Ok(())
     }
@@ -345,15 +346,28 @@ impl Vault {
     pub fn bump_sign_count(&mut self, id: &[u8], now_unix: u64) -> Result<u32, VaultError> {
         if let Some(block) = self.counter_blocks.get(id).copied() {
             if block.last < block.reserved {
-                if let Some(count) =
+                // A PIN attempt still waiting for its sync rides in this
+                // commit instead (`Vault::begin_unlock`): the assertion is
+                // about to leave.
+                let carry = self.unsynced;
+                let counted = if carry {
+                    self.bump_in(id, now_unix, Some(block))?
+                } else {
                     self.without_own_sync(|v| v.bump_in(id, now_unix, Some(block)))?
-                {
+                };
+                if let Some(count) = counted {
+                    if carry {
+                        self.unsynced = false;
+                    }
                     return Ok(count);
                 }
             }
         }
-        self.bump_in(id, now_unix, None)?
-            .ok_or_else(|| VaultError::Corrupt("signature counter not reserved".into()))
+        let count = self
+            .bump_in(id, now_unix, None)?
+            .ok_or_else(|| VaultError::Corrupt("signature counter not reserved".into()))?;
+        self.unsynced = false;
+        Ok(count)
     }
 
     /// One bump in one transaction (committed at the connection's current

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore};
 use zeroize::Zeroizing;
 
-use crate::{pin, KdfParams, Vault};
+use crate::{pin, KdfParams, Vault, VaultError};
 
 const PIN: &str = "PIN-3141-plaintext";
 
@@ -286,4 +286,81 @@ fn a_power_loss_never_makes_a_counter_repeat() {
     v.unlock(PIN, std::time::SystemTime::now()).unwrap();
     let again = v.next_sign_count(&m.id, 11).unwrap();
     assert!(again > after && again <= after + crate::COUNTER_BLOCK);
+}
+
+/// The daemon's PIN check in steps (`begin_unlock`, `finish_unlock`):
+/// the count is written at once, without a sync of its own (another
+/// connection sees it, so a killed process keeps it), and a wrong PIN
+/// syncs it before the failure is reported.
+#[test]
+fn a_begun_attempt_is_written_at_once_and_a_wrong_pin_syncs_it_before_it_is_reported() {
+    let dir = private_dir();
+    let path = dir.path().join("vault.db");
+    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
+    v.lock();
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let attempt = v.begin_unlock("0000", now).unwrap();
+    assert!(v.unsynced_attempt());
+    assert_eq!(v.wal_syncs, 0, "counted without a sync of its own");
+    let other = Vault::open(&path).unwrap();
+    assert_eq!(other.pin_status().unwrap().failures, 1, "written at once");
+    drop(other);
+    let err = v.finish_unlock(attempt.derive()).unwrap_err();
+    assert!(matches!(err, VaultError::WrongPin { .. }), "{err:?}");
+    assert_eq!(v.wal_syncs, 1, "synced before the wrong PIN was reported");
+    assert!(!v.unsynced_attempt());
+    v.make_durable().unwrap();
+    assert_eq!(v.wal_syncs, 1, "nothing left to sync");
+}
+
+/// After a correct PIN the count waits for the vault's next synced commit
+/// — a new credential, or a signature counter, which then commits with a
+/// sync even inside its block — or for `make_durable`; never two syncs.
+#[test]
+fn after_a_correct_pin_the_next_synced_commit_carries_the_count() {
+    const FULL: i64 = 2;
+    let dir = private_dir();
+    let path = dir.path().join("vault.db");
+    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
+    v.lock();
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let unlock = |v: &mut Vault| {
+        let attempt = v.begin_unlock(PIN, now).unwrap();
+        v.finish_unlock(attempt.derive()).unwrap();
+        assert!(
+            v.unsynced_attempt(),
+            "a correct PIN leaves the sync to what follows"
+        );
+    };
+    unlock(&mut v);
+    let (m, s) = cred(1);
+    v.insert(&m, &s).unwrap();
+    assert!(
+        !v.unsynced_attempt(),
+        "the insert's synced commit carried it"
+    );
+    v.make_durable().unwrap();
+    assert_eq!(v.wal_syncs, 0);
+
+    v.lock();
+    unlock(&mut v);
+    assert_eq!(v.next_sign_count(&m.id, 10).unwrap(), 1);
+    assert!(!v.unsynced_attempt(), "the counter's commit carried it");
+    let synchronous: i64 = v
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, FULL);
+    assert_eq!(v.wal_syncs, 0);
+    // Within the block and with nothing waiting: no sync of its own again.
+    assert_eq!(v.next_sign_count(&m.id, 11).unwrap(), 2);
+
+    v.lock();
+    unlock(&mut v);
+    v.make_durable().unwrap();
+    assert_eq!(v.wal_syncs, 1, "nothing else carried it");
+    assert!(!v.unsynced_attempt());
+    drop(v);
+    let v = Vault::open(&path).unwrap();
+    assert_eq!(v.pin_status().unwrap().failures, 0);
 }

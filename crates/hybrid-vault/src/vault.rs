@@ -56,6 +56,13 @@ pub struct Vault {
     /// Signature counters this process reserved durably, by credential ID
     /// (`Vault::bump_sign_count`).
     pub(crate) counter_blocks: std::collections::HashMap<Vec<u8>, store::CounterBlock>,
+    /// A PIN attempt counted without a sync of its own
+    /// ([`Vault::begin_unlock_noting`]) that no synced commit has covered
+    /// yet ([`Vault::make_durable`]).
+    pub(crate) unsynced: bool,
+    /// How many times [`Vault::make_durable`] synced the log.
+    #[cfg(test)]
+    pub(crate) wal_syncs: usize,
 }
 
 impl core::fmt::Debug for Vault {
@@ -304,6 +311,9 @@ impl Vault {
             meta_key: None,
             capacity: DEFAULT_CAPACITY,
             counter_blocks: std::collections::HashMap::new(),
+            unsynced: false,
+            #[cfg(test)]
+            wal_syncs: 0,
         };
         vault.pin_record()?.check()?;
         Ok(vault)
@@ -369,11 +379,23 @@ impl Vault {
     /// [`Vault::unlock`] in three steps, for a caller that runs the key
     /// derivation elsewhere (the daemon: on its own thread, while its
     /// runtime goes on). This step checks the PIN policy, the retry
-    /// delay and the lockout, and counts the attempt durably — as
-    /// `unlock` does, before anything looks at the PIN. Then
+    /// delay and the lockout, and counts the attempt — written before
+    /// anything looks at the PIN, as `unlock` does. Then
     /// [`PinAttempt::derive`] runs Argon2id without the vault (the only
     /// long part: hundreds of milliseconds with [`KdfParams::DEFAULT`]),
     /// and [`Vault::finish_unlock`] checks the result and unlocks.
+    ///
+    /// **When the count is durable.** Unlike `unlock`, this step commits the
+    /// count without a sync of its own: it is in the operating system's
+    /// cache when this returns, so a killed process keeps it. It is synced
+    /// before the check's outcome can leave the caller: `finish_unlock`
+    /// syncs it before it reports a wrong PIN; after a correct one the
+    /// vault's next synced commit (the new credential, a signature counter)
+    /// carries it, and the caller runs [`Vault::make_durable`] before it
+    /// answers anything else. A power loss between the check and that sync
+    /// loses the count, but also the outcome: nobody has learned it. This
+    /// saves a ceremony with a new passkey one of its two syncs
+    /// (docs/performance.md, "Phone: eleventh round").
     ///
     /// An attempt that is never finished stays counted as a failure,
     /// like a process killed during the check.
@@ -382,21 +404,55 @@ impl Vault {
     }
 
     /// [`Vault::begin_unlock`] that also commits `used` in the counted
-    /// attempt's transaction, so they are durable when it returns `Ok` —
-    /// one synced commit for both. On an error (policy, delay, lockout, or
-    /// the commit itself) they are not stored, and the caller must make
-    /// them durable another way. Read back with [`Vault::used_qrs`].
+    /// attempt's transaction: they become durable with the attempt (see
+    /// there; [`Vault::unsynced_attempt`] says when). On an error (policy,
+    /// delay, lockout, or the commit itself) they are not stored, and the
+    /// caller must make them durable another way. Read back with
+    /// [`Vault::used_qrs`].
     pub fn begin_unlock_noting(
         &mut self,
         pin: &str,
         now: SystemTime,
         used: &[UsedQr],
     ) -> Result<PinAttempt, VaultError> {
-        let rec = self.count_attempt(pin, now, used)?;
+        let rec = self.without_own_sync(|v| v.count_attempt(pin, now, used))?;
+        self.unsynced = true;
         Ok(PinAttempt {
             pin: Zeroizing::new(pin.to_owned()),
             rec,
         })
+    }
+
+    /// Whether a PIN attempt counted by [`Vault::begin_unlock_noting`] (and
+    /// the records committed with it) still waits for a sync.
+    pub fn unsynced_attempt(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Syncs a PIN attempt [`Vault::begin_unlock_noting`] counted without
+    /// a sync, when no synced commit has carried it yet: `fdatasync` of the
+    /// vault's write-ahead log, which holds every commit since the last
+    /// checkpoint (the same sync a `synchronous = FULL` commit ends with).
+    /// Nothing to do otherwise. Run it before an answer that follows a PIN
+    /// check leaves.
+    pub fn make_durable(&mut self) -> Result<(), VaultError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let wal = PathBuf::from(format!("{}-wal", self.conn.path().unwrap_or_default()));
+        let io = |source| VaultError::Io {
+            path: wal.clone(),
+            source,
+        };
+        std::fs::File::open(&wal)
+            .and_then(|f| f.sync_data())
+            .map_err(io)?;
+        self.unsynced = false;
+        #[cfg(test)]
+        {
+            self.wal_syncs += 1;
+        }
+        Ok(())
     }
 
     /// The last step of [`Vault::begin_unlock`]: opens the sealed vault key
@@ -410,6 +466,15 @@ impl Vault {
     /// or a PIN change since `begin_unlock`, is refused with
     /// [`VaultError::ChangedConcurrently`] (and stays counted).
     pub fn finish_unlock(&mut self, derived: DerivedPin) -> Result<(), VaultError> {
+        let checked = self.check_derived(derived);
+        if checked.is_err() {
+            // A failure is reported only once its counted attempt is durable.
+            self.make_durable()?;
+        }
+        checked
+    }
+
+    fn check_derived(&mut self, derived: DerivedPin) -> Result<(), VaultError> {
         let DerivedPin { pin, rec, kek } = derived;
         if self.pin_record()? != rec {
             return Err(VaultError::ChangedConcurrently);
@@ -554,7 +619,8 @@ impl Vault {
     }
 
     /// The first half of a PIN check: the policy, the delay and the
-    /// lockout, then the attempt counted by a synced commit. Returns the
+    /// lockout, then the attempt counted (by a synced commit, unless the
+    /// caller runs this at `synchronous = NORMAL`: [`Vault::begin_unlock`]). Returns the
     /// PIN record with the attempt counted.
     fn count_attempt(
         &mut self,
@@ -588,7 +654,7 @@ impl Vault {
                 retry_after: Duration::from_millis(wait),
             });
         }
-        // Count the attempt durably before looking at the PIN.
+        // Count the attempt before looking at the PIN.
         let failures = rec.failures.saturating_add(1);
         let next = now_ms.saturating_add(delay_ms(pin::delay_after(failures)));
         tx.prepare_cached(
@@ -801,14 +867,15 @@ impl Vault {
 /// or the next checkpoint.
 ///
 /// Why this is as safe as a `FULL` commit: the attempt itself was counted
-/// by a `FULL` commit before the PIN was looked at ([`Vault::verify_pin`]),
-/// and that is what stops guessing. A reset still sits in the operating
-/// system's cache, so it survives `kill -9` of the process; only a power
-/// loss or kernel crash before the next fsync can drop it, and then the
-/// vault comes back with one more failure counted than there was (the
-/// safe direction — exactly what a crash during a correct unlock already
-/// cost). It saves one fsync per unlock: a third of the vault's fsyncs per
-/// ceremony (`docs/performance.md`, "Phone").
+/// before the PIN was looked at ([`Vault::verify_pin`], or
+/// [`Vault::begin_unlock`], whose count a wrong PIN syncs before it is
+/// reported), and that is what stops guessing. A reset still sits in the
+/// operating system's cache, so it survives `kill -9` of the process; only
+/// a power loss or kernel crash before the next fsync can drop it, and
+/// then the vault comes back with one more failure counted than there was
+/// (the safe direction — exactly what a crash during a correct unlock
+/// already cost). It saves one fsync per unlock (`docs/performance.md`,
+/// "Phone").
 fn reset_pin_failures(conn: &Connection) -> Result<(), VaultError> {
     conn.prepare_cached(
         "UPDATE vault_meta SET pin_failures = 0, next_attempt_unix_ms = 0 WHERE singleton = 1",

@@ -28,12 +28,13 @@
 //! handshake reply, and made durable (so it survives a power loss) before
 //! the phone's first answer leaves and before the session ends
 //! (`Replay::settle`). Durable one of two ways: when the answer needs a
-//! PIN, the vault counts the attempt with a synced commit first anyway,
-//! and the entries waiting ([`Undurable`]) ride in that transaction
-//! (`hybrid_vault::Vault::begin_unlock_noting`; read back at start by
-//! [`ReplaySet::recover`]); otherwise the file's `fdatasync` runs just
-//! before the answer. One synced write per PIN-verified ceremony instead of
-//! two (docs/performance.md, "Phone: tenth round"). (Until 2026-12-03 a QR
+//! PIN, the entries waiting ([`Undurable`]) ride in the transaction that
+//! counts the attempt (`hybrid_vault::Vault::begin_unlock_noting`; read
+//! back at start by [`ReplaySet::recover`]), which the vault syncs before
+//! anything that follows the check leaves (`crate::vault`); otherwise the
+//! file's `fdatasync` runs just before the answer. One synced write per
+//! PIN-verified ceremony instead of two (docs/performance.md, "Phone:
+//! tenth round" and "eleventh round"). (Until 2026-12-03 a QR
 //! was inserted only once the session had ended, so a daemon killed
 //! mid-session forgot a QR that had already been answered; until
 //! 2026-12-04 the file was synced before the phone read the request.)

@@ -21,9 +21,15 @@
 //! ([`Vault::finish_unlock`]). It holds the vault from the count to the
 //! check, so nothing runs on the vault in between; a ceremony cancelled
 //! during the derivation leaves the vault locked and the attempt counted.
-//! The count's synced commit also carries the QR replay entries still
-//! waiting for their file's `fdatasync` ([`VaultWorker::carry_replay`],
-//! `crate::replay`), which then has nothing left to sync.
+//! The count's commit also carries the QR replay entries still waiting
+//! for their file's `fdatasync` ([`VaultWorker::carry_replay`],
+//! `crate::replay`). The count is written before the check and synced
+//! before anything that follows the check leaves: a wrong PIN syncs it
+//! before it is reported, and after a correct one the job that answers
+//! syncs it — with its own synced commit (a new credential, a signature
+//! counter) or on its own (`Owner::settle`). Then the replay file has
+//! nothing left to sync, and a ceremony makes one synced commit, not two
+//! (docs/performance.md, "Phone: eleventh round").
 //!
 //! Until 2026-12-04 every job went to one worker thread over a channel;
 //! each of the three a ceremony awaited cost two thread wake-ups
@@ -133,9 +139,22 @@ struct Owner {
     /// counted PIN attempt ([`VaultWorker::carry_replay`]; empty until
     /// then).
     replay: Undurable,
+    /// Entries committed with a counted attempt that still waits for its
+    /// sync ([`Vault::begin_unlock_noting`]): they leave `replay` once the
+    /// vault has synced ([`Owner::settle`]).
+    carrying: Vec<hybrid_vault::UsedQr>,
 }
 
 impl Owner {
+    fn new(auth: Authenticator<DaemonEnv>, sessions: Option<Sessions>) -> Self {
+        Owner {
+            auth,
+            sessions,
+            replay: Undurable::default(),
+            carrying: Vec::new(),
+        }
+    }
+
     /// Run before every job: an idle session ends before anything can use
     /// it (and the vault is locked). Whether a session is open at `now`.
     fn expire(&mut self, now: Instant) -> bool {
@@ -156,11 +175,21 @@ impl Owner {
         if let (true, Some(s)) = (open, &mut self.sessions) {
             s.until = Some(now + s.idle);
         }
-        self.auth.process(request, ctx)
+        let step = self.auth.process(request, ctx);
+        self.settle();
+        step
     }
 
-    /// Counts a PIN attempt durably, with the QR replay entries waiting
-    /// in the same commit ([`Vault::begin_unlock_noting`]).
+    fn resume(&mut self, answer: Result<Approval, UserError>, now: Instant) -> Step {
+        self.expire(now);
+        let step = self.auth.resume(answer);
+        self.settle();
+        step
+    }
+
+    /// Counts a PIN attempt, with the QR replay entries waiting in the same
+    /// commit ([`Vault::begin_unlock_noting`]); both become durable with
+    /// the vault's next sync ([`Owner::settle`]).
     fn begin_unlock(&mut self, pin: &str, now: Instant) -> Result<PinAttempt, VaultError> {
         self.expire(now);
         let waiting = self.replay.waiting();
@@ -169,14 +198,39 @@ impl Owner {
                 .env_mut()
                 .store
                 .begin_unlock_noting(pin, SystemTime::now(), &waiting)?;
-        self.replay.carried(&waiting);
+        self.carrying.extend(waiting);
         Ok(attempt)
+    }
+
+    /// Run after every job that can come before an answer (`process`,
+    /// `resume`) and when a session ends: a PIN attempt counted without a
+    /// sync is made durable now unless a synced commit of the job already
+    /// carried it (the new credential, a signature counter;
+    /// [`Vault::begin_unlock`]), so nothing that follows a PIN check
+    /// leaves before its count is on disk. Then the QR entries committed
+    /// with it are durable and wait no more. If the sync fails they stay
+    /// waiting, and the replay file syncs them itself before the answer.
+    fn settle(&mut self) {
+        if let Err(e) = self.auth.env_mut().store.make_durable() {
+            tracing::warn!(error = %e, "cannot sync the vault's counted PIN attempt");
+        }
+        self.note_carried();
+    }
+
+    /// The QR entries committed with a counted attempt wait no more once
+    /// the vault has synced it.
+    fn note_carried(&mut self) {
+        if !self.carrying.is_empty() && !self.auth.env_mut().store.unsynced_attempt() {
+            self.replay.carried(&self.carrying);
+            self.carrying.clear();
+        }
     }
 
     /// Checks the derived PIN and unlocks ([`Vault::finish_unlock`]); a
     /// correct PIN opens or extends the vault session.
     fn finish_unlock(&mut self, derived: DerivedPin, now: Instant) -> Result<(), VaultError> {
         let r = self.auth.env_mut().store.finish_unlock(derived);
+        self.note_carried();
         if let (Ok(()), Some(s)) = (&r, &mut self.sessions) {
             if s.until.is_none() {
                 tracing::info!(idle_secs = s.idle.as_secs(), "vault session opened");
@@ -189,6 +243,7 @@ impl Owner {
     /// Forgets per-session CTAP state and locks (unless a vault session is open).
     fn end_session(&mut self, now: Instant) {
         let open = self.expire(now);
+        self.settle();
         self.auth.end_session();
         if !open {
             self.auth.env_mut().store.lock();
@@ -271,11 +326,7 @@ impl VaultWorker {
             .spawn(move || pin_thread(rx))
             .map_err(Error::Runtime)?;
         Ok(VaultWorker {
-            owner: Arc::new(Mutex::new(Owner {
-                auth,
-                sessions,
-                replay: Undurable::default(),
-            })),
+            owner: Arc::new(Mutex::new(Owner::new(auth, sessions))),
             derivations,
             get_info,
         })
@@ -375,14 +426,7 @@ impl Authenticate for VaultWorker {
         &mut self,
         answer: Result<Approval, UserError>,
     ) -> BoxFuture<'_, Result<Step, Error>> {
-        Box::pin(async move {
-            Ok(self
-                .with(|o, now| {
-                    o.expire(now);
-                    o.auth.resume(answer)
-                })
-                .await)
-        })
+        Box::pin(async move { Ok(self.with(|o, now| o.resume(answer, now)).await) })
     }
 
     fn end_session(&mut self) -> BoxFuture<'_, ()> {
@@ -437,11 +481,7 @@ mod tests {
         let (d, v) = vault();
         let auth = Authenticator::new(hybrid_ctap::Config::default(), daemon_env(v));
         let w = VaultWorker {
-            owner: Arc::new(Mutex::new(Owner {
-                auth,
-                sessions: None,
-                replay: Undurable::default(),
-            })),
+            owner: Arc::new(Mutex::new(Owner::new(auth, None))),
             derivations,
             get_info: Vec::new(),
         };
@@ -512,19 +552,33 @@ mod tests {
         assert_eq!(r.status, hybrid_ctap::Ctap2Status::OperationDenied);
     }
 
+    /// A worker over a test vault with a replay set beside it whose waiting
+    /// entries the worker carries; the vault's path.
+    async fn worker_with_replay() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        VaultWorker,
+        crate::replay::ReplaySet,
+    ) {
+        let (d, v) = vault();
+        let path = v.path().to_owned();
+        let file = path.parent().unwrap().join(crate::replay::FILE_NAME);
+        let w = VaultWorker::spawn(v, hybrid_ctap::DEFAULT_AAGUID).unwrap();
+        let set = crate::replay::ReplaySet::persistent(&file, 8).unwrap();
+        w.carry_replay(set.undurable()).await;
+        (d, path, w, set)
+    }
+
+    fn qr(n: u8) -> crate::replay::QrDigest {
+        crate::replay::QrDigest::of_secret(&[n; 16])
+    }
+
     /// The QR replay entries waiting for a sync ride in the counted PIN
     /// attempt's commit — a wrong PIN's too — so the replay file has
     /// nothing left to sync; a later start reads them back from the vault.
     #[tokio::test]
     async fn a_counted_pin_attempt_commits_the_waiting_replay_entries() {
-        use crate::replay::{QrDigest, ReplaySet};
-        let (_d, v) = vault();
-        let path = v.path().to_owned();
-        let dir = path.parent().unwrap().to_owned();
-        let mut w = VaultWorker::spawn(v, hybrid_ctap::DEFAULT_AAGUID).unwrap();
-        let mut set = ReplaySet::persistent(&dir.join(crate::replay::FILE_NAME), 8).unwrap();
-        w.carry_replay(set.undurable()).await;
-        let qr = |n: u8| QrDigest::of_secret(&[n; 16]);
+        let (_d, path, mut w, mut set) = worker_with_replay().await;
         set.insert(qr(1), None, 0); // the first insert rewrites the file, synced
         set.insert(qr(2), None, 0); // appended, waiting
         assert!(set.is_unsynced());
@@ -536,7 +590,7 @@ mod tests {
         let committed = Vault::open(&path).unwrap().used_qrs().unwrap();
         assert_eq!(committed.len(), 1);
         // A start whose file lost the line gets it back from the vault.
-        let mut fresh = ReplaySet::new(8);
+        let mut fresh = crate::replay::ReplaySet::new(8);
         fresh.recover(&committed, 0);
         assert!(fresh.contains(&qr(2), 0));
         // Refused before it is counted (the retry delay): nothing carried,
@@ -547,6 +601,25 @@ mod tests {
         set.sync();
         assert!(!set.is_unsynced());
         assert_eq!(Vault::open(&path).unwrap().used_qrs().unwrap(), committed);
+    }
+
+    /// After a correct PIN the replay entries are in the vault at once but
+    /// wait until the job that follows has synced the count with them
+    /// (here the session's end, which answers nothing): the replay file
+    /// must not skip its own sync before then.
+    #[tokio::test]
+    async fn after_a_correct_pin_the_replay_entries_wait_for_the_next_sync() {
+        let (_d, path, mut w, mut set) = worker_with_replay().await;
+        set.insert(qr(1), None, 0);
+        set.insert(qr(2), None, 0);
+        w.verify_pin(Zeroizing::new("1234".into())).await.unwrap();
+        assert_eq!(Vault::open(&path).unwrap().used_qrs().unwrap().len(), 1);
+        assert!(set.is_unsynced(), "written, not yet synced");
+        w.lock().await;
+        assert!(
+            !set.is_unsynced(),
+            "synced with the count at the session's end"
+        );
     }
 
     #[tokio::test]
