@@ -64,6 +64,26 @@ fn private_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `PRAGMA synchronous` on the vault's connection.
+fn synchronous(v: &Vault) -> i64 {
+    v.conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// `synchronous = FULL`.
+const FULL: i64 = 2;
+
+/// A test vault in a private directory, locked; the directory (kept for
+/// the test's life) and the vault's path.
+fn locked_vault() -> (tempfile::TempDir, std::path::PathBuf, Vault) {
+    let dir = private_dir();
+    let path = dir.path().join("vault.db");
+    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
+    v.lock();
+    (dir, path, v)
+}
+
 #[test]
 fn no_secret_appears_in_the_files() {
     let dir = private_dir();
@@ -117,10 +137,7 @@ fn no_secret_appears_in_the_files() {
 
 #[test]
 fn the_unlocked_keys_sit_in_locked_memory() {
-    let dir = private_dir();
-    let path = dir.path().join("vault.db");
-    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
-    v.lock();
+    let (_dir, _, mut v) = locked_vault();
     assert_eq!(v.key_in_locked_memory(), None);
     v.unlock(PIN, std::time::SystemTime::now()).unwrap();
     // Locking needs RLIMIT_MEMLOCK ≥ a page (8 MiB by default) or
@@ -141,12 +158,6 @@ fn the_pin_reset_leaves_the_connection_at_synchronous_full() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("private").join("v.db");
     let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
-    let synchronous = |v: &Vault| -> i64 {
-        v.conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap()
-    };
-    const FULL: i64 = 2;
     assert_eq!(synchronous(&v), FULL);
     v.lock();
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -200,7 +211,6 @@ fn cred(n: u8) -> (CredentialMeta, CredentialSecrets) {
 /// first sign-in of a process, reserve with a synced commit.
 #[test]
 fn counters_within_a_block_commit_without_a_sync_of_their_own() {
-    const FULL: i64 = 2;
     let dir = private_dir();
     let path = dir.path().join("vault.db");
     let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
@@ -220,11 +230,6 @@ fn counters_within_a_block_commit_without_a_sync_of_their_own() {
         crate::COUNTER_BLOCK,
         "the insert reserved a block"
     );
-    let synchronous = |v: &Vault| -> i64 {
-        v.conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap()
-    };
     for n in 1..=crate::COUNTER_BLOCK {
         assert_eq!(v.next_sign_count(&m.id, u64::from(n)).unwrap(), n);
         assert_eq!(reserved(&v), crate::COUNTER_BLOCK);
@@ -294,10 +299,7 @@ fn a_power_loss_never_makes_a_counter_repeat() {
 /// syncs it before the failure is reported.
 #[test]
 fn a_begun_attempt_is_written_at_once_and_a_wrong_pin_syncs_it_before_it_is_reported() {
-    let dir = private_dir();
-    let path = dir.path().join("vault.db");
-    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
-    v.lock();
+    let (_dir, path, mut v) = locked_vault();
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let attempt = v.begin_unlock("0000", now).unwrap();
     assert!(v.unsynced_attempt());
@@ -318,11 +320,7 @@ fn a_begun_attempt_is_written_at_once_and_a_wrong_pin_syncs_it_before_it_is_repo
 /// sync even inside its block — or for `make_durable`; never two syncs.
 #[test]
 fn after_a_correct_pin_the_next_synced_commit_carries_the_count() {
-    const FULL: i64 = 2;
-    let dir = private_dir();
-    let path = dir.path().join("vault.db");
-    let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
-    v.lock();
+    let (_dir, path, mut v) = locked_vault();
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let unlock = |v: &mut Vault| {
         let attempt = v.begin_unlock(PIN, now).unwrap();
@@ -346,11 +344,7 @@ fn after_a_correct_pin_the_next_synced_commit_carries_the_count() {
     unlock(&mut v);
     assert_eq!(v.next_sign_count(&m.id, 10).unwrap(), 1);
     assert!(!v.unsynced_attempt(), "the counter's commit carried it");
-    let synchronous: i64 = v
-        .conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(synchronous, FULL);
+    assert_eq!(synchronous(&v), FULL);
     assert_eq!(v.wal_syncs, 0);
     // Within the block and with nothing waiting: no sync of its own again.
     assert_eq!(v.next_sign_count(&m.id, 11).unwrap(), 2);
