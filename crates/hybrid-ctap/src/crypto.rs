@@ -26,16 +26,26 @@ pub(crate) struct NewKey {
 }
 
 /// Generates a key for `alg` ([`COSE_ES256`] or [`COSE_EDDSA`]).
+///
+/// ES256 keys come from AWS-LC's key generation (`EC_KEY_generate_key`:
+/// a scalar from AWS-LC's DRBG, uniform in [1, n-1], and its public point by
+/// one fixed-base multiplication); `rng` is used for EdDSA only. Loading a
+/// scalar drawn from `rng` instead costs two multiplications: the public
+/// point, then AWS-LC's check that the key is consistent
+/// (`EC_KEY_check_key`; docs/performance.md, "Phone: twelfth round").
 pub(crate) fn generate(alg: i64, rng: &mut impl CryptoRngCore) -> Result<NewKey, Error> {
     match alg {
         COSE_ES256 => {
-            // The scalar from the caller's RNG (uniform in [1, n-1] by
-            // rejection sampling; no point multiplication in p256), the
-            // public point from AWS-LC's fixed-base multiplication.
-            let sk = p256::SecretKey::random(rng);
-            let private_key = Zeroizing::new(sk.to_bytes().to_vec());
-            let pair = es256_key_pair(&private_key)?;
-            use aws_lc_rs::signature::KeyPair;
+            use aws_lc_rs::encoding::AsBigEndian;
+            use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+            let other = |_| Error::Status(Ctap2Status::Other);
+            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(other)?;
+            // A zeroizing buffer inside aws-lc-rs, copied into ours.
+            let scalar = pair.private_key().as_be_bytes().map_err(other)?;
+            if scalar.as_ref().len() != 32 {
+                return Err(Error::Status(Ctap2Status::Other));
+            }
+            let private_key = Zeroizing::new(scalar.as_ref().to_vec());
             let point = pair.public_key().as_ref();
             let (x, y) = match (point.get(1..33), point.get(33..65), point.len()) {
                 (Some(x), Some(y), 65) => (x, y),
@@ -98,10 +108,25 @@ pub fn warm_up() {
 
 /// Signs `message` with a stored credential key: ES256 → DER-encoded ECDSA
 /// signature (WebAuthn §6.5.5); EdDSA → the raw 64-byte signature.
-pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u8>, Error> {
+///
+/// `public_key_cose` is the credential's stored COSE_Key. For ES256 its
+/// point goes to AWS-LC with the scalar, which then only checks that the
+/// two agree (one fixed-base multiplication) instead of computing the point
+/// and then checking it (two); a key whose stored point is not our own
+/// canonical encoding is loaded from the scalar alone, and a point that does
+/// not match the scalar is refused (`Other`), as a damaged key would be.
+pub(crate) fn sign(
+    alg: i64,
+    private_key: &[u8],
+    public_key_cose: &[u8],
+    message: &[u8],
+) -> Result<Vec<u8>, Error> {
     use ed25519_dalek::Signer;
     match alg {
-        COSE_ES256 => es256_sign(&es256_key_pair(private_key)?, message),
+        COSE_ES256 => es256_sign(
+            &es256_key_pair(private_key, es256_point(public_key_cose).as_ref())?,
+            message,
+        ),
         COSE_EDDSA => {
             let seed: [u8; 32] = private_key
                 .try_into()
@@ -113,12 +138,39 @@ pub(crate) fn sign(alg: i64, private_key: &[u8], message: &[u8]) -> Result<Vec<u
     }
 }
 
+/// Length of [`cose_es256`]'s output: the map head, three one-byte pairs,
+/// and two 32-byte coordinates with their keys and byte-string heads.
+const COSE_ES256_LEN: usize = 77;
+/// Where x and y start in [`cose_es256`]'s output.
+const COSE_ES256_X: usize = 10;
+const COSE_ES256_Y: usize = 45;
+
+/// The uncompressed SEC1 point (`04 || x || y`) of a COSE_Key exactly as
+/// [`cose_es256`] writes it; `None` for any other bytes (the caller then
+/// lets AWS-LC compute the point).
+fn es256_point(cose: &[u8]) -> Option<[u8; 65]> {
+    if cose.len() != COSE_ES256_LEN {
+        return None;
+    }
+    let x = cose.get(COSE_ES256_X..COSE_ES256_X + 32)?;
+    let y = cose.get(COSE_ES256_Y..COSE_ES256_Y + 32)?;
+    // Everything around the coordinates must be what we write.
+    if cose_es256(x, y) != cose {
+        return None;
+    }
+    let mut point = [0u8; 65];
+    point[0] = 0x04;
+    point[1..33].copy_from_slice(x);
+    point[33..].copy_from_slice(y);
+    Some(point)
+}
+
 impl NewKey {
     /// [`sign`] with this key, without loading it again for ES256.
     pub(crate) fn sign(&self, alg: i64, message: &[u8]) -> Result<Vec<u8>, Error> {
         match (&self.es256, alg) {
             (Some(pair), COSE_ES256) => es256_sign(pair, message),
-            _ => sign(alg, &self.private_key, message),
+            _ => sign(alg, &self.private_key, &self.public_key_cose, message),
         }
     }
 }
@@ -133,36 +185,59 @@ fn es256_sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, message: &[u8]) -> Resu
 
 /// `ECPrivateKey ::= SEQUENCE { version INTEGER 1, privateKey OCTET STRING
 /// (32) ... }` up to the key bytes (SEC 1 v2 §C.4, RFC 5915 §3; the optional
-/// `parameters` and `publicKey` left out: the curve is given, the public key
-/// is computed).
+/// `parameters` left out: the curve is given). Without the optional
+/// `publicKey` AWS-LC computes the point.
 const EC_PRIVATE_KEY_HEAD: [u8; 7] = [0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20];
+/// The same with `publicKey [1] BIT STRING` (65-byte uncompressed point,
+/// no unused bits) after the key: the SEQUENCE is 0x6b long.
+const EC_PRIVATE_KEY_WITH_POINT_HEAD: [u8; 7] = [0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20];
+const EC_PUBLIC_KEY_FIELD_HEAD: [u8; 5] = [0xa1, 0x44, 0x03, 0x42, 0x00];
 
 /// An AWS-LC ES256 (P-256, SHA-256, ASN.1 signatures) key pair for a stored
-/// 32-byte scalar.
+/// 32-byte scalar and, when known, its uncompressed public point.
 ///
 /// Why AWS-LC: ES256 signing was 12.6 % of the phone daemon's CPU per
 /// ceremony with p256 0.13, half of it `SigningKey::from_slice` recomputing
 /// the public key with a generic scalar multiplication
-/// (docs/performance.md, "Phone: fourth round"). AWS-LC computes the public
-/// point once, with its precomputed fixed-base tables, while parsing the key,
-/// and signs with a fresh RNG-hedged nonce (valid ECDSA, FIPS 186-5 §6.4;
-/// p256 used RFC 6979's deterministic nonce — verifiers cannot tell).
+/// (docs/performance.md, "Phone: fourth round"). AWS-LC parses the key
+/// (`EC_KEY_parse_private_key`), computes the public point with its
+/// precomputed fixed-base tables when `point` is `None`, and in every case
+/// checks the pair (`EC_KEY_check_key`: the point is on the curve and is the
+/// scalar's), so a point that does not belong to the scalar is refused. It
+/// signs with a fresh RNG-hedged nonce (valid ECDSA, FIPS 186-5 §6.4; p256
+/// used RFC 6979's deterministic nonce — verifiers cannot tell).
 ///
 /// Zeroization: the DER we hand in is a [`Zeroizing`] buffer; inside
 /// AWS-LC the scalar is an `EC_KEY`'s `EC_WRAPPED_SCALAR`, released through
 /// `EC_KEY_free` → `OPENSSL_free`, which cleanses every allocation before
 /// freeing it (AWS-LC `crypto/fipsmodule/ec/ec_key.c`, `crypto/mem.c`; see
 /// hybrid-noise's `dh` module for the details).
-fn es256_key_pair(private_key: &[u8]) -> Result<aws_lc_rs::signature::EcdsaKeyPair, Error> {
+fn es256_key_pair(
+    private_key: &[u8],
+    point: Option<&[u8; 65]>,
+) -> Result<aws_lc_rs::signature::EcdsaKeyPair, Error> {
     use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    const MAX: usize =
+        EC_PRIVATE_KEY_WITH_POINT_HEAD.len() + 32 + EC_PUBLIC_KEY_FIELD_HEAD.len() + 65;
     if private_key.len() != 32 {
         return Err(Error::Status(Ctap2Status::Other));
     }
-    let mut der = Zeroizing::new([0u8; EC_PRIVATE_KEY_HEAD.len() + 32]);
-    let (head, key) = der.split_at_mut(EC_PRIVATE_KEY_HEAD.len());
-    head.copy_from_slice(&EC_PRIVATE_KEY_HEAD);
-    key.copy_from_slice(private_key);
-    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, der.as_ref())
+    // Allocated once at its final size: no copy of the key is left behind
+    // by a reallocation.
+    let mut der = Zeroizing::new(Vec::with_capacity(MAX));
+    match point {
+        Some(point) => {
+            der.extend_from_slice(&EC_PRIVATE_KEY_WITH_POINT_HEAD);
+            der.extend_from_slice(private_key);
+            der.extend_from_slice(&EC_PUBLIC_KEY_FIELD_HEAD);
+            der.extend_from_slice(point);
+        }
+        None => {
+            der.extend_from_slice(&EC_PRIVATE_KEY_HEAD);
+            der.extend_from_slice(private_key);
+        }
+    }
+    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
         .map_err(|_| Error::Status(Ctap2Status::Other))
 }
 
@@ -207,19 +282,60 @@ mod tests {
             let key = generate(COSE_ES256, &mut OsRng).unwrap();
             let vk = p256_verifying_key(&key);
             let msg = b"authenticator data || client data hash";
-            let der = sign(COSE_ES256, &key.private_key, msg).unwrap();
+            // With the stored point, without it (a COSE_Key in another
+            // encoding), and with the pair loaded at generation.
+            for cose in [&key.public_key_cose[..], b"not our encoding"] {
+                let der = sign(COSE_ES256, &key.private_key, cose, msg).unwrap();
+                let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+                assert!(vk.verify(msg, &sig).is_ok());
+                assert!(vk.verify(b"another message", &sig).is_err());
+            }
+            let der = key.sign(COSE_ES256, msg).unwrap();
             let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
             assert!(vk.verify(msg, &sig).is_ok());
-            assert!(vk.verify(b"another message", &sig).is_err());
         }
+    }
+
+    #[test]
+    fn the_point_is_read_from_exactly_our_cose_encoding() {
+        let key = generate(COSE_ES256, &mut OsRng).unwrap();
+        let cose = &key.public_key_cose;
+        assert_eq!(cose.len(), COSE_ES256_LEN);
+        let point = es256_point(cose).unwrap();
+        let vk = p256_verifying_key(&key);
+        assert_eq!(point[..], vk.to_encoded_point(false).as_bytes()[..]);
+        // Any other byte around the coordinates, or another length: no point.
+        for at in (0..COSE_ES256_X).chain(COSE_ES256_X + 32..COSE_ES256_Y) {
+            let mut other = cose.clone();
+            other[at] ^= 1;
+            assert!(es256_point(&other).is_none(), "byte {at}");
+        }
+        assert!(es256_point(&cose[..76]).is_none());
+        assert!(es256_point(&[cose.as_slice(), &[0]].concat()).is_none());
+    }
+
+    #[test]
+    fn a_stored_point_that_is_not_the_scalars_is_refused() {
+        let key = generate(COSE_ES256, &mut OsRng).unwrap();
+        let other = generate(COSE_ES256, &mut OsRng).unwrap();
+        assert!(matches!(
+            sign(COSE_ES256, &key.private_key, &other.public_key_cose, b"m"),
+            Err(Error::Status(Ctap2Status::Other))
+        ));
+        // A point off the curve (y changed) is refused as well.
+        let mut off = key.public_key_cose.clone();
+        off[COSE_ES256_LEN - 1] ^= 1;
+        assert!(sign(COSE_ES256, &key.private_key, &off, b"m").is_err());
     }
 
     #[test]
     fn es256_refuses_malformed_private_keys() {
         let n = hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")
             .unwrap();
+        let cose = generate(COSE_ES256, &mut OsRng).unwrap().public_key_cose;
         for bad in [&[0u8; 32][..], &[0xff; 32], &n, &[1; 31], &[1; 33], &[]] {
-            assert!(sign(COSE_ES256, bad, b"m").is_err(), "{bad:02x?}");
+            assert!(sign(COSE_ES256, bad, b"", b"m").is_err(), "{bad:02x?}");
+            assert!(sign(COSE_ES256, bad, &cose, b"m").is_err(), "{bad:02x?}");
         }
     }
 }

@@ -251,7 +251,12 @@ impl<E: Env> Authenticator<E> {
         .to_bytes();
         let mut msg = auth_data.clone();
         msg.extend_from_slice(p.client_data_hash);
-        let signature = crypto::sign(cred.algorithm, &secrets.private_key, &msg)?;
+        let signature = crypto::sign(
+            cred.algorithm,
+            &secrets.private_key,
+            &cred.public_key_cose,
+            &msg,
+        )?;
         let unsigned = p.prf.and_then(|prf| {
             extensions::prf_get_assertion_output(prf, &cred.id, &secrets.prf_secret)
         });

@@ -30,6 +30,7 @@
 //! coordinate is copied straight into snow's (zeroized) buffer or ours.
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
+use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -58,6 +59,27 @@ impl P256Key {
         let point = key.compute_public_key().ok()?;
         let public = point.as_ref().try_into().ok()?;
         Some(P256Key { key, public })
+    }
+
+    /// A fresh key from AWS-LC's key generation (`EC_KEY_generate_key`: a
+    /// scalar from AWS-LC's DRBG, uniform in [1, n-1], and its point by one
+    /// fixed-base multiplication). [`P256Key::from_scalar`] costs two: the
+    /// point, then AWS-LC's consistency check of a key given as a scalar
+    /// (`EC_KEY_check_key`; docs/performance.md, "Phone: twelfth round").
+    pub(crate) fn generate() -> Option<Self> {
+        let key = PrivateKey::generate(&ECDH_P256).ok()?;
+        let point = key.compute_public_key().ok()?;
+        let public = point.as_ref().try_into().ok()?;
+        Some(P256Key { key, public })
+    }
+
+    /// The big-endian scalar (zeroized on drop).
+    pub(crate) fn scalar(&self) -> Option<Zeroizing<[u8; SCALAR_LEN]>> {
+        let bytes: EcPrivateKeyBin<'static> = self.key.as_be_bytes().ok()?;
+        let bytes: &[u8] = bytes.as_ref();
+        let mut out = Zeroizing::new([0u8; SCALAR_LEN]);
+        out.copy_from_slice(bytes.get(..SCALAR_LEN)?);
+        (bytes.len() == SCALAR_LEN).then_some(out)
     }
 
     /// The 65-byte uncompressed SEC1 public point (§5.2).
@@ -162,19 +184,16 @@ impl Dh for SnowP256 {
         }
     }
 
-    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
-        // handshake.rs always fixes the ephemeral (from the caller's RNG), so
-        // snow only calls this from `Builder::generate_keypair`. Rejection
-        // sampling: a scalar outside [1, n-1] (probability < 2^-32) is drawn
-        // again.
-        for _ in 0..64 {
-            rng.try_fill_bytes(self.private.as_mut())?;
-            self.key = P256Key::from_scalar(self.private.as_ref());
-            if self.key.is_some() {
-                return Ok(());
-            }
-        }
-        Err(snow::Error::Dh)
+    fn generate(&mut self, _rng: &mut dyn Random) -> Result<(), snow::Error> {
+        // snow calls this for the handshake's ephemeral when the caller asks
+        // for `Ephemeral::Fresh` (handshake.rs), and from
+        // `Builder::generate_keypair`. AWS-LC draws the scalar from its own
+        // DRBG; snow's RNG is not used.
+        let key = P256Key::generate().ok_or(snow::Error::Dh)?;
+        let scalar = key.scalar().ok_or(snow::Error::Dh)?;
+        *self.private = *scalar;
+        self.key = Some(key);
+        Ok(())
     }
 
     fn pubkey(&self) -> &[u8] {
@@ -221,6 +240,26 @@ mod tests {
         let reference =
             p256::ecdh::diffie_hellman(pa.to_nonzero_scalar(), pb.public_key().as_affine());
         assert_eq!(&x[..], &reference.raw_secret_bytes()[..]);
+    }
+
+    #[test]
+    fn a_generated_key_is_the_key_of_its_scalar() {
+        let a = P256Key::generate().unwrap();
+        let b = P256Key::generate().unwrap();
+        let (sa, sb) = (a.scalar().unwrap(), b.scalar().unwrap());
+        assert_ne!(sa, sb);
+        let again = P256Key::from_scalar(sa.as_ref()).unwrap();
+        assert_eq!(a.public(), again.public());
+        assert_eq!(
+            a.agree(b.public()).unwrap(),
+            again.agree(b.public()).unwrap()
+        );
+        // snow's generate path: the same key through `Dh`.
+        let mut dh = Resolver.resolve_dh(&DHChoice::P256).unwrap();
+        let mut rng = DefaultResolver.resolve_rng().unwrap();
+        dh.generate(&mut *rng).unwrap();
+        let loaded = P256Key::from_scalar(dh.privkey()).unwrap();
+        assert_eq!(dh.pubkey(), loaded.public());
     }
 
     #[test]

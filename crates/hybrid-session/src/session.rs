@@ -907,7 +907,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
         };
         let crlf = framing == Some(L2capFraming::Crlf);
         let mut result = Responder::qr(psk.as_bytes(), &secrets.desktop_identity)
-            .respond(msg1, Ephemeral::Random(&mut self.rng));
+            .respond(msg1, Ephemeral::Fresh);
         if crlf {
             // §4 (a): a libwebauthn ≤ 0.10 desktop cuts msg2 at its first
             // 0D 0A; nothing is sent yet, so make it again with a fresh key.
@@ -917,7 +917,7 @@ impl<R: CryptoRngCore> PhoneSession<R> {
                     _ => break,
                 }
                 result = Responder::qr(psk.as_bytes(), &secrets.desktop_identity)
-                    .respond(msg1, Ephemeral::Random(&mut self.rng));
+                    .respond(msg1, Ephemeral::Fresh);
             }
         }
         let (msg2, established) = match result {
