@@ -41,6 +41,7 @@ mod seal;
 mod store;
 mod used_qr;
 mod vault;
+mod write_tx;
 
 #[cfg(test)]
 mod tests;

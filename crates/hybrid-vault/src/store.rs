@@ -3,11 +3,12 @@
 use std::collections::BTreeSet;
 
 use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore, StoreError};
-use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::VaultError;
 use crate::seal::{self, MetaKey, SecretKey};
 use crate::vault::Vault;
+use crate::write_tx::WriteTx;
 
 /// Columns of [`CredentialMeta`] and the row's tag, in the order
 /// [`meta_from_row`] reads them.
@@ -91,7 +92,7 @@ fn check_tag(key: &MetaKey, row: &StoredRow) -> Result<(), VaultError> {
 
 /// Tags every credential row (the migration of a version-1 vault), inside
 /// the caller's transaction, in batches by `seq`.
-pub(crate) fn tag_all_rows(tx: &Transaction<'_>, key: &MetaKey) -> Result<(), VaultError> {
+pub(crate) fn tag_all_rows(tx: &Connection, key: &MetaKey) -> Result<(), VaultError> {
     let mut after = i64::MIN;
     loop {
         let rows: Vec<StoredRow> = tx
@@ -123,7 +124,7 @@ fn new_block(sign_count: u32) -> CounterBlock {
 }
 
 fn insert_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: &SecretKey,
     meta_key: &MetaKey,
     capacity: u64,
@@ -272,9 +273,7 @@ impl Vault {
         let (Some(key), Some(meta_key)) = (self.key.as_ref(), self.meta_key.as_ref()) else {
             return Err(VaultError::NotUnlocked);
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let mut blocks = Vec::new();
         for (meta, secrets) in items {
             insert_one(&tx, key, meta_key, self.capacity, meta, secrets)?;
@@ -383,9 +382,7 @@ impl Vault {
         let Some(meta_key) = self.meta_key.as_ref() else {
             return Err(VaultError::NotUnlocked);
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let mut row = Self::verified_row(&tx, meta_key, id)?;
         let reserved: u32 = tx
             .prepare_cached("SELECT sign_count_reserved FROM credentials WHERE seq = ?1")?

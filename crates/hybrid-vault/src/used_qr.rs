@@ -15,7 +15,7 @@
 //! The table is bounded: at most [`KEEP`] rows (the oldest go first), and
 //! a row goes once its QR is stale anyway.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection};
 
 use crate::error::VaultError;
 
@@ -34,11 +34,7 @@ pub struct UsedQr {
 
 /// Adds `used` to the table inside `tx`, then drops rows stale by
 /// `now_unix` and all but the newest [`KEEP`].
-pub(crate) fn store(
-    tx: &Transaction<'_>,
-    used: &[UsedQr],
-    now_unix: u64,
-) -> Result<(), VaultError> {
+pub(crate) fn store(tx: &Connection, used: &[UsedQr], now_unix: u64) -> Result<(), VaultError> {
     let mut insert =
         tx.prepare_cached("INSERT INTO used_qr (digest, stale_after_unix) VALUES (?1, ?2)")?;
     for u in used {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::write_tx::WriteTx;
 use zeroize::Zeroizing;
 
 use crate::error::VaultError;
@@ -593,9 +595,7 @@ impl Vault {
     /// Does not need the PIN (metadata operation; whoever can write the file
     /// can delete it anyway).
     pub fn delete(&mut self, id: &[u8]) -> Result<bool, VaultError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let n = tx.execute("DELETE FROM credentials WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n > 0)
@@ -630,9 +630,7 @@ impl Vault {
     ) -> Result<PinRecord, VaultError> {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let rec = read_pin_record(&tx)?;
         rec.check()?;
         if rec.failures >= MAX_PIN_FAILURES {
@@ -817,9 +815,7 @@ impl Vault {
         let sealed = seal_vault_key(key, pin, &salt, params, &aad)?;
         let meta_key = MetaKey::derive(key, &vault_id)?;
 
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = WriteTx::begin(&self.conn)?;
         let current = read_pin_record(&tx)?;
         if current.sealed_key != rec.sealed_key {
             // Another process re-sealed since our PIN check. The vault key
