@@ -476,12 +476,22 @@ impl Vault {
         checked
     }
 
+    /// The record check, the unseal and a correct PIN's reset in one
+    /// transaction: nothing can change the record between the check and
+    /// the reset, and the check needs no read transaction of its own
+    /// (docs/performance.md, "Phone: twelfth round").
     fn check_derived(&mut self, derived: DerivedPin) -> Result<(), VaultError> {
         let DerivedPin { pin, rec, kek } = derived;
-        if self.pin_record()? != rec {
-            return Err(VaultError::ChangedConcurrently);
-        }
-        let (key, rec) = self.open_sealed_key(kek?, rec)?;
+        let key = self.without_own_sync(|v| {
+            let tx = WriteTx::begin(&v.conn)?;
+            if read_pin_record(&tx)? != rec {
+                return Err(VaultError::ChangedConcurrently);
+            }
+            let key = unseal(kek?, &rec)?;
+            reset_pin_failures(&tx)?;
+            tx.commit()?;
+            Ok(key)
+        })?;
         self.unlocked_by(&pin, key, rec)
     }
 
@@ -678,26 +688,30 @@ impl Vault {
         kek: SecretKey,
         rec: PinRecord,
     ) -> Result<(SecretKey, PinRecord), VaultError> {
-        match seal::open(&kek, &rec.aad(), &rec.sealed_key) {
-            Ok(bytes) => {
-                let key = SecretKey::from_slice(&bytes)
-                    .ok_or_else(|| VaultError::Corrupt("vault key has the wrong length".into()))?;
-                self.without_own_sync(|v| reset_pin_failures(&v.conn))?;
-                Ok((key, rec))
-            }
-            Err(VaultError::Decrypt) if rec.failures >= MAX_PIN_FAILURES => {
-                tracing::warn!("wrong PIN; the vault is now locked");
-                Err(VaultError::Locked(MAX_PIN_FAILURES))
-            }
-            Err(VaultError::Decrypt) => {
-                tracing::info!(failures = rec.failures, "wrong PIN");
-                Err(VaultError::WrongPin {
-                    retries_left: MAX_PIN_FAILURES - rec.failures,
-                    retry_after: pin::delay_after(rec.failures),
-                })
-            }
-            Err(e) => Err(e),
+        let key = unseal(kek, &rec)?;
+        self.without_own_sync(|v| reset_pin_failures(&v.conn))?;
+        Ok((key, rec))
+    }
+}
+
+/// The vault key sealed in `rec`, opened with `kek`; a wrong PIN is the
+/// failure its counted attempt stands for (the count is not changed here).
+fn unseal(kek: SecretKey, rec: &PinRecord) -> Result<SecretKey, VaultError> {
+    match seal::open(&kek, &rec.aad(), &rec.sealed_key) {
+        Ok(bytes) => SecretKey::from_slice(&bytes)
+            .ok_or_else(|| VaultError::Corrupt("vault key has the wrong length".into())),
+        Err(VaultError::Decrypt) if rec.failures >= MAX_PIN_FAILURES => {
+            tracing::warn!("wrong PIN; the vault is now locked");
+            Err(VaultError::Locked(MAX_PIN_FAILURES))
         }
+        Err(VaultError::Decrypt) => {
+            tracing::info!(failures = rec.failures, "wrong PIN");
+            Err(VaultError::WrongPin {
+                retries_left: MAX_PIN_FAILURES - rec.failures,
+                retry_after: pin::delay_after(rec.failures),
+            })
+        }
+        Err(e) => Err(e),
     }
 }
 
