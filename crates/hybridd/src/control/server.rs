@@ -26,6 +26,9 @@ use crate::BoxFuture;
 const SKIP_LIMIT: usize = 1 << 20;
 /// … within this time.
 const SKIP_TIME: Duration = Duration::from_secs(1);
+/// The outcome of a session whose task failed (panicked): the ceremony
+/// never reported, so the server logs it.
+const INTERNAL: &str = "internal";
 
 /// What the connection hands the session runner.
 pub struct SessionRequest {
@@ -324,7 +327,11 @@ impl Connection {
             cancel: cancel_rx,
             terminal,
         };
-        tracing::info!(
+        // The ceremony logs its own start and end at info ("phone session
+        // started", "phone session ended" or "phone session refused", with
+        // the outcome): one line at each end of a ceremony in the journal.
+        // Which connection asked, and how it ended here, are for debugging.
+        tracing::debug!(
             terminal,
             detached,
             "session requested over the control socket"
@@ -350,7 +357,7 @@ impl Connection {
             tokio::select! {
                 r = &mut session => break r.unwrap_or_else(|_| Done {
                     ok: false,
-                    outcome: "internal".into(),
+                    outcome: INTERNAL.into(),
                     message: "the session task failed".into(),
                 }),
                 Some(ev) = ev_rx.recv() => {
@@ -395,7 +402,12 @@ impl Connection {
             let _ = send_queued(wr, ev, &mut ev_rx).await;
         }
         drop(guard);
-        tracing::info!(outcome = %done.outcome, "session ended");
+        if done.outcome == INTERNAL {
+            // The ceremony could not log this one itself.
+            tracing::warn!("session ended: {}", done.message);
+        } else {
+            tracing::debug!(outcome = %done.outcome, "session ended");
+        }
         Some((done, gone))
     }
 }

@@ -65,8 +65,12 @@ impl Home {
             .env("XDG_RUNTIME_DIR", self.path().join("run"))
             .env("HYBRIDD_INSECURE_FAST_KDF", "1")
             // The driver's `debug` lines too: tests count "opening tunnel"
-            // to see whether a session used the network.
-            .env("RUST_LOG", "info,hybridd::ceremony::driver=debug");
+            // to see whether a session used the network; and the control
+            // server's, which say how a scan arrived (terminal, detached).
+            .env(
+                "RUST_LOG",
+                "info,hybridd::ceremony::driver=debug,hybridd::control::server=debug",
+            );
         c
     }
 
