@@ -103,7 +103,10 @@ pub trait Env {
     fn store(&mut self) -> &mut Self::Store;
     /// The clock.
     fn clock(&self) -> &Self::Clock;
-    /// The random number generator.
+    /// The random number generator: credential IDs, PRF secrets, EdDSA
+    /// keys. ES256 credential keys and ECDSA nonces come from
+    /// AWS-LC's own DRBG (`crypto`), which generates a key with one
+    /// fixed-base multiplication where loading one drawn from here costs two.
     fn rng(&mut self) -> &mut Self::Rng;
 }
 

@@ -16,9 +16,11 @@
 //! Does not own: the PSK and advert (`hybrid-ble`), the QR (`hybrid-qr`), the
 //! WebSocket (`hybrid-tunnel`), CTAP semantics of the bytes it carries
 //! (`hybrid-ctap`), or any session policy (timeouts, what to do on failure —
-//! `hybridd`). It is sans-IO: no sockets, no clocks, randomness only through
-//! a caller-supplied `rand_core::CryptoRngCore`. No panic is reachable from
-//! peer input.
+//! `hybridd`). It is sans-IO: no sockets, no clocks; randomness through a
+//! caller-supplied `rand_core::CryptoRngCore`, except a handshake ephemeral
+//! the caller asks AWS-LC to generate ([`Ephemeral::Fresh`], what the phone
+//! does: one fixed-base multiplication instead of two). No panic is
+//! reachable from peer input.
 #![forbid(unsafe_code)]
 
 pub mod crypter;
