@@ -184,13 +184,11 @@ fn es256_sign(pair: &aws_lc_rs::signature::EcdsaKeyPair, message: &[u8]) -> Resu
 }
 
 /// `ECPrivateKey ::= SEQUENCE { version INTEGER 1, privateKey OCTET STRING
-/// (32) ... }` up to the key bytes (SEC 1 v2 §C.4, RFC 5915 §3; the optional
-/// `parameters` left out: the curve is given). Without the optional
-/// `publicKey` AWS-LC computes the point.
-const EC_PRIVATE_KEY_HEAD: [u8; 7] = [0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20];
-/// The same with `publicKey [1] BIT STRING` (65-byte uncompressed point,
-/// no unused bits) after the key: the SEQUENCE is 0x6b long.
-const EC_PRIVATE_KEY_WITH_POINT_HEAD: [u8; 7] = [0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20];
+/// (32) ... }`: the fields up to the key bytes (SEC 1 v2 §C.4, RFC 5915 §3;
+/// the optional `parameters` left out: the curve is given).
+const EC_PRIVATE_KEY_FIELDS: [u8; 5] = [0x02, 0x01, 0x01, 0x04, 0x20];
+/// The optional `publicKey [1] BIT STRING` up to the 65-byte uncompressed
+/// point (no unused bits). Without it AWS-LC computes the point.
 const EC_PUBLIC_KEY_FIELD_HEAD: [u8; 5] = [0xa1, 0x44, 0x03, 0x42, 0x00];
 
 /// An AWS-LC ES256 (P-256, SHA-256, ASN.1 signatures) key pair for a stored
@@ -217,25 +215,26 @@ fn es256_key_pair(
     point: Option<&[u8; 65]>,
 ) -> Result<aws_lc_rs::signature::EcdsaKeyPair, Error> {
     use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-    const MAX: usize =
-        EC_PRIVATE_KEY_WITH_POINT_HEAD.len() + 32 + EC_PUBLIC_KEY_FIELD_HEAD.len() + 65;
     if private_key.len() != 32 {
         return Err(Error::Status(Ctap2Status::Other));
     }
+    let body = EC_PRIVATE_KEY_FIELDS.len()
+        + 32
+        + point.map_or(0, |p| EC_PUBLIC_KEY_FIELD_HEAD.len() + p.len());
+    // 42 or 107 bytes: the SEQUENCE's length is in DER's one-byte short form.
+    let body_len = u8::try_from(body)
+        .ok()
+        .filter(|n| *n < 0x80)
+        .ok_or(Error::Status(Ctap2Status::Other))?;
     // Allocated once at its final size: no copy of the key is left behind
     // by a reallocation.
-    let mut der = Zeroizing::new(Vec::with_capacity(MAX));
-    match point {
-        Some(point) => {
-            der.extend_from_slice(&EC_PRIVATE_KEY_WITH_POINT_HEAD);
-            der.extend_from_slice(private_key);
-            der.extend_from_slice(&EC_PUBLIC_KEY_FIELD_HEAD);
-            der.extend_from_slice(point);
-        }
-        None => {
-            der.extend_from_slice(&EC_PRIVATE_KEY_HEAD);
-            der.extend_from_slice(private_key);
-        }
+    let mut der = Zeroizing::new(Vec::with_capacity(2 + body));
+    der.extend_from_slice(&[0x30, body_len]);
+    der.extend_from_slice(&EC_PRIVATE_KEY_FIELDS);
+    der.extend_from_slice(private_key);
+    if let Some(point) = point {
+        der.extend_from_slice(&EC_PUBLIC_KEY_FIELD_HEAD);
+        der.extend_from_slice(point);
     }
     EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
         .map_err(|_| Error::Status(Ctap2Status::Other))

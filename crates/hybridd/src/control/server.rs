@@ -26,9 +26,6 @@ use crate::BoxFuture;
 const SKIP_LIMIT: usize = 1 << 20;
 /// … within this time.
 const SKIP_TIME: Duration = Duration::from_secs(1);
-/// The outcome of a session whose task failed (panicked): the ceremony
-/// never reported, so the server logs it.
-const INTERNAL: &str = "internal";
 
 /// What the connection hands the session runner.
 pub struct SessionRequest {
@@ -355,10 +352,14 @@ impl Connection {
         };
         let done = loop {
             tokio::select! {
-                r = &mut session => break r.unwrap_or_else(|_| Done {
-                    ok: false,
-                    outcome: INTERNAL.into(),
-                    message: "the session task failed".into(),
+                r = &mut session => break r.unwrap_or_else(|e| {
+                    // The ceremony never got to log this one itself.
+                    tracing::warn!("the session task failed: {e}");
+                    Done {
+                        ok: false,
+                        outcome: "internal".into(),
+                        message: "the session task failed".into(),
+                    }
                 }),
                 Some(ev) = ev_rx.recv() => {
                     if !gone && send_queued(wr, ev, &mut ev_rx).await.is_err() {
@@ -402,12 +403,7 @@ impl Connection {
             let _ = send_queued(wr, ev, &mut ev_rx).await;
         }
         drop(guard);
-        if done.outcome == INTERNAL {
-            // The ceremony could not log this one itself.
-            tracing::warn!("session ended: {}", done.message);
-        } else {
-            tracing::debug!(outcome = %done.outcome, "session ended");
-        }
+        tracing::debug!(outcome = %done.outcome, "session ended");
         Some((done, gone))
     }
 }
