@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hybrid_bench::ceremony::{self, CeremonyOptions, PhoneChecks};
+use hybrid_bench::ceremony::{self, CeremonyOptions, Contender, PhoneChecks};
 use hybrid_bench::report::{machine, table, Column, Metric, RunResult};
 use hybrid_bench::server::{Server, ServerSpec};
 use hybrid_bench::tunnel::{self, PairClient, Target, TunnelOptions};
@@ -62,9 +62,17 @@ struct CeremonyArgs {
     /// Ceremonies before the measured ones.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Runs per phone (phones alternate); the table shows medians.
+    /// Runs; the table shows medians. Every run starts all the phones
+    /// afresh.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Measured ceremonies a phone runs before the next phone takes its
+    /// turn: the phones of a run are set up side by side and take turns, so
+    /// that a change in the host's load falls on all of them alike (a
+    /// phone's CPU is counted over its own turns). `--turn` equal to
+    /// `--ceremonies` runs the phones one after the other.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    turn: u64,
     /// Seconds one ceremony may take.
     #[arg(long, default_value_t = 20.0)]
     timeout: f64,
@@ -101,6 +109,7 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
         warmup: args.warmup.min(100),
         timeout: secs(args.timeout, "--timeout")?,
         settle: secs(args.settle, "--settle")?,
+        turn: usize::try_from(args.turn).unwrap_or(usize::MAX),
     };
     let phones = if args.phones.is_empty() {
         vec![default_phone()?]
@@ -128,23 +137,40 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
             AttestationPolicy::SelfOnly
         },
     };
+    let contenders: Vec<Contender> = phones
+        .iter()
+        .map(|spec| Contender {
+            spec: spec.clone(),
+            checks: checks(&spec.name),
+        })
+        .collect();
     let mut columns = columns(&phones);
     let runs = args.runs.clamp(1, 100);
     for run in 0..runs {
-        for (spec, column) in phones.iter().zip(columns.iter_mut()) {
+        eprintln!(
+            "[bench] run {}/{runs}: {} in turns of {} ceremonies",
+            run + 1,
+            phones
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            opts.turn.min(opts.ceremonies)
+        );
+        let results = ceremony::run(&contenders, &opts).await?;
+        for ((spec, column), result) in phones.iter().zip(columns.iter_mut()).zip(results) {
             eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
-            record(
-                column,
-                ceremony::run(spec, &opts, checks(&spec.name)).await?,
-            );
+            record(column, result);
         }
     }
     println!("Machine: {}", machine());
     println!(
         "Load: {} ceremonies per run (makeCredential and getAssertion alternate) after {} warm-up, \
-         one at a time, loopback tunnel server in the benchmark, file radio, automatic approval, \
-         throwaway vault with the cheapest KDF",
-        opts.ceremonies, opts.warmup
+         one at a time, the phones taking turns of {} ceremonies, a loopback tunnel server in the \
+         benchmark for each, file radio, automatic approval, throwaway vault with the cheapest KDF",
+        opts.ceremonies,
+        opts.warmup,
+        opts.turn.min(opts.ceremonies)
     );
     for spec in &phones {
         let c = checks(&spec.name);

@@ -70,10 +70,14 @@ impl Places {
     }
 }
 
+/// The message of hybridd's one timing line per session.
+pub const SESSION_LINE: &str = "ceremony timings";
+
 /// One `hybridd::timing` line: its message and its integer fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
-    /// `ceremony timings` or `request timings`.
+    /// [`SESSION_LINE`] (the phases, and the first request's `command`,
+    /// `ctap_us` and `user_us`) or `request timings` (a further request).
     pub message: String,
     /// `name=value` fields.
     pub fields: Vec<(String, i64)>,
@@ -306,17 +310,14 @@ impl Phone {
         out
     }
 
-    /// Waits (at most `within`) until at least `count` timing lines arrived
-    /// in all, counting `have`; returns the new ones.
-    pub async fn wait_timings(
-        &mut self,
-        have: usize,
-        count: usize,
-        within: Duration,
-    ) -> Vec<Timing> {
+    /// Waits (at most `within`) until the `ceremony timings` lines of
+    /// `sessions` sessions arrived (hybridd writes one per session, last),
+    /// and returns every timing line received.
+    pub async fn wait_timings(&mut self, sessions: usize, within: Duration) -> Vec<Timing> {
         let mut out = self.take_timings();
         let deadline = Instant::now() + within;
-        while have + out.len() < count {
+        let ended = |v: &[Timing]| v.iter().filter(|t| t.message == SESSION_LINE).count();
+        while ended(&out) < sessions {
             match tokio::time::timeout_at(deadline, self.timings.recv()).await {
                 Ok(Some(t)) => out.push(t),
                 _ => break,
@@ -364,6 +365,14 @@ mod tests {
         assert_eq!(t.get("tunnel_open_us"), Some(1200));
         assert_eq!(t.get("post_handshake_us"), Some(-1));
         assert_eq!(t.get("nope"), None);
+        let session =
+            "2026-12-05T04:00:00Z DEBUG hybridd::timing: ceremony timings tunnel_open_us=140 \
+                       first_advert_us=160 handshake_reply_us=230 post_handshake_us=230 \
+                       command=2 ctap_us=410 user_us=700";
+        let t = Timing::parse(session).unwrap();
+        assert_eq!(t.message, SESSION_LINE);
+        assert_eq!(t.get("command"), Some(2));
+        assert_eq!(t.get("ctap_us"), Some(410));
         let plain = "2026-12-02T11:00:00Z DEBUG hybridd::timing: request timings command=1 ctap_us=900 user_us=40";
         let t = Timing::parse(plain).unwrap();
         assert_eq!(t.message, "request timings");
