@@ -159,10 +159,14 @@ pub(super) async fn drive<'a>(
     if config.get_info.is_empty() {
         config.get_info = peers.authenticator.get_info();
     }
-    tracing::info!(
+    let domain_id = config.tunnel.domain_id();
+    // `debug`: the "phone session ended" line says all of it at `info`,
+    // once per ceremony (each line costs the daemon a write and its reader
+    // a wake-up; docs/performance.md, "Phone: thirteenth round").
+    tracing::debug!(
         qr_age_secs = ?qr_age_secs,
         hint = ?hint,
-        domain_id = config.tunnel.domain_id(),
+        domain_id,
         "phone session started"
     );
     let mut report = Report::refused(hybrid_session::FailReason::Cancelled, received);
@@ -189,6 +193,7 @@ pub(super) async fn drive<'a>(
         pending_status: None,
         last_answer: None,
         ctx: RequestContext { qr_age_secs, hint },
+        domain_id,
         client: &opts.client,
         report,
         peers,
@@ -213,6 +218,8 @@ struct Driver<'a, 'o> {
     /// The person's last answer for the request being processed.
     last_answer: Option<Result<Approval, UserError>>,
     ctx: RequestContext,
+    /// The tunnel domain the QR chose (for the log).
+    domain_id: u16,
     client: &'o ClientOptions,
     report: Report,
     peers: Peers<'a>,
@@ -235,8 +242,8 @@ impl Driver<'_, '_> {
     async fn execute(&mut self, action: Action) -> Option<Outcome> {
         match action {
             Action::OpenTunnel { url, origin, .. } => {
-                // `debug`: "phone session started" and "phone session ended
-                // … path=tunnel" already say it at `info`.
+                // `debug`: "phone session ended … path=tunnel" says it at
+                // `info`.
                 tracing::debug!("opening tunnel");
                 let connect = client::open_new(&url, &origin, self.client);
                 tokio::select! {
@@ -546,6 +553,9 @@ impl Driver<'_, '_> {
             commands = report.commands.len(),
             last_status = ?report.last_reply.map(|r| r.status.byte()),
             elapsed_ms = at.saturating_duration_since(report.received).as_millis() as u64,
+            qr_age_secs = ?self.ctx.qr_age_secs,
+            hint = ?self.ctx.hint,
+            domain_id = self.domain_id,
             "phone session ended: {outcome}"
         );
         report.log_timings();

@@ -153,10 +153,16 @@ impl Report {
     }
 
     /// Logs the ceremony's phase times in microseconds at debug level under
-    /// the target `hybridd::timing` (one `ceremony timings` line, then one
-    /// `request timings` line per CTAP request) — what `hybrid-bench
-    /// ceremony` reads (docs/performance.md). Off unless asked for with
+    /// the target `hybridd::timing` — what `hybrid-bench ceremony` reads
+    /// (docs/performance.md). Off unless asked for with
     /// `RUST_LOG=…,hybridd::timing=debug`.
+    ///
+    /// One `ceremony timings` line per session, which also carries the
+    /// first CTAP request's times (`command`, `ctap_us`, `user_us`; `-1`
+    /// without a request); each further request gets a `request timings`
+    /// line of its own, before it. One line for the usual one-request
+    /// session: every line costs the daemon a write and its reader a
+    /// wake-up, and these exist only to be measured.
     pub fn log_timings(&self) {
         if !tracing::enabled!(target: "hybridd::timing", tracing::Level::DEBUG) {
             return;
@@ -166,6 +172,26 @@ impl Report {
             (Some(a), Some(b)) => b.saturating_duration_since(a).as_micros() as i64,
             _ => -1,
         };
+        let mut requests = self.sent.requests.iter().map(|r| {
+            let total = us(Some(r.received), r.sent);
+            let user = r.user_wait.as_micros() as i64;
+            let ctap = if total < 0 {
+                -1
+            } else {
+                total.saturating_sub(user)
+            };
+            (i64::from(r.command), ctap, user)
+        });
+        let (command, ctap_us, user_us) = requests.next().unwrap_or((-1, -1, -1));
+        for (command, ctap_us, user_us) in requests {
+            tracing::debug!(
+                target: "hybridd::timing",
+                command,
+                ctap_us,
+                user_us,
+                "request timings"
+            );
+        }
         let start = Some(p.started);
         tracing::debug!(
             target: "hybridd::timing",
@@ -173,19 +199,11 @@ impl Report {
             first_advert_us = us(start, p.advert_out),
             handshake_reply_us = us(p.desktop_message, self.sent.handshake_reply),
             post_handshake_us = us(p.desktop_message, self.sent.post_handshake),
+            command,
+            ctap_us,
+            user_us,
             "ceremony timings"
         );
-        for r in &self.sent.requests {
-            let total = us(Some(r.received), r.sent);
-            let user = r.user_wait.as_micros() as i64;
-            tracing::debug!(
-                target: "hybridd::timing",
-                command = r.command,
-                ctap_us = if total < 0 { -1 } else { total.saturating_sub(user) },
-                user_us = user,
-                "request timings"
-            );
-        }
     }
 
     /// Whether the desktop's first message (msg1) arrived: the QR reached
