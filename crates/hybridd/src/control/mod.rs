@@ -25,6 +25,7 @@
 //! client → {"approve": true, "pin": "…"} | {"approve": false}
 //! daemon → {"event": "notice", "message": "wrong PIN: …"}
 //! daemon → {"done": {"ok": bool, "outcome": "completed" | <code>, "message": "…"}}
+//!                                              a scan's done ends the connection
 //! daemon → {"busy": "a session is already running"} | {"error": "…"}
 //! ```
 //!

@@ -284,8 +284,14 @@ impl Connection {
 }
 
 impl Connection {
-    /// The reply to a scan: how its session ended (and whether the client
-    /// went away), or busy when another session holds the slot.
+    /// The reply to a scan: how its session ended, or busy when another
+    /// session holds the slot; and whether the connection ends with it.
+    ///
+    /// A session's `done` is the connection's last line: the daemon closes
+    /// it at once instead of waiting for the client to (every client leaves
+    /// after `done`, and waiting cost the daemon a wake-up per ceremony;
+    /// docs/performance.md, "Phone: thirteenth round"). After `busy` the
+    /// client may ask again on the same connection.
     async fn scan(
         &mut self,
         uri: Zeroizing<String>,
@@ -294,7 +300,7 @@ impl Connection {
         wr: &mut OwnedWriteHalf,
     ) -> (DaemonMsg, bool) {
         match self.session(uri, mode, lines, wr).await {
-            Some((done, client_gone)) => (DaemonMsg::Done(done), client_gone),
+            Some((done, _client_gone)) => (DaemonMsg::Done(done), true),
             None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
         }
     }
