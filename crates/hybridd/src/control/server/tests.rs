@@ -96,8 +96,15 @@ async fn scan_prompt_busy_done_over_a_real_socket() {
     };
     assert!(d.ok);
     assert_eq!(d.message, "FIDO:/1");
+    // A session's done is its connection's last line: the daemon closed it.
+    let end = tokio::time::timeout(Duration::from_secs(10), a.recv()).await;
+    assert_eq!(
+        end.expect("the daemon did not close the connection after done")
+            .unwrap(),
+        None
+    );
 
-    // Ready for the next one.
+    // Ready for the next one (after busy, on the same connection).
     b.send(&ClientMsg::Scan(Zeroizing::new("FIDO:/3".into())))
         .await
         .unwrap();
