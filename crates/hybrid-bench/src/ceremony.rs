@@ -323,14 +323,24 @@ impl Stage {
 /// own tunnel server, vault and directory), then their ceremonies in turns
 /// of `opts.turn` ceremonies each, one ceremony at a time across all phones,
 /// so that a change in the host's load during the run falls on every phone
-/// alike. A phone's CPU is counted over its own turns only. Results are in
-/// the order of `contenders`.
+/// alike. A phone's CPU is counted over its own turns only.
+///
+/// The phones are set up (and take their first turns) in the order of
+/// `contenders` rotated left by `rotation`: give each run of a series the
+/// next rotation, so that every phone is set up first, second, … equally
+/// often. Where a phone sits in that order matters on a small VM (two
+/// byte-identical phones set up second and fourth of four differed by
+/// 20 µs per ceremony, lower in 8 of 9 runs; docs/performance.md, "Phone:
+/// thirteenth round"). Results are in the order of `contenders`.
 pub async fn run(
     contenders: &[Contender],
     opts: &CeremonyOptions,
+    rotation: usize,
 ) -> Result<Vec<RunResult>, BenchError> {
-    let mut stages = Vec::with_capacity(contenders.len());
-    for c in contenders {
+    let n = contenders.len();
+    let order: Vec<usize> = (0..n).map(|k| (k + rotation) % n.max(1)).collect();
+    let mut stages = Vec::with_capacity(n);
+    for c in order.iter().filter_map(|&i| contenders.get(i)) {
         match Stage::set_up(c, opts).await {
             Ok(s) => stages.push(s),
             Err(e) => {
@@ -346,7 +356,10 @@ pub async fn run(
     for s in stages {
         s.tear_down(failed).await;
     }
-    result
+    // Back to the order of `contenders`.
+    let mut by_contender: Vec<(usize, RunResult)> = order.into_iter().zip(result?).collect();
+    by_contender.sort_by_key(|(i, _)| *i);
+    Ok(by_contender.into_iter().map(|(_, r)| r).collect())
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {

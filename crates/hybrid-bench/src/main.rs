@@ -157,7 +157,8 @@ async fn run_ceremony(args: CeremonyArgs) -> Result<(), BenchError> {
                 .join(", "),
             opts.turn.min(opts.ceremonies)
         );
-        let results = ceremony::run(&contenders, &opts).await?;
+        // Each run sets the phones up in the next rotation of their order.
+        let results = ceremony::run(&contenders, &opts, run).await?;
         for ((spec, column), result) in phones.iter().zip(columns.iter_mut()).zip(results) {
             eprintln!("[bench] run {}/{runs}: {}", run + 1, spec.name);
             record(column, result);
