@@ -316,10 +316,13 @@ impl Phone {
     pub async fn wait_timings(&mut self, sessions: usize, within: Duration) -> Vec<Timing> {
         let mut out = self.take_timings();
         let deadline = Instant::now() + within;
-        let ended = |v: &[Timing]| v.iter().filter(|t| t.message == SESSION_LINE).count();
-        while ended(&out) < sessions {
+        let mut ended = out.iter().filter(|t| t.message == SESSION_LINE).count();
+        while ended < sessions {
             match tokio::time::timeout_at(deadline, self.timings.recv()).await {
-                Ok(Some(t)) => out.push(t),
+                Ok(Some(t)) => {
+                    ended += usize::from(t.message == SESSION_LINE);
+                    out.push(t);
+                }
                 _ => break,
             }
         }

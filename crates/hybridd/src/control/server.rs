@@ -300,21 +300,21 @@ impl Connection {
         wr: &mut OwnedWriteHalf,
     ) -> (DaemonMsg, bool) {
         match self.session(uri, mode, lines, wr).await {
-            Some((done, _client_gone)) => (DaemonMsg::Done(done), true),
+            Some(done) => (DaemonMsg::Done(done), true),
             None => (DaemonMsg::Busy(BUSY_MESSAGE.into()), false),
         }
     }
 
     /// Runs one session for `uri`, relaying its messages and the client's
-    /// answers; returns how it ended and whether the client went away, or
-    /// `None` when another session holds the slot.
+    /// answers; returns how it ended, or `None` when another session holds
+    /// the slot.
     async fn session(
         &mut self,
         uri: Zeroizing<String>,
         mode: ScanMode,
         lines: &mut Lines,
         wr: &mut OwnedWriteHalf,
-    ) -> Option<(Done, bool)> {
+    ) -> Option<Done> {
         let terminal = mode == ScanMode::Terminal;
         let detached = mode == ScanMode::HandOff;
         let guard = self.slot.clone().try_lock_owned().ok()?;
@@ -410,7 +410,7 @@ impl Connection {
         }
         drop(guard);
         tracing::debug!(outcome = %done.outcome, "session ended");
-        Some((done, gone))
+        Some(done)
     }
 }
 
