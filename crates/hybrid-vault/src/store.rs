@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::error::VaultError;
 use crate::seal::{self, MetaKey, SecretKey};
 use crate::vault::Vault;
-use crate::write_tx::WriteTx;
+use crate::write_tx::{Commit, WriteTx};
 
 /// Columns of [`CredentialMeta`] and the row's tag, in the order
 /// [`meta_from_row`] reads them.
@@ -277,7 +277,7 @@ impl Vault {
         let (Some(key), Some(meta_key)) = (self.key.as_ref(), self.meta_key.as_ref()) else {
             return Err(VaultError::NotUnlocked);
         };
-        let tx = WriteTx::begin(&self.conn)?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, Commit::Synced)?;
         let mut blocks = Vec::new();
         for (meta, secrets) in items {
             insert_one(&tx, key, meta_key, self.capacity, meta, secrets)?;
@@ -339,8 +339,7 @@ impl Vault {
     /// `sign_count_reserved` as committed *with a sync* before it. Within
     /// a block this process reserved (after its makeCredential insert, or
     /// its last synced bump), the new count and `last_used` are committed
-    /// without a sync of their own (`synchronous = NORMAL` for that one
-    /// transaction): they survive the process being killed at once, and a
+    /// without a sync of their own ([`Commit::Unsynced`]): they survive the process being killed at once, and a
     /// power loss from the vault's next synced commit on. When the block
     /// is used up, or for a credential this process has not yet reserved
     /// (the first sign-in after a start), the count restarts above the
@@ -358,11 +357,12 @@ impl Vault {
                 // commit instead (`Vault::begin_unlock`): the assertion is
                 // about to leave.
                 let carry = self.unsynced;
-                let counted = if carry {
-                    self.bump_in(id, now_unix, Some(block))?
+                let commit = if carry {
+                    Commit::Synced
                 } else {
-                    self.without_own_sync(|v| v.bump_in(id, now_unix, Some(block)))?
+                    Commit::Unsynced
                 };
+                let counted = self.bump_in(id, now_unix, Some(block), commit)?;
                 if let Some(count) = counted {
                     if carry {
                         self.unsynced = false;
@@ -372,26 +372,26 @@ impl Vault {
             }
         }
         let count = self
-            .bump_in(id, now_unix, None)?
+            .bump_in(id, now_unix, None, Commit::Synced)?
             .ok_or_else(|| VaultError::Corrupt("signature counter not reserved".into()))?;
         self.unsynced = false;
         Ok(count)
     }
 
-    /// One bump in one transaction (committed at the connection's current
-    /// `synchronous`): within `block` (`None` when the row no longer
-    /// matches it: someone else wrote the row), or reserving a new block
-    /// above everything stored.
+    /// One bump in one transaction, committed as `commit` says: within
+    /// `block` (`None` when the row no longer matches it: someone else
+    /// wrote the row), or reserving a new block above everything stored.
     fn bump_in(
         &mut self,
         id: &[u8],
         now_unix: u64,
         block: Option<CounterBlock>,
+        commit: Commit,
     ) -> Result<Option<u32>, VaultError> {
         let Some(meta_key) = self.meta_key.as_ref() else {
             return Err(VaultError::NotUnlocked);
         };
-        let tx = WriteTx::begin(&self.conn)?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, commit)?;
         let mut row = Self::verified_row(&tx, meta_key, id)?;
         let reserved: u32 = tx
             .prepare_cached("SELECT sign_count_reserved FROM credentials WHERE seq = ?1")?

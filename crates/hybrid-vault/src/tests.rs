@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use hybrid_ctap::store::{CredentialMeta, CredentialSecrets, CredentialStore};
 use zeroize::Zeroizing;
 
+use crate::write_tx::Commit;
 use crate::{pin, KdfParams, Vault, VaultError};
 
 const PIN: &str = "PIN-3141-plaintext";
@@ -151,10 +152,11 @@ fn the_unlocked_keys_sit_in_locked_memory() {
 }
 
 /// The reset after a correct PIN is committed without its own fsync
-/// (`synchronous = NORMAL` for that one transaction): every other commit
-/// must still be `FULL`, and the counter is reset.
+/// (`Commit::Unsynced`); the attempts are counted with one, the commit
+/// after the reset syncs again (the connection back at `FULL`), and the
+/// counter is reset.
 #[test]
-fn the_pin_reset_leaves_the_connection_at_synchronous_full() {
+fn the_pin_reset_alone_is_unsynced_and_the_next_commit_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("private").join("v.db");
     let mut v = Vault::create(&path, PIN, KdfParams::INSECURE_FOR_TESTS).unwrap();
@@ -165,8 +167,16 @@ fn the_pin_reset_leaves_the_connection_at_synchronous_full() {
     assert_eq!(v.pin_status().unwrap().failures, 1);
     v.lock();
     v.unlock(PIN, now + Duration::from_secs(5)).unwrap();
-    assert_eq!(synchronous(&v), FULL);
+    assert_eq!(
+        v.sync.log,
+        [Commit::Synced, Commit::Synced, Commit::Unsynced],
+        "two counted attempts, then the reset"
+    );
     assert_eq!(v.pin_status().unwrap().failures, 0);
+    let (m, s) = cred(3);
+    v.insert(&m, &s).unwrap();
+    assert_eq!(v.sync.log.last(), Some(&Commit::Synced));
+    assert_eq!(synchronous(&v), FULL, "the insert ran at FULL");
     // Reopened (the reset reached the file, not only the connection).
     drop(v);
     let v = Vault::open(&path).unwrap();
@@ -206,9 +216,8 @@ fn cred(n: u8) -> (CredentialMeta, CredentialSecrets) {
 }
 
 /// Signature counters reserved in blocks: within a block a sign-in
-/// commits without a sync (`synchronous = NORMAL` for that transaction,
-/// the connection back at `FULL` after it); the end of a block, and the
-/// first sign-in of a process, reserve with a synced commit.
+/// commits without a sync (`Commit::Unsynced`); the end of a block, and
+/// the first sign-in of a process, reserve with a synced commit.
 #[test]
 fn counters_within_a_block_commit_without_a_sync_of_their_own() {
     let dir = private_dir();
@@ -233,11 +242,13 @@ fn counters_within_a_block_commit_without_a_sync_of_their_own() {
     for n in 1..=crate::COUNTER_BLOCK {
         assert_eq!(v.next_sign_count(&m.id, u64::from(n)).unwrap(), n);
         assert_eq!(reserved(&v), crate::COUNTER_BLOCK);
-        assert_eq!(synchronous(&v), FULL);
+        assert_eq!(v.sync.log.last(), Some(&Commit::Unsynced));
     }
     // The block is used up: the next bump reserves a new one, synced.
     let next = crate::COUNTER_BLOCK + 1;
     assert_eq!(v.next_sign_count(&m.id, 99).unwrap(), next);
+    assert_eq!(v.sync.log.last(), Some(&Commit::Synced));
+    assert_eq!(synchronous(&v), FULL);
     assert_eq!(reserved(&v), next + crate::COUNTER_BLOCK - 1);
     assert_eq!(v.next_sign_count(&m.id, 100).unwrap(), next + 1);
     let listed = v.list().unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::write_tx::WriteTx;
+use crate::write_tx::{Commit, SyncLevel, WriteTx};
 use zeroize::Zeroizing;
 
 use crate::error::VaultError;
@@ -62,6 +62,9 @@ pub struct Vault {
     /// ([`Vault::begin_unlock_noting`]) that no synced commit has covered
     /// yet ([`Vault::make_durable`]).
     pub(crate) unsynced: bool,
+    /// The connection's `synchronous` level; every write transaction sets
+    /// the one it needs (`crate::write_tx`).
+    pub(crate) sync: SyncLevel,
     /// How many times [`Vault::make_durable`] synced the log.
     #[cfg(test)]
     pub(crate) wal_syncs: usize,
@@ -314,6 +317,7 @@ impl Vault {
             capacity: DEFAULT_CAPACITY,
             counter_blocks: std::collections::HashMap::new(),
             unsynced: false,
+            sync: SyncLevel::full(),
             #[cfg(test)]
             wal_syncs: 0,
         };
@@ -417,7 +421,7 @@ impl Vault {
         now: SystemTime,
         used: &[UsedQr],
     ) -> Result<PinAttempt, VaultError> {
-        let rec = self.without_own_sync(|v| v.count_attempt(pin, now, used))?;
+        let rec = self.count_attempt(pin, now, used, Commit::Unsynced)?;
         self.unsynced = true;
         Ok(PinAttempt {
             pin: Zeroizing::new(pin.to_owned()),
@@ -482,16 +486,16 @@ impl Vault {
     /// (docs/performance.md, "Phone: twelfth round").
     fn check_derived(&mut self, derived: DerivedPin) -> Result<(), VaultError> {
         let DerivedPin { pin, rec, kek } = derived;
-        let key = self.without_own_sync(|v| {
-            let tx = WriteTx::begin(&v.conn)?;
+        let key = {
+            let tx = WriteTx::begin(&self.conn, &mut self.sync, Commit::Unsynced)?;
             if read_pin_record(&tx)? != rec {
                 return Err(VaultError::ChangedConcurrently);
             }
             let key = unseal(kek?, &rec)?;
             reset_pin_failures(&tx)?;
             tx.commit()?;
-            Ok(key)
-        })?;
+            key
+        };
         self.unlocked_by(&pin, key, rec)
     }
 
@@ -605,7 +609,7 @@ impl Vault {
     /// Does not need the PIN (metadata operation; whoever can write the file
     /// can delete it anyway).
     pub fn delete(&mut self, id: &[u8]) -> Result<bool, VaultError> {
-        let tx = WriteTx::begin(&self.conn)?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, Commit::Synced)?;
         let n = tx.execute("DELETE FROM credentials WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n > 0)
@@ -623,24 +627,25 @@ impl Vault {
         pin: &str,
         now: SystemTime,
     ) -> Result<(SecretKey, PinRecord), VaultError> {
-        let rec = self.count_attempt(pin, now, &[])?;
+        let rec = self.count_attempt(pin, now, &[], Commit::Synced)?;
         let kek = derive_kek(pin, &rec)?;
         self.open_sealed_key(kek, rec)
     }
 
     /// The first half of a PIN check: the policy, the delay and the
-    /// lockout, then the attempt counted (by a synced commit, unless the
-    /// caller runs this at `synchronous = NORMAL`: [`Vault::begin_unlock`]). Returns the
-    /// PIN record with the attempt counted.
+    /// lockout, then the attempt counted (by a synced commit, or an
+    /// unsynced one for [`Vault::begin_unlock`]). Returns the PIN record
+    /// with the attempt counted.
     fn count_attempt(
         &mut self,
         pin: &str,
         now: SystemTime,
         used: &[UsedQr],
+        commit: Commit,
     ) -> Result<PinRecord, VaultError> {
         pin::check_policy(pin)?;
         let now_ms = unix_ms(now);
-        let tx = WriteTx::begin(&self.conn)?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, commit)?;
         let rec = read_pin_record(&tx)?;
         rec.check()?;
         if rec.failures >= MAX_PIN_FAILURES {
@@ -689,7 +694,9 @@ impl Vault {
         rec: PinRecord,
     ) -> Result<(SecretKey, PinRecord), VaultError> {
         let key = unseal(kek, &rec)?;
-        self.without_own_sync(|v| reset_pin_failures(&v.conn))?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, Commit::Unsynced)?;
+        reset_pin_failures(&tx)?;
+        tx.commit()?;
         Ok((key, rec))
     }
 }
@@ -829,7 +836,7 @@ impl Vault {
         let sealed = seal_vault_key(key, pin, &salt, params, &aad)?;
         let meta_key = MetaKey::derive(key, &vault_id)?;
 
-        let tx = WriteTx::begin(&self.conn)?;
+        let tx = WriteTx::begin(&self.conn, &mut self.sync, Commit::Synced)?;
         let current = read_pin_record(&tx)?;
         if current.sealed_key != rec.sealed_key {
             // Another process re-sealed since our PIN check. The vault key
@@ -869,10 +876,9 @@ impl Vault {
     }
 }
 
-/// Resets the wrong-PIN counter after a correct PIN, committed *without*
-/// its own fsync (`synchronous = NORMAL` for this one transaction, `FULL`
-/// again right after): in WAL mode the reset's frames then become durable
-/// with the next `FULL` commit — the ceremony's credential insert, a
+/// Resets the wrong-PIN counter after a correct PIN; the caller commits
+/// it *without* its own fsync ([`Commit::Unsynced`]): in WAL mode the
+/// reset's frames then become durable with the next synced commit — the ceremony's credential insert, a
 /// signature counter reservation, or at the latest the next PIN attempt —
 /// or the next checkpoint.
 ///
@@ -892,29 +898,6 @@ fn reset_pin_failures(conn: &Connection) -> Result<(), VaultError> {
     )?
     .execute([])?;
     Ok(())
-}
-
-impl Vault {
-    /// Runs `write` with the connection at `synchronous = NORMAL`: what it
-    /// commits is not fsynced by itself (it survives `kill -9` at once, a
-    /// power loss from the next `FULL` commit on). `FULL` is restored
-    /// before anything else can commit, whatever `write` did. SQLite
-    /// refuses to change the level inside a transaction, so `write` opens
-    /// and commits its own. Used by the PIN counter's reset and by
-    /// signature counters inside a reserved block (`Vault::bump_sign_count`).
-    pub(crate) fn without_own_sync<T>(
-        &mut self,
-        write: impl FnOnce(&mut Self) -> Result<T, VaultError>,
-    ) -> Result<T, VaultError> {
-        self.conn
-            .prepare_cached("PRAGMA synchronous = NORMAL")?
-            .execute([])?;
-        let written = write(self);
-        self.conn
-            .prepare_cached("PRAGMA synchronous = FULL")?
-            .execute([])?;
-        written
-    }
 }
 
 fn read_pin_record(conn: &Connection) -> Result<PinRecord, VaultError> {
