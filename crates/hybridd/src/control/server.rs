@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
@@ -195,7 +195,7 @@ struct Connection {
     shutdown: watch::Receiver<bool>,
 }
 
-type Lines = LineReader<tokio::net::unix::OwnedReadHalf>;
+type Lines = LineReader<OwnedReadHalf>;
 
 fn pong(busy: bool, vault_session: bool) -> DaemonMsg {
     DaemonMsg::Pong(Pong {
@@ -206,8 +206,18 @@ fn pong(busy: bool, vault_session: bool) -> DaemonMsg {
 }
 
 impl Connection {
-    async fn serve(mut self, stream: UnixStream, our_uid: u32) {
+    /// Serves one connection until it ends, then closes it. The write half
+    /// is not shut down on its own first (tokio's default when it drops):
+    /// `close` alone tells the client the same, and the `shutdown` cost a
+    /// system call and a wake-up of the client per ceremony
+    /// (docs/performance.md, "Phone: fourteenth round").
+    async fn serve(self, stream: UnixStream, our_uid: u32) {
         let (rd, mut wr) = stream.into_split();
+        self.serve_on(rd, &mut wr, our_uid).await;
+        wr.forget();
+    }
+
+    async fn serve_on(mut self, rd: OwnedReadHalf, wr: &mut OwnedWriteHalf, our_uid: u32) {
         match wr.as_ref().peer_cred().map(|c| c.uid()) {
             Ok(uid) if peer_allowed(uid, our_uid) => {}
             Ok(uid) => {
@@ -216,7 +226,7 @@ impl Connection {
                     "refused control connection from another user"
                 );
                 let refusal = DaemonMsg::Error("permission denied: not the daemon's user".into());
-                let _ = send(&mut wr, &refusal).await;
+                let _ = send(wr, &refusal).await;
                 return;
             }
             Err(e) => {
@@ -241,7 +251,7 @@ impl Connection {
                         let skip = lines.skip_line(SKIP_LIMIT);
                         let _ = tokio::time::timeout(SKIP_TIME, skip).await;
                     }
-                    let _ = send(&mut wr, &DaemonMsg::Error(e.to_string())).await;
+                    let _ = send(wr, &DaemonMsg::Error(e.to_string())).await;
                     return;
                 }
             };
@@ -266,17 +276,16 @@ impl Connection {
                     (DaemonMsg::Error("no prompt is pending".into()), false)
                 }
                 Ok(ClientMsg::Scan(uri)) => {
-                    self.scan(uri, ScanMode::Terminal, &mut lines, &mut wr)
-                        .await
+                    self.scan(uri, ScanMode::Terminal, &mut lines, wr).await
                 }
                 Ok(ClientMsg::DesktopScan(uri)) => {
-                    self.scan(uri, ScanMode::Desktop, &mut lines, &mut wr).await
+                    self.scan(uri, ScanMode::Desktop, &mut lines, wr).await
                 }
                 Ok(ClientMsg::HandOff(uri)) => {
-                    self.scan(uri, ScanMode::HandOff, &mut lines, &mut wr).await
+                    self.scan(uri, ScanMode::HandOff, &mut lines, wr).await
                 }
             };
-            if send(&mut wr, &reply).await.is_err() || last {
+            if send(wr, &reply).await.is_err() || last {
                 return;
             }
         }
