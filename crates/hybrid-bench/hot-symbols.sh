@@ -35,7 +35,8 @@ trap 'rm -rf "$WORK" "$PREVIOUS"' EXIT
 # fresh machine"). So the previous list's variants of a name are kept, each
 # right after this build's variant of the same function: a build from
 # either environment finds its own names in the same places (LLD skips the
-# others).
+# others). The release profile's fat LTO (one codegen unit, Cargo.toml)
+# makes no such names; this matters again only for a build without it.
 cat >"$WORK/phone.sh" <<'WRAP'
 #!/usr/bin/env bash
 out=$1; shift
