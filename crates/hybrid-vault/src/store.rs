@@ -289,22 +289,23 @@ impl Vault {
         Ok(())
     }
 
-    /// One row by credential ID, its tag checked (`conn` may be a
-    /// transaction).
-    fn verified_row(
+    /// One row by credential ID, its tag checked, with one more of its
+    /// columns from the same statement (`conn` may be a transaction).
+    fn verified_row_with<T: rusqlite::types::FromSql>(
         conn: &rusqlite::Connection,
         meta_key: &MetaKey,
         id: &[u8],
-    ) -> Result<StoredRow, VaultError> {
-        let row = conn
+        column: &str,
+    ) -> Result<(StoredRow, T), VaultError> {
+        let (row, extra) = conn
             .prepare_cached(&format!(
-                "SELECT {META_COLUMNS} FROM credentials WHERE id = ?1"
+                "SELECT {META_COLUMNS}, {column} FROM credentials WHERE id = ?1"
             ))?
-            .query_row([id], meta_from_row)
+            .query_row([id], |r| Ok((meta_from_row(r)?, r.get(META_COLUMN_COUNT)?)))
             .optional()?
             .ok_or(VaultError::NoSuchCredential)?;
         check_tag(meta_key, &row)?;
-        Ok(row)
+        Ok((row, extra))
     }
 
     /// See [`CredentialStore::secrets`]; needs the vault unlocked. The row's
@@ -317,15 +318,8 @@ impl Vault {
         let (Some(key), Some(meta_key)) = (self.key.as_ref(), self.meta_key.as_ref()) else {
             return Err(VaultError::NotUnlocked);
         };
-        let (row, sealed): (StoredRow, Vec<u8>) = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {META_COLUMNS}, sealed_secrets FROM credentials WHERE id = ?1"
-            ))?
-            .query_row([id], |r| Ok((meta_from_row(r)?, r.get(META_COLUMN_COUNT)?)))
-            .optional()?
-            .ok_or(VaultError::NoSuchCredential)?;
-        check_tag(meta_key, &row)?;
+        let (_, sealed): (StoredRow, Vec<u8>) =
+            Self::verified_row_with(&self.conn, meta_key, id, "sealed_secrets")?;
         let plain = seal::open(key, &seal::credential_aad(id), &sealed)?;
         seal::decode_secrets(&plain)
     }
@@ -339,10 +333,11 @@ impl Vault {
     /// `sign_count_reserved` as committed *with a sync* before it. Within
     /// a block this process reserved (after its makeCredential insert, or
     /// its last synced bump), the new count and `last_used` are committed
-    /// without a sync of their own ([`Commit::Unsynced`]): they survive the process being killed at once, and a
-    /// power loss from the vault's next synced commit on. When the block
-    /// is used up, or for a credential this process has not yet reserved
-    /// (the first sign-in after a start), the count restarts above the
+    /// without a sync of their own ([`Commit::Unsynced`]): they survive the
+    /// process being killed at once, and a power loss from the vault's
+    /// next synced commit on. When the block is used up, or for a
+    /// credential this process has not yet reserved (the first sign-in
+    /// after a start), the count restarts above the
     /// stored reservation and a new block of [`COUNTER_BLOCK`] values is
     /// committed with a sync. So a power loss can roll the stored count
     /// back, but never makes the vault sign a value twice: after a restart
@@ -392,10 +387,8 @@ impl Vault {
             return Err(VaultError::NotUnlocked);
         };
         let tx = WriteTx::begin(&self.conn, &mut self.sync, commit)?;
-        let mut row = Self::verified_row(&tx, meta_key, id)?;
-        let reserved: u32 = tx
-            .prepare_cached("SELECT sign_count_reserved FROM credentials WHERE seq = ?1")?
-            .query_row([row.seq], |r| r.get(0))?;
+        let (mut row, reserved): (StoredRow, u32) =
+            Self::verified_row_with(&tx, meta_key, id, "sign_count_reserved")?;
         let (count, reserved) = match block {
             Some(b) if row.meta.sign_count == b.last && reserved == b.reserved => {
                 (b.last.saturating_add(1), reserved)

@@ -878,8 +878,8 @@ impl Vault {
 
 /// Resets the wrong-PIN counter after a correct PIN; the caller commits
 /// it *without* its own fsync ([`Commit::Unsynced`]): in WAL mode the
-/// reset's frames then become durable with the next synced commit — the ceremony's credential insert, a
-/// signature counter reservation, or at the latest the next PIN attempt —
+/// reset's frames then become durable with the next synced commit — the
+/// ceremony's credential insert, a signature counter reservation, or at the latest the next PIN attempt —
 /// or the next checkpoint.
 ///
 /// Why this is as safe as a `FULL` commit: the attempt itself was counted
